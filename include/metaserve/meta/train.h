@@ -1,0 +1,91 @@
+/*
+ * The meta-training loop: a Trainer owns the trainable vector (theta, then the Meta-SGD rates),
+ * the outer optimiser state (Adam moments or nothing for SGD), the task-stream Rng and the scratch
+ * for one task. One trainer_step draws meta_batch tasks, averages their meta-gradients, clips by
+ * global norm when asked, and applies one optimiser step. Tasks of a meta-batch are processed one
+ * at a time, so memory does not grow with meta_batch.
+ *
+ * Determinism: the whole state is (params, m1, m2, t, rng); same config and seed give bit-identical
+ * parameters on the same build. A non-finite loss or gradient returns MS_ERR_NUMERIC and leaves
+ * the parameters as they were before the step.
+ *
+ * Usage:
+ *     TrainConfig c; train_config_defaults(&c); ... fill ...
+ *     Trainer t; if (trainer_init(&t, &c, &err) != MS_OK) ...;
+ *     while (t.t < c.iterations) trainer_step(&t, &stats, &err);
+ *     trainer_free(&t);
+ */
+#ifndef METASERVE_META_TRAIN_H
+#define METASERVE_META_TRAIN_H
+
+#include <stdint.h>
+
+#include "metaserve/meta/meta.h"
+#include "metaserve/nn/mlp.h"
+#include "metaserve/tasks/sampler.h"
+
+typedef enum { OPT_ADAM, OPT_SGD } OptKind;
+
+#define TRAIN_NAME_MAX 128
+
+/** A training config: the body of POST /v1/jobs and of `metaserve train --config`. */
+typedef struct {
+    char name[TRAIN_NAME_MAX];    // model name
+    int n_sizes;                  // entries in sizes
+    int sizes[MLP_MAX_LAYERS + 1]; // layer widths, input first
+    MlpAct act;
+    MlpHead head;
+    MetaAlgo algo;
+    double inner_lr;   // alpha (Meta-SGD: initial value of every rate)
+    int inner_steps;   // K
+    OptKind opt;       // outer optimiser
+    double outer_lr;   // beta (Reptile: epsilon)
+    double clip_norm;  // > 0: clip the meta-gradient to this global norm; 0: off
+    int anneal;        // 1: outer lr decays linearly to 0 over the run (Reptile default)
+    double adam_beta1, adam_beta2, adam_eps;
+    int meta_batch;    // tasks per meta-update
+    long iterations;   // meta-updates
+    uint64_t seed;
+    TaskConfig tasks;  // the family
+    int k_support;     // shots (per class for classification)
+    int k_query;
+} TrainConfig;
+
+/** Defaults of DESIGN.md §3: relu regression, maml, inner 0.01 x 1, adam 1e-3, batch 25. */
+void train_config_defaults(TrainConfig *c);
+
+/** Checks every field (and that the task family fits the architecture); MS_ERR_INVALID naming
+ *  the field. */
+MsStatus train_config_validate(const TrainConfig *c, MsError *err);
+
+typedef struct {
+    double meta_loss;    // mean post-adaptation query loss over the meta-batch
+    double pre_loss;     // mean query loss before adaptation (NAN unless measured)
+    double grad_norm;    // global norm of the averaged meta-gradient, before clipping
+} TrainStats;
+
+typedef struct {
+    TrainConfig cfg;
+    MlpSpec spec;
+    TaskSampler *sampler; // owned
+    size_t N;             // trainable reals: P, or 2P for Meta-SGD (theta then rates)
+    real *params;         // N
+    real *grad;           // N: averaged meta-gradient of the last step
+    real *m1, *m2;        // N each: Adam moments (NULL for SGD)
+    long t;               // completed meta-updates
+    Rng rng;              // the task stream
+    MetaWork mw;
+    TaskBatch batch;
+} Trainer;
+
+/** Validates cfg, builds the sampler and spec, initialises parameters from cfg.seed. */
+MsStatus trainer_init(Trainer *tr, const TrainConfig *cfg, MsError *err);
+/** One meta-update. MS_ERR_NUMERIC leaves params unchanged. */
+MsStatus trainer_step(Trainer *tr, TrainStats *st, MsError *err);
+/** Accepts NULL and a zeroed struct. */
+void trainer_free(Trainer *tr);
+
+/** theta = tr->params; Meta-SGD rates = tr->params + P (NULL for other algorithms). */
+const real *trainer_lrs(const Trainer *tr);
+
+#endif
