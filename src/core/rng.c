@@ -14,7 +14,9 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 void rng_seed(Rng *r, uint64_t seed) {
     uint64_t x = seed;
@@ -35,9 +37,13 @@ uint64_t rng_u64(Rng *r) {
     return result;
 }
 
-double rng_uniform(Rng *r) { return (double)(rng_u64(r) >> 11) * 0x1.0p-53; }
+double rng_uniform(Rng *r) {
+    return (double)(rng_u64(r) >> 11) * 0x1.0p-53;
+}
 
-double rng_range(Rng *r, double lo, double hi) { return lo + (hi - lo) * rng_uniform(r); }
+double rng_range(Rng *r, double lo, double hi) {
+    return lo + (hi - lo) * rng_uniform(r);
+}
 
 double rng_normal(Rng *r) {
     // 1 - u lies in (0, 1], so the log is finite.
@@ -56,4 +62,6 @@ uint64_t rng_below(Rng *r, uint64_t n) {
     return x % n;
 }
 
-void rng_split(Rng *r, Rng *child) { rng_seed(child, rng_u64(r) ^ 0x5851f42d4c957f2dULL); }
+void rng_split(Rng *r, Rng *child) {
+    rng_seed(child, rng_u64(r) ^ 0x5851f42d4c957f2dULL);
+}

@@ -7,17 +7,28 @@
 
 const char *ms_status_str(MsStatus s) {
     switch (s) {
-    case MS_OK: return "ok";
-    case MS_ERR_INVALID: return "invalid";
-    case MS_ERR_NOT_FOUND: return "not_found";
-    case MS_ERR_CONFLICT: return "conflict";
-    case MS_ERR_TOO_LARGE: return "too_large";
-    case MS_ERR_BUSY: return "busy";
-    case MS_ERR_NOMEM: return "nomem";
-    case MS_ERR_NUMERIC: return "numeric";
-    case MS_ERR_DB: return "db";
-    case MS_ERR_IO: return "io";
-    case MS_ERR_INTERNAL: return "internal";
+    case MS_OK:
+        return "ok";
+    case MS_ERR_INVALID:
+        return "invalid";
+    case MS_ERR_NOT_FOUND:
+        return "not_found";
+    case MS_ERR_CONFLICT:
+        return "conflict";
+    case MS_ERR_TOO_LARGE:
+        return "too_large";
+    case MS_ERR_BUSY:
+        return "busy";
+    case MS_ERR_NOMEM:
+        return "nomem";
+    case MS_ERR_NUMERIC:
+        return "numeric";
+    case MS_ERR_DB:
+        return "db";
+    case MS_ERR_IO:
+        return "io";
+    case MS_ERR_INTERNAL:
+        return "internal";
     }
     return "unknown";
 }

@@ -11,11 +11,11 @@
 #include "metaserve/tasks/sampler.h"
 
 typedef struct {
-    int k;          // support shots (per class for classification)
-    int steps;      // inner steps
+    int k;     // support shots (per class for classification)
+    int steps; // inner steps
     int n_tasks;
-    double mean;    // MSE or accuracy after adaptation
-    double ci95;    // 1.96 * sample std / sqrt(n_tasks)
+    double mean;        // MSE or accuracy after adaptation
+    double ci95;        // 1.96 * sample std / sqrt(n_tasks)
     double mean_before; // the same metric before adaptation (theta_0)
 } EvalCell;
 
@@ -24,7 +24,7 @@ typedef struct {
  * n_query query points per task (per class: ceil(n_query / n_way) for classification).
  */
 MsStatus meta_eval(const MlpSpec *spec, MetaAlgo algo, const real *theta, const real *lrs,
-                   real alpha, TaskSampler *s, Rng *rng, int n_tasks, int k, int steps,
-                   int n_query, EvalCell *out, MsError *err);
+                   real alpha, TaskSampler *s, Rng *rng, int n_tasks, int k, int steps, int n_query,
+                   EvalCell *out, MsError *err);
 
 #endif

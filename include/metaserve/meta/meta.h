@@ -41,14 +41,16 @@ const char *meta_algo_name(MetaAlgo a);
 typedef struct {
     const MlpSpec *spec; // borrowed
     MetaAlgo algo;
-    int K;               // inner steps (0 allowed: the query loss at theta_0)
-    int max_s, max_q;    // row capacities of the support and query sets
-    real *thetas;        // (K+1) x P: theta_0 .. theta_K
-    real *g;             // P: inner gradient scratch
-    real *v;             // P: adjoint
-    real *tmp;           // P: alpha (.) v, or the projected direction
-    MlpWork *ws;         // K support work blocks, one per inner step (activations at theta_j)
-    MlpWork wq;          // query work block
+    int K;                // inner steps (0 allowed: the query loss at theta_0)
+    int max_s, max_q;     // row capacities of the support and query sets
+    real *thetas;         // (K+1) x P: theta_0 .. theta_K
+    real *g;              // P: inner gradient scratch
+    real *v;              // P: adjoint
+    real *tmp;            // P: Hessian-vector product scratch
+    real *glr;            // P: Meta-SGD rate gradient of the current task (added on success)
+    real *gs;             // K x P: inner gradients g_j (Meta-SGD only, else NULL)
+    MlpWork *ws;          // K support work blocks, one per inner step (activations at theta_j)
+    MlpWork wq;           // query work block
     double *support_loss; // K+1: support loss at theta_0 .. theta_K (last filled on request)
     void *mem;
 } MetaWork;
@@ -76,10 +78,9 @@ size_t meta_work_bytes(const MlpSpec *spec, MetaAlgo algo, int K, int max_s, int
  * m->support_loss[0..K-1] the support losses before each step.
  * Returns MS_ERR_NUMERIC (nothing accumulated) when a loss or gradient is not finite.
  */
-MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *theta,
-                        const real *lrs, real alpha, const real *xs, const real *ys, int ns,
-                        const real *xq, const real *yq, int nq, int want_initial,
-                        MetaTaskResult *res);
+MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *theta, const real *lrs,
+                        real alpha, const real *xs, const real *ys, int ns, const real *xq,
+                        const real *yq, int nq, int want_initial, MetaTaskResult *res);
 
 /**
  * Adapts theta0 to a support set with `steps` inner SGD steps (per-parameter lrs when non-NULL,

@@ -30,24 +30,25 @@ typedef enum { OPT_ADAM, OPT_SGD } OptKind;
 
 /** A training config: the body of POST /v1/jobs and of `metaserve train --config`. */
 typedef struct {
-    char name[TRAIN_NAME_MAX];    // model name
-    int n_sizes;                  // entries in sizes
+    char name[TRAIN_NAME_MAX];     // model name
+    int n_sizes;                   // entries in sizes
     int sizes[MLP_MAX_LAYERS + 1]; // layer widths, input first
     MlpAct act;
     MlpHead head;
     MetaAlgo algo;
-    double inner_lr;   // alpha (Meta-SGD: initial value of every rate)
-    int inner_steps;   // K
-    OptKind opt;       // outer optimiser
-    double outer_lr;   // beta (Reptile: epsilon)
-    double clip_norm;  // > 0: clip the meta-gradient to this global norm; 0: off
-    int anneal;        // 1: outer lr decays linearly to 0 over the run (Reptile default)
+    double inner_lr;  // alpha (Meta-SGD: initial value of every rate)
+    int inner_steps;  // K
+    OptKind opt;      // outer optimiser
+    double outer_lr;  // beta (Reptile: epsilon)
+    double clip_norm; // > 0: clip the meta-gradient to this global norm; 0: off
+    int anneal;       // 1: outer lr decays linearly to 0 over the run; 0: constant;
+                      // -1: the algorithm's default (1 for Reptile, else 0)
     double adam_beta1, adam_beta2, adam_eps;
-    int meta_batch;    // tasks per meta-update
-    long iterations;   // meta-updates
+    int meta_batch;  // tasks per meta-update
+    long iterations; // meta-updates
     uint64_t seed;
-    TaskConfig tasks;  // the family
-    int k_support;     // shots (per class for classification)
+    TaskConfig tasks; // the family
+    int k_support;    // shots (per class for classification)
     int k_query;
 } TrainConfig;
 
@@ -59,9 +60,9 @@ void train_config_defaults(TrainConfig *c);
 MsStatus train_config_validate(const TrainConfig *c, MsError *err);
 
 typedef struct {
-    double meta_loss;    // mean post-adaptation query loss over the meta-batch
-    double pre_loss;     // mean query loss before adaptation (NAN unless measured)
-    double grad_norm;    // global norm of the averaged meta-gradient, before clipping
+    double meta_loss; // mean post-adaptation query loss over the meta-batch
+    double pre_loss;  // mean query loss before adaptation (NAN unless measured)
+    double grad_norm; // global norm of the averaged meta-gradient, before clipping
 } TrainStats;
 
 typedef struct {

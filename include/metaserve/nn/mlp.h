@@ -12,12 +12,11 @@
  * classification loss is softmax cross-entropy, the mean over B rows, with integer labels.
  *
  * Usage:
- *     MlpSpec s; mlp_spec_init(&s, (int[]){1, 40, 40, 1}, 4, MLP_ACT_RELU, MLP_HEAD_REGRESSION, &e);
- *     MlpWork w; mlp_work_init(&w, &s, 64, &e);
- *     double loss = mlp_forward_loss(&w, theta, X, Y, B); // forward + loss + dLoss/dOutput
- *     mlp_backward(&w, grad, theta);                      // grad += dLoss/dtheta
- *     mlp_hvp(&w, hv, theta, v);                          // hv += H v (after forward_loss+backward)
- *     mlp_work_free(&w);
+ *     MlpSpec s; mlp_spec_init(&s, (int[]){1, 40, 40, 1}, 4, MLP_ACT_RELU, MLP_HEAD_REGRESSION,
+ * &e); MlpWork w; mlp_work_init(&w, &s, 64, &e); double loss = mlp_forward_loss(&w, theta, X, Y,
+ * B); // forward + loss + dLoss/dOutput mlp_backward(&w, grad, theta);                      // grad
+ * += dLoss/dtheta mlp_hvp(&w, hv, theta, v);                          // hv += H v (after
+ * forward_loss+backward) mlp_work_free(&w);
  *
  * No function here allocates except mlp_work_init. Nothing here prints.
  */
@@ -30,8 +29,8 @@
 #include "metaserve/core/rng.h"
 #include "metaserve/core/status.h"
 
-#define MLP_MAX_LAYERS 16  // linear layers
-#define MLP_MAX_WIDTH 4096 // units in any layer
+#define MLP_MAX_LAYERS 16   // linear layers
+#define MLP_MAX_WIDTH  4096 // units in any layer
 
 typedef enum { MLP_ACT_RELU, MLP_ACT_TANH, MLP_ACT_SIGMOID } MlpAct;
 typedef enum { MLP_HEAD_REGRESSION, MLP_HEAD_CLASSIFICATION } MlpHead;
@@ -81,12 +80,12 @@ typedef struct {
     int naive;           // 1: use the naive reference loops instead of BLAS (tests)
     const real *X;       // borrowed input of the last forward (B x D), valid until the next call
     const real *Y;       // borrowed targets of the last forward_loss (B x target_cols)
-    real *Z[MLP_MAX_LAYERS];  // pre-activations, B x sizes[l+1]; Z[L-1] is the output
-    real *A[MLP_MAX_LAYERS];  // A[0] unused (X); A[l] = act(Z[l-1]), B x sizes[l], l >= 1
-    real *dZ[MLP_MAX_LAYERS]; // dLoss/dZ[l]
-    real *dA[MLP_MAX_LAYERS]; // dLoss/dA[l], l >= 1
-    real *rZ[MLP_MAX_LAYERS]; // R{Z[l]} along the HVP direction
-    real *rA[MLP_MAX_LAYERS]; // R{A[l]}, l >= 1
+    real *Z[MLP_MAX_LAYERS];   // pre-activations, B x sizes[l+1]; Z[L-1] is the output
+    real *A[MLP_MAX_LAYERS];   // A[0] unused (X); A[l] = act(Z[l-1]), B x sizes[l], l >= 1
+    real *dZ[MLP_MAX_LAYERS];  // dLoss/dZ[l]
+    real *dA[MLP_MAX_LAYERS];  // dLoss/dA[l], l >= 1
+    real *rZ[MLP_MAX_LAYERS];  // R{Z[l]} along the HVP direction
+    real *rA[MLP_MAX_LAYERS];  // R{A[l]}, l >= 1
     real *rdZ[MLP_MAX_LAYERS]; // R{dZ[l]}
     real *rdA[MLP_MAX_LAYERS]; // R{dA[l]}, l >= 1
     real *prob;                // softmax probabilities (classification), B x O

@@ -35,29 +35,29 @@ typedef struct TaskSampler TaskSampler;
 
 /** One episode. Buffers are owned by the batch and sized at init for the given shot counts. */
 typedef struct {
-    int x_dim;    // D: input width
-    int y_cols;   // target row width (y_dim for regression, 1 for classification)
-    int n_s, n_q; // rows in the support and query sets of the last sample
+    int x_dim;              // D: input width
+    int y_cols;             // target row width (y_dim for regression, 1 for classification)
+    int n_s, n_q;           // rows in the support and query sets of the last sample
     int k_support, k_query; // shots (per class for classification) the batch was sized for
-    real *xs;     // n_s x x_dim
-    real *ys;     // n_s x y_cols
-    real *xq;     // n_q x x_dim
-    real *yq;     // n_q x y_cols
+    real *xs;               // n_s x x_dim
+    real *ys;               // n_s x y_cols
+    real *xq;               // n_q x x_dim
+    real *yq;               // n_q x y_cols
 } TaskBatch;
 
 struct TaskSampler {
-    const char *family;      // static name
-    int x_dim;               // input width every episode has
-    int y_dim;               // regression: output width; classification: n_way (model outputs)
-    int classification;      // 1: targets are class indices, rows per episode scale by n_way
-    int n_way;               // classification: classes per episode; regression: 1
+    const char *family; // static name
+    int x_dim;          // input width every episode has
+    int y_dim;          // regression: output width; classification: n_way (model outputs)
+    int classification; // 1: targets are class indices, rows per episode scale by n_way
+    int n_way;          // classification: classes per episode; regression: 1
     /** Fills b (sized by task_batch_init) with one fresh episode; MS_OK or an error. */
     MsStatus (*sample)(TaskSampler *s, Rng *rng, TaskBatch *b);
     /** Fills b with a validation episode (held-out classes or tasks where the source has them,
      *  else a fresh episode drawn the same way). */
     MsStatus (*sample_val)(TaskSampler *s, Rng *rng, TaskBatch *b);
     void (*destroy)(TaskSampler *s);
-    void *impl;              // family-private state
+    void *impl; // family-private state
 };
 
 /** Creates the sampler for cfg; MS_ERR_INVALID naming the field when the family is unknown or a

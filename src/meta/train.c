@@ -1,0 +1,229 @@
+/*
+ * The meta-training loop: config defaults and validation, trainer set-up, and one meta-update
+ * (sample meta_batch tasks, average their meta-gradients, clip, Adam or SGD step).
+ *
+ * Owns the trainable vector (theta, then the Meta-SGD rates, so one optimiser step updates both),
+ * the Adam moments, the task-stream Rng and the scratch of one task. Everything is allocated in
+ * trainer_init; trainer_step allocates nothing. Tasks of a meta-batch are processed one at a time
+ * in a fixed order, so results are bit-identical for one seed on one build.
+ */
+#include "metaserve/meta/train.h"
+
+#include <math.h>
+#include <string.h>
+
+void train_config_defaults(TrainConfig *c) {
+    memset(c, 0, sizeof *c);
+    strcpy(c->name, "model");
+    c->n_sizes = 4;
+    c->sizes[0] = 1, c->sizes[1] = 40, c->sizes[2] = 40, c->sizes[3] = 1;
+    c->act = MLP_ACT_RELU;
+    c->head = MLP_HEAD_REGRESSION;
+    c->algo = META_MAML;
+    c->inner_lr = 0.01;
+    c->inner_steps = 1;
+    c->opt = OPT_ADAM;
+    c->outer_lr = 0.001;
+    c->clip_norm = 0;
+    c->anneal = -1;
+    c->adam_beta1 = 0.9, c->adam_beta2 = 0.999, c->adam_eps = 1e-8;
+    c->meta_batch = 25;
+    c->iterations = 70000;
+    c->seed = 1;
+    strcpy(c->tasks.family, "sinusoid");
+    c->k_support = 10;
+    c->k_query = 10;
+}
+
+static int name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n >= TRAIN_NAME_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '-' || ch == '_' || ch == '.';
+        if (!ok) return 0;
+    }
+    return s[0] != '.';
+}
+
+// Rows a sampler yields for k shots: k points, or k per class.
+static int rows_for(const TaskSampler *s, int k) {
+    return s->classification ? k * s->n_way : k;
+}
+
+// The sampler must produce what the architecture consumes.
+static MsStatus check_fit(const TrainConfig *c, const TaskSampler *s, MsError *err) {
+    int D = c->sizes[0], O = c->sizes[c->n_sizes - 1];
+    if (s->x_dim != D)
+        return ms_fail(err, MS_ERR_INVALID,
+                       "architecture.sizes[0]: is %d but tasks of family '%s' have %d inputs", D,
+                       s->family, s->x_dim);
+    if (s->classification != (c->head == MLP_HEAD_CLASSIFICATION))
+        return ms_fail(err, MS_ERR_INVALID, "architecture.head: '%s' does not fit %s tasks",
+                       mlp_head_name(c->head), s->classification ? "classification" : "regression");
+    if (s->y_dim != O)
+        return ms_fail(err, MS_ERR_INVALID,
+                       "architecture.sizes[%d]: is %d but tasks of family '%s' need %d outputs",
+                       c->n_sizes - 1, O, s->family, s->y_dim);
+    return MS_OK;
+}
+
+MsStatus train_config_validate(const TrainConfig *c, MsError *err) {
+    MlpSpec spec;
+    MsStatus st;
+    if (!name_ok(c->name))
+        return ms_fail(err, MS_ERR_INVALID,
+                       "name: 1..%d characters of [A-Za-z0-9._-], not starting with '.'",
+                       TRAIN_NAME_MAX - 1);
+    if ((st = mlp_spec_init(&spec, c->sizes, c->n_sizes, c->act, c->head, err)) != MS_OK) return st;
+    if ((unsigned)c->algo > META_PRETRAIN)
+        return ms_fail(err, MS_ERR_INVALID, "algorithm: unknown algorithm");
+    if (!(isfinite(c->inner_lr) && c->inner_lr > 0 && c->inner_lr <= 10))
+        return ms_fail(err, MS_ERR_INVALID, "inner.lr: must be a number in (0, 10]");
+    int kmin = c->algo == META_PRETRAIN ? 0 : 1;
+    if (c->inner_steps < kmin || c->inner_steps > META_MAX_STEPS)
+        return ms_fail(err, MS_ERR_INVALID, "inner.steps: must be an integer in %d..%d", kmin,
+                       META_MAX_STEPS);
+    if (c->opt != OPT_ADAM && c->opt != OPT_SGD)
+        return ms_fail(err, MS_ERR_INVALID, "outer.optimizer: must be adam or sgd");
+    if (!(isfinite(c->outer_lr) && c->outer_lr > 0 && c->outer_lr <= 10))
+        return ms_fail(err, MS_ERR_INVALID, "outer.lr: must be a number in (0, 10]");
+    if (!(isfinite(c->clip_norm) && c->clip_norm >= 0))
+        return ms_fail(err, MS_ERR_INVALID, "outer.clip_norm: must be a number > 0, or null");
+    if (c->anneal < -1 || c->anneal > 1)
+        return ms_fail(err, MS_ERR_INVALID, "outer.anneal: must be true or false");
+    if (!(c->adam_beta1 >= 0 && c->adam_beta1 < 1))
+        return ms_fail(err, MS_ERR_INVALID, "outer.beta1: must be in [0, 1)");
+    if (!(c->adam_beta2 >= 0 && c->adam_beta2 < 1))
+        return ms_fail(err, MS_ERR_INVALID, "outer.beta2: must be in [0, 1)");
+    if (!(isfinite(c->adam_eps) && c->adam_eps > 0))
+        return ms_fail(err, MS_ERR_INVALID, "outer.eps: must be a number > 0");
+    if (c->meta_batch < 1 || c->meta_batch > 10000)
+        return ms_fail(err, MS_ERR_INVALID, "meta_batch: must be an integer in 1..10000");
+    if (c->iterations < 1 || c->iterations > 1000000000L)
+        return ms_fail(err, MS_ERR_INVALID, "iterations: must be an integer in 1..1000000000");
+    if (c->k_support < 1 || c->k_support > 10000)
+        return ms_fail(err, MS_ERR_INVALID, "tasks.k_support: must be an integer in 1..10000");
+    if (c->k_query < 1 || c->k_query > 10000)
+        return ms_fail(err, MS_ERR_INVALID, "tasks.k_query: must be an integer in 1..10000");
+    TaskSampler *s = NULL;
+    if ((st = task_sampler_create(&s, &c->tasks, err)) != MS_OK) return st;
+    st = check_fit(c, s, err);
+    task_sampler_destroy(s);
+    return st;
+}
+
+/* ---- trainer ---- */
+
+const real *trainer_lrs(const Trainer *tr) {
+    return tr->cfg.algo == META_METASGD ? tr->params + tr->spec.P : NULL;
+}
+
+MsStatus trainer_init(Trainer *tr, const TrainConfig *cfg, MsError *err) {
+    memset(tr, 0, sizeof *tr);
+    MsStatus st = train_config_validate(cfg, err);
+    if (st != MS_OK) return st;
+    tr->cfg = *cfg;
+    if (tr->cfg.anneal < 0) tr->cfg.anneal = cfg->algo == META_REPTILE;
+    if ((st = mlp_spec_init(&tr->spec, cfg->sizes, cfg->n_sizes, cfg->act, cfg->head, err)))
+        goto fail;
+    if ((st = task_sampler_create(&tr->sampler, &cfg->tasks, err))) goto fail;
+    const size_t P = tr->spec.P;
+    tr->N = cfg->algo == META_METASGD ? 2 * P : P;
+    int nmom = cfg->opt == OPT_ADAM ? 2 : 0;
+    tr->params = calloc(tr->N * (size_t)(2 + nmom), sizeof(real));
+    if (!tr->params) {
+        st = ms_fail(err, MS_ERR_NOMEM, "cannot allocate the parameters");
+        goto fail;
+    }
+    tr->grad = tr->params + tr->N;
+    if (nmom) tr->m1 = tr->grad + tr->N, tr->m2 = tr->m1 + tr->N;
+    // One seed, two independent streams: initialisation, then the task stream.
+    Rng init;
+    rng_seed(&init, cfg->seed);
+    rng_split(&init, &tr->rng);
+    mlp_init_params(&tr->spec, tr->params, &init);
+    for (size_t i = P; i < tr->N; i++)
+        tr->params[i] = (real)cfg->inner_lr;
+    int ms = rows_for(tr->sampler, cfg->k_support), mq = rows_for(tr->sampler, cfg->k_query);
+    if ((st = meta_work_init(&tr->mw, &tr->spec, cfg->algo, cfg->inner_steps, ms, mq, err)))
+        goto fail;
+    if ((st = task_batch_init(&tr->batch, tr->sampler, cfg->k_support, cfg->k_query, err)))
+        goto fail;
+    return MS_OK;
+fail:
+    trainer_free(tr);
+    return st;
+}
+
+void trainer_free(Trainer *tr) {
+    if (!tr) return;
+    task_batch_free(&tr->batch);
+    meta_work_free(&tr->mw);
+    task_sampler_destroy(tr->sampler);
+    free(tr->params);
+    memset(tr, 0, sizeof *tr);
+}
+
+MsStatus trainer_step(Trainer *tr, TrainStats *st, MsError *err) {
+    const TrainConfig *c = &tr->cfg;
+    const size_t P = tr->spec.P, N = tr->N;
+    const real *lrs = trainer_lrs(tr);
+    real *g = tr->grad;
+    memset(g, 0, N * sizeof(real));
+    double loss = 0;
+    for (int b = 0; b < c->meta_batch; b++) {
+        MsStatus s = task_sample(tr->sampler, &tr->rng, &tr->batch);
+        if (s != MS_OK) return ms_fail(err, s, "task sampling failed");
+        MetaTaskResult r;
+        const TaskBatch *tb = &tr->batch;
+        s = meta_task_grad(&tr->mw, g, lrs ? g + P : NULL, tr->params, lrs, (real)c->inner_lr,
+                           tb->xs, tb->ys, tb->n_s, tb->xq, tb->yq, tb->n_q, 0, &r);
+        if (s == MS_ERR_NUMERIC)
+            return ms_fail(err, s,
+                           "non-finite loss or gradient at iteration %ld (task %d of the "
+                           "meta-batch); lower inner.lr or outer.lr, or set outer.clip_norm",
+                           tr->t + 1, b);
+        if (s != MS_OK) return ms_fail(err, s, "meta-gradient failed");
+        loss += r.query_loss;
+    }
+    // average over the meta-batch; global norm in double
+    real inv = (real)(1.0 / c->meta_batch);
+    double sq = 0;
+    for (size_t i = 0; i < N; i++) {
+        g[i] *= inv;
+        sq += (double)g[i] * g[i];
+    }
+    double norm = sqrt(sq);
+    if (!isfinite(norm))
+        return ms_fail(err, MS_ERR_NUMERIC, "non-finite meta-gradient at iteration %ld", tr->t + 1);
+    if (c->clip_norm > 0 && norm > c->clip_norm) {
+        real k = (real)(c->clip_norm / norm);
+        for (size_t i = 0; i < N; i++)
+            g[i] *= k;
+    }
+    double lr = c->outer_lr;
+    if (c->anneal) lr *= 1.0 - (double)tr->t / (double)c->iterations;
+    tr->t++;
+    if (c->opt == OPT_ADAM) {
+        // Adam with bias correction: m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)
+        double b1 = c->adam_beta1, b2 = c->adam_beta2;
+        double c1 = 1.0 - pow(b1, (double)tr->t), c2 = 1.0 - pow(b2, (double)tr->t);
+        real step = (real)(lr / c1), eps = (real)c->adam_eps, rc2 = (real)(1.0 / sqrt(c2));
+        for (size_t i = 0; i < N; i++) {
+            tr->m1[i] = (real)b1 * tr->m1[i] + (real)(1 - b1) * g[i];
+            tr->m2[i] = (real)b2 * tr->m2[i] + (real)(1 - b2) * g[i] * g[i];
+            tr->params[i] -= step * tr->m1[i] / ((real)sqrt(tr->m2[i]) * rc2 + eps);
+        }
+    } else {
+        for (size_t i = 0; i < N; i++)
+            tr->params[i] -= (real)lr * g[i];
+    }
+    if (st) {
+        st->meta_loss = loss / c->meta_batch;
+        st->pre_loss = NAN;
+        st->grad_norm = norm;
+    }
+    return MS_OK;
+}
