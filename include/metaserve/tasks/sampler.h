@@ -2,7 +2,8 @@
  * Task samplers: the source of support/query episodes for meta-training and evaluation. A sampler
  * is an interface (a small vtable) so that built-in families and, later, uploaded datasets look
  * the same to meta/. All randomness comes from the Rng * passed to sample(), so an episode stream
- * is reproduced exactly by restoring the Rng state.
+ * is reproduced exactly by restoring the Rng state. sample() never allocates. The built-in
+ * samplers are immutable after creation: threads may share one, each with its own Rng and batch.
  *
  * Episode shapes: regression families fill k_support / k_query points of one function; an N-way
  * classification family fills n_way * k_support support rows and n_way * k_query query rows,
@@ -27,8 +28,8 @@
 /** What a sampler is asked for: a built-in family and its parameters. */
 typedef struct {
     char family[TASK_FAMILY_MAX]; // "sinusoid" | "gaussian"
-    int n_way;                    // classification families: classes per episode (>= 2)
-    int dim;                      // gaussian: input dimension (default 2)
+    int n_way;                    // classification families: classes per episode (2..100)
+    int dim;                      // gaussian: input dimension (1..1024; 0: default 2)
 } TaskConfig;
 
 typedef struct TaskSampler TaskSampler;
@@ -66,12 +67,17 @@ MsStatus task_sampler_create(TaskSampler **out, const TaskConfig *cfg, MsError *
 /** Accepts NULL. */
 void task_sampler_destroy(TaskSampler *s);
 
-/** Sizes b for k_support / k_query shots of s (per class for classification). */
+/** Sizes b (need not be initialised) for k_support / k_query shots of s (per class for
+ *  classification); n_s, n_q stay 0 until the first sample. MS_ERR_INVALID naming tasks.k_support
+ *  or tasks.k_query unless 1 <= k <= 100000; MS_ERR_TOO_LARGE when the four buffers would exceed
+ *  256 MiB; MS_ERR_NOMEM. Checked before allocating; on failure b is left zeroed. Caller frees
+ *  with task_batch_free. */
 MsStatus task_batch_init(TaskBatch *b, const TaskSampler *s, int k_support, int k_query,
                          MsError *err);
+/** Accepts NULL and a zeroed struct; leaves b zeroed. */
 void task_batch_free(TaskBatch *b);
 
-/** Convenience: s->sample(s, rng, b). */
+/** Convenience: s->sample(s, rng, b). b must come from task_batch_init with s (asserted). */
 MsStatus task_sample(TaskSampler *s, Rng *rng, TaskBatch *b);
 
 #endif
