@@ -13,6 +13,7 @@
 #include "metaserve/meta/meta.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 static const char *const ALGO_NAMES[] = {"maml", "fomaml",  "metasgd",
@@ -33,11 +34,20 @@ const char *meta_algo_name(MetaAlgo a) {
 }
 
 int meta_all_finite(const real *x, size_t n) {
-    // x - x is 0 for finite x and NaN for inf/NaN; summing keeps the loop branch-free.
-    real acc = 0;
-    for (size_t i = 0; i < n; i++)
-        acc += x[i] - x[i];
-    return acc == 0;
+    // Non-finite values are those with every exponent bit set; OR-reducing that test over the
+    // raw bits vectorises, where isfinite() with an early exit does not.
+#ifdef MS_REAL_DOUBLE
+    const uint64_t E = 0x7ff0000000000000ULL;
+    uint64_t bad = 0, b;
+#else
+    const uint32_t E = 0x7f800000U;
+    uint32_t bad = 0, b;
+#endif
+    for (size_t i = 0; i < n; i++) {
+        memcpy(&b, &x[i], sizeof b);
+        bad |= (b & E) == E;
+    }
+    return !bad;
 }
 
 /* ---- work ---- */
@@ -96,7 +106,7 @@ nomem:
             meta_work_bytes(spec, algo, K, max_s, max_q));
 fail:
     meta_work_free(m);
-    return err ? err->code : MS_ERR_NOMEM;
+    return err && err->code != MS_OK ? err->code : MS_ERR_NOMEM;
 }
 
 void meta_work_free(MetaWork *m) {

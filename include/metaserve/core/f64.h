@@ -29,6 +29,10 @@
 #define mlp_softmax      mlp_softmax_f64
 #define mlp_forward_macs mlp_forward_macs_f64
 
+/* nn/blas.h */
+#define blas_core_name blas_core_name_f64
+#define blas_better_core blas_better_core_f64
+
 /* tasks/sampler.h */
 #define task_sampler_create  task_sampler_create_f64
 #define task_sampler_destroy task_sampler_destroy_f64
@@ -58,5 +62,17 @@
 #define meta_eval meta_eval_f64
 
 /* http/codec.h: add every public codec function here */
+#define codec_config_parse        codec_config_parse_f64
+#define codec_config_print        codec_config_print_f64
+#define codec_weights_parse       codec_weights_parse_f64
+#define codec_weights_print       codec_weights_print_f64
+#define codec_model_print         codec_model_print_f64
+#define codec_model_parse         codec_model_parse_f64
+#define codec_model_free          codec_model_free_f64
+#define codec_metagrad_parse      codec_metagrad_parse_f64
+#define codec_metagrad_free       codec_metagrad_free_f64
+#define codec_metagrad_print      codec_metagrad_print_f64
+#define codec_train_summary_print codec_train_summary_print_f64
+#define codec_eval_print          codec_eval_print_f64
 
 #endif
