@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 (bookworm) packages metaserve needs to build, test and run: the C
+# toolchain and CMake, OpenBLAS, cJSON, libmicrohttpd, SQLite, Check (unit tests) and libcurl
+# (HTTP tests). Meant for a fresh machine, as root or through sudo.
+#
+# Idempotent: when every package is already installed it changes nothing and needs neither root
+# nor the network. Set METASERVE_DEPS_FORCE=1 to run apt-get update and install anyway.
+set -euo pipefail
+
+PACKAGES=(
+    build-essential
+    cmake
+    pkg-config
+    libopenblas-dev
+    libcjson-dev
+    libmicrohttpd-dev
+    libsqlite3-dev
+    check
+    libcurl4-openssl-dev
+    ca-certificates
+    git
+)
+
+log() { printf 'install-deps: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
+    die "apt-get and dpkg-query not found; this script supports Debian 12 (bookworm) only"
+fi
+
+# Packages not yet in state "install ok installed".
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    if [[ "$status" != "install ok installed" ]]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [[ ${#missing[@]} -eq 0 && "${METASERVE_DEPS_FORCE:-0}" != "1" ]]; then
+    log "all ${#PACKAGES[@]} packages already installed"
+    exit 0
+fi
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        die "must run as root (or with sudo available) to install: ${missing[*]:-${PACKAGES[*]}}"
+    fi
+fi
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing: ${missing[*]}"
+else
+    log "METASERVE_DEPS_FORCE=1: updating the package index and re-running the install"
+fi
+
+"${SUDO[@]}" apt-get update
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends "${PACKAGES[@]}"
+log "done"
