@@ -2,7 +2,8 @@
  * The metaserve executable: `metaserve <command> ...`. Owns the command table, the top-level
  * usage text, the process set-up every command relies on (OpenBLAS single-threaded: parallelism
  * belongs to our own threads, DESIGN.md §5) and the helpers the commands share (whole-file
- * reads, atomic file replacement, option matching). The commands themselves live in src/cli/.
+ * reads, atomic file replacement, option matching) and the choice of OpenBLAS kernels. The commands
+ * themselves live in src/cli/.
  *
  * This is the only file that ends the process: a command returns its exit status (cli.h: 0 ok,
  * 1 failed, 2 bad usage or input) and main() returns it.
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "metaserve/nn/blas.h"
 
 typedef struct {
     const char *name;
@@ -37,7 +39,22 @@ static void usage(FILE *f) {
     fprintf(f, "\nRun `metaserve <command> --help` for the options of a command.\n");
 }
 
+// OpenBLAS reads its environment when the process loads it. When it fell back to generic kernels
+// on a CPU it does not know (nn/blas.h), or when OPENBLAS_NUM_THREADS is unset, start again with
+// the variables set; with them set, the new image never comes back here. Values already in the
+// environment are never changed. If exec fails, the process goes on as it is.
+static void blas_autocore(char **argv) {
+    int change = 0;
+    const char *core = blas_better_core();
+    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) change = 1;
+    // One BLAS thread per caller (DESIGN.md section 5); set before OpenBLAS loads, it also keeps
+    // OpenBLAS from starting idle worker threads that spin on sched_yield.
+    if (!getenv("OPENBLAS_NUM_THREADS") && setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0) change = 1;
+    if (change) execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv) {
+    blas_autocore(argv);
     openblas_set_num_threads(1);
     if (argc < 2) {
         usage(stderr);

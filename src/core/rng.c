@@ -52,6 +52,19 @@ double rng_normal(Rng *r) {
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586476925 * u2);
 }
 
+void rng_normal_fill(Rng *r, double *out, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        // (u, v) uniform in the square; accept inside the unit disc (probability pi/4)
+        double u = 2.0 * rng_uniform(r) - 1.0, v = 2.0 * rng_uniform(r) - 1.0;
+        double s = u * u + v * v;
+        if (s >= 1.0 || s == 0.0) continue;
+        double f = sqrt(-2.0 * log(s) / s);
+        out[i++] = u * f;
+        if (i < n) out[i++] = v * f;
+    }
+}
+
 uint64_t rng_below(Rng *r, uint64_t n) {
     // Lemire-style rejection on the top of the range keeps the result unbiased.
     uint64_t limit = UINT64_MAX - UINT64_MAX % n;

@@ -33,20 +33,24 @@ const char *meta_algo_name(MetaAlgo a) {
     return (unsigned)a < 6 ? ALGO_NAMES[a] : "?";
 }
 
-int meta_all_finite(const real *x, size_t n) {
-    // Non-finite values are those with every exponent bit set; OR-reducing that test over the
-    // raw bits vectorises, where isfinite() with an early exit does not.
+// 1 when x is infinite or NaN: every exponent bit set. Testing the raw bits lets the loops that
+// use it vectorise, where isfinite() with an early exit does not.
+static inline int nonfinite(real x) {
 #ifdef MS_REAL_DOUBLE
-    const uint64_t E = 0x7ff0000000000000ULL;
-    uint64_t bad = 0, b;
+    uint64_t b;
+    memcpy(&b, &x, sizeof b);
+    return (b & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL;
 #else
-    const uint32_t E = 0x7f800000U;
-    uint32_t bad = 0, b;
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    return (b & 0x7f800000U) == 0x7f800000U;
 #endif
-    for (size_t i = 0; i < n; i++) {
-        memcpy(&b, &x[i], sizeof b);
-        bad |= (b & E) == E;
-    }
+}
+
+int meta_all_finite(const real *x, size_t n) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad |= nonfinite(x[i]);
     return !bad;
 }
 
@@ -125,17 +129,24 @@ void meta_work_free(MetaWork *m) {
 
 /* ---- inner loop ---- */
 
-// theta_next = theta - rate (.) g over [lo, P), copying [0, lo) unchanged. rate is lrs or alpha.
-static void sgd_step(real *next, const real *theta, const real *g, const real *lrs, real alpha,
-                     size_t lo, size_t P) {
-    memcpy(next, theta, lo * sizeof(real));
+// theta_next = theta - rate (.) g over [lo, P), copying [0, lo) unchanged (next may equal theta).
+// rate is lrs or alpha. Returns 1 when every updated value is finite.
+static int sgd_step(real *next, const real *theta, const real *g, const real *lrs, real alpha,
+                    size_t lo, size_t P) {
+    int bad = 0;
+    if (next != theta) memcpy(next, theta, lo * sizeof(real));
     if (lrs) {
-        for (size_t i = lo; i < P; i++)
+        for (size_t i = lo; i < P; i++) {
             next[i] = theta[i] - lrs[i] * g[i];
+            bad |= nonfinite(next[i]);
+        }
     } else {
-        for (size_t i = lo; i < P; i++)
+        for (size_t i = lo; i < P; i++) {
             next[i] = theta[i] - alpha * g[i];
+            bad |= nonfinite(next[i]);
+        }
     }
+    return !bad;
 }
 
 MsStatus meta_adapt(MlpWork *w, real *theta_out, real *grad, MetaAlgo algo, const real *theta0,
@@ -153,8 +164,7 @@ MsStatus meta_adapt(MlpWork *w, real *theta_out, real *grad, MetaAlgo algo, cons
         if (j == 0 && loss_before) *loss_before = loss;
         memset(grad + lo, 0, (P - lo) * sizeof(real));
         mlp_backward(w, grad, theta_out, first);
-        sgd_step(theta_out, theta_out, grad, lrs, alpha, lo, P);
-        if (!meta_all_finite(theta_out + lo, P - lo)) return MS_ERR_NUMERIC;
+        if (!sgd_step(theta_out, theta_out, grad, lrs, alpha, lo, P)) return MS_ERR_NUMERIC;
     }
     if (loss_after || (steps == 0 && loss_before)) {
         mlp_forward(w, theta_out, xs, ns);
@@ -168,9 +178,14 @@ MsStatus meta_adapt(MlpWork *w, real *theta_out, real *grad, MetaAlgo algo, cons
 
 /* ---- meta-gradient ---- */
 
-static void axpy(real *y, real a, const real *x, size_t n) {
-    for (size_t i = 0; i < n; i++)
+// y += a x; returns 1 when every updated y is finite.
+static int axpy(real *y, real a, const real *x, size_t n) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
         y[i] += a * x[i];
+        bad |= nonfinite(y[i]);
+    }
+    return !bad;
 }
 
 MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *theta, const real *lrs,
@@ -187,20 +202,21 @@ MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *the
     MS_ASSERT(algo != META_METASGD || (lrs && g_lrs));
 
     /* inner loop: theta_{j+1} = theta_j - alpha (.) grad L_s(theta_j) */
+    // theta_0 is the caller's theta (slot 0 of the tape stays unused: one copy fewer per task)
     real *th = m->thetas;
-    memcpy(th, theta, P * sizeof(real));
     for (int j = 0; j < K; j++) {
         MlpWork *w = &m->ws[second_order(algo) ? j : 0];
-        real *tj = th + (size_t)j * P, *tn = tj + P;
+        const real *tj = j == 0 ? theta : th + (size_t)j * P;
+        real *tn = th + (size_t)(j + 1) * P;
         double ls = mlp_forward_loss(w, tj, xs, ys, ns);
         if (!isfinite(ls)) return MS_ERR_NUMERIC;
         m->support_loss[j] = ls;
         real *g = algo == META_METASGD ? m->gs + (size_t)j * P : m->g;
         memset(g, 0, P * sizeof(real));
         mlp_backward(w, g, tj, first);
-        sgd_step(tn, tj, g, rates, alpha, lo, P);
-        if (!meta_all_finite(tn + lo, P - lo)) return MS_ERR_NUMERIC;
+        if (!sgd_step(tn, tj, g, rates, alpha, lo, P)) return MS_ERR_NUMERIC;
     }
+    if (K == 0) memcpy(th, theta, P * sizeof(real)); // keep "thetas + K*P = adapted" true
     const real *tK = th + (size_t)K * P;
 
     /* outer objective L_q(theta_K) and v = grad L_q(theta_K) */
@@ -211,22 +227,23 @@ MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *the
     if (algo == META_REPTILE) {
         // Reptile's direction theta_0 - theta_K: a descent step moves toward the adapted weights.
         for (size_t i = 0; i < P; i++)
-            v[i] = th[i] - tK[i];
+            v[i] = theta[i] - tK[i];
     } else {
         mlp_backward(&m->wq, v, tK, 0);
     }
 
     /* reverse sweep through the inner steps (second-order algorithms only) */
+    int finite_v = 0;
     if (algo == META_METASGD) memset(m->glr, 0, P * sizeof(real));
     for (int j = K - 1; j >= 0 && second_order(algo); j--) {
         MlpWork *w = &m->ws[j];
-        const real *tj = th + (size_t)j * P;
+        const real *tj = j == 0 ? theta : th + (size_t)j * P;
         real *dir = m->g, *hv = m->tmp;
         memset(hv, 0, P * sizeof(real));
         if (algo == META_MAML) {
             // v <- v - alpha H_j v
             mlp_hvp(w, hv, tj, v);
-            axpy(v, -alpha, hv, P);
+            finite_v = axpy(v, -alpha, hv, P);
         } else if (algo == META_METASGD) {
             // dL/dalpha += -g_j (.) v_{j+1};  v <- v - H_j (alpha (.) v)
             const real *gj = m->gs + (size_t)j * P;
@@ -235,7 +252,7 @@ MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *the
                 dir[i] = lrs[i] * v[i];
             }
             mlp_hvp(w, hv, tj, dir);
-            axpy(v, -1, hv, P);
+            finite_v = axpy(v, -1, hv, P);
         } else {
             // ANIL: v <- v - alpha H_j (P v). The inner step back-propagated through the head
             // only; the HVP needs every layer's gradient state, so complete it first.
@@ -244,10 +261,11 @@ MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *the
             memset(dir, 0, lo * sizeof(real));
             memcpy(dir + lo, v + lo, (P - lo) * sizeof(real));
             mlp_hvp(w, hv, tj, dir);
-            axpy(v, -alpha, hv, P);
+            finite_v = axpy(v, -alpha, hv, P);
         }
     }
-    if (!meta_all_finite(v, P)) return MS_ERR_NUMERIC;
+    // the last axpy of a reverse sweep already checked v; first-order directions are checked here
+    if (!finite_v && !meta_all_finite(v, P)) return MS_ERR_NUMERIC;
     if (algo == META_METASGD && !meta_all_finite(m->glr, P)) return MS_ERR_NUMERIC;
 
     if (res) {
@@ -259,7 +277,7 @@ MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *the
             mlp_forward(&m->ws[0], tK, xs, ns);
             res->support_loss_final = mlp_loss_only(&m->ws[0], ys);
             m->support_loss[K] = res->support_loss_final;
-            mlp_forward(&m->wq, th, xq, nq);
+            mlp_forward(&m->wq, theta, xq, nq);
             res->query_loss_initial = mlp_loss_only(&m->wq, yq);
         }
     }

@@ -53,11 +53,13 @@ MsStatus gaussian_sampler_create(TaskSampler **out, int n_way, int dim, MsError 
 // into rows c, N + c, 2N + c, ...
 static void fill_class(real *x, real *y, int k, int N, int c, int label, const double *centre,
                        int D, Rng *rng) {
+    double noise[GAUSS_MAX_DIM];
     for (int shot = 0; shot < k; shot++) {
         size_t row = (size_t)shot * (size_t)N + (size_t)c;
         real *l_x = x + row * (size_t)D;
+        rng_normal_fill(rng, noise, (size_t)D);
         for (int d = 0; d < D; d++)
-            l_x[d] = (real)(centre[d] + rng_normal(rng));
+            l_x[d] = (real)(centre[d] + noise[d]);
         y[row] = (real)label;
     }
 }
@@ -83,8 +85,9 @@ static MsStatus gaussian_sample(TaskSampler *s, Rng *rng, TaskBatch *b) {
     const double sigma = GAUSS_SPREAD * sqrt((double)GAUSS_DEFAULT_DIM / D);
     double centre[GAUSS_MAX_DIM];
     for (int c = 0; c < N; c++) {
+        rng_normal_fill(rng, centre, (size_t)D);
         for (int d = 0; d < D; d++)
-            centre[d] = sigma * rng_normal(rng);
+            centre[d] *= sigma;
         fill_class(b->xs, b->ys, b->k_support, N, c, perm[c], centre, D, rng);
         fill_class(b->xq, b->yq, b->k_query, N, c, perm[c], centre, D, rng);
     }

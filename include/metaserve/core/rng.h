@@ -11,6 +11,7 @@
 #ifndef METASERVE_CORE_RNG_H
 #define METASERVE_CORE_RNG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -27,6 +28,12 @@ double rng_uniform(Rng *r);
 double rng_range(Rng *r, double lo, double hi);
 /** Standard normal by Box-Muller (two uniforms per call, no cached spare: state stays 4 words). */
 double rng_normal(Rng *r);
+/**
+ * Fills out[0..n) with standard normals by Marsaglia's polar method: one log and one square root
+ * per two values, no trigonometry (several times cheaper than rng_normal per value). For odd n
+ * the spare of the last pair is dropped, so the stream depends only on the sequence of n's.
+ */
+void rng_normal_fill(Rng *r, double *out, size_t n);
 /** Uniform integer in [0, n), unbiased; n > 0. */
 uint64_t rng_below(Rng *r, uint64_t n);
 /** Derives an independent stream from r (for per-purpose generators), advancing r. */

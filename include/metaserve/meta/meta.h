@@ -43,7 +43,8 @@ typedef struct {
     MetaAlgo algo;
     int K;                // inner steps (0 allowed: the query loss at theta_0)
     int max_s, max_q;     // row capacities of the support and query sets
-    real *thetas;         // (K+1) x P: theta_0 .. theta_K
+    real *thetas;         // (K+1) x P: theta_1 .. theta_K in slots 1..K (theta_0 is the
+                          // caller's; slot 0 holds a copy only when K = 0)
     real *g;              // P: inner gradient scratch
     real *v;              // P: adjoint
     real *tmp;            // P: Hessian-vector product scratch
