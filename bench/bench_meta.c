@@ -502,13 +502,7 @@ static int parse_args(int argc, char **argv, Options *o) {
 // engine and the sgemm reference then use the same kernels, so the ratios stay like for like.
 // METASERVE_BLAS_AUTOCORE=0 measures the fallback instead.
 static void blas_autocore(char **argv) {
-    int change = 0;
-    const char *core = blas_better_core();
-    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) change = 1;
-    // One BLAS thread per caller (DESIGN.md section 5); set before OpenBLAS loads, it also keeps
-    // OpenBLAS from starting idle worker threads that spin on sched_yield.
-    if (!getenv("OPENBLAS_NUM_THREADS") && setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0) change = 1;
-    if (change) execv("/proc/self/exe", argv);
+    if (blas_setup_env()) execv("/proc/self/exe", argv);
 }
 
 int main(int argc, char **argv) {

@@ -44,13 +44,7 @@ static void usage(FILE *f) {
 // the variables set; with them set, the new image never comes back here. Values already in the
 // environment are never changed. If exec fails, the process goes on as it is.
 static void blas_autocore(char **argv) {
-    int change = 0;
-    const char *core = blas_better_core();
-    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) change = 1;
-    // One BLAS thread per caller (DESIGN.md section 5); set before OpenBLAS loads, it also keeps
-    // OpenBLAS from starting idle worker threads that spin on sched_yield.
-    if (!getenv("OPENBLAS_NUM_THREADS") && setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0) change = 1;
-    if (change) execv("/proc/self/exe", argv);
+    if (blas_setup_env()) execv("/proc/self/exe", argv);
 }
 
 int main(int argc, char **argv) {

@@ -34,3 +34,11 @@ const char *blas_better_core(void) {
 #endif
     return NULL;
 }
+
+int blas_setup_env(void) {
+    int change = 0;
+    const char *core = blas_better_core();
+    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) change = 1;
+    if (!getenv("OPENBLAS_NUM_THREADS") && setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0) change = 1;
+    return change;
+}

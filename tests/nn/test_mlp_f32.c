@@ -3,6 +3,10 @@
  * loops (double accumulation) at the service's real shapes, for the forward output, the gradient
  * and the Hessian-vector product.
  *
+ * It runs on the kernels the service runs on: like src/main.c it restarts itself with the
+ * OpenBLAS kernel set this CPU supports when OpenBLAS fell back to generic ones (nn/blas.h);
+ * CTest also runs it with METASERVE_BLAS_AUTOCORE=0, on whatever OpenBLAS picked by itself.
+ *
  * Tolerance: float has 24-bit mantissas (6e-8 unit round-off); sums over up to 784 terms and
  * three layers grow the error to ~1e-5 relative in the worst case, so 1e-4 (norm-relative) accepts
  * every correct summation order while a wrong index or transposition fails by far more.
@@ -12,7 +16,10 @@
 #include <string.h>
 
 #include "../testutil.h"
+#include "metaserve/nn/blas.h"
 #include "metaserve/nn/mlp.h"
+
+#include <unistd.h>
 
 static void compare(const int *sizes, int n, MlpAct act, MlpHead head, int B) {
     MlpSpec s;
@@ -62,7 +69,10 @@ START_TEST(sgemm_path_matches_naive_on_a_wide_classifier) {
 }
 END_TEST
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
+    if (blas_setup_env()) execv("/proc/self/exe", argv);
+    fprintf(stderr, "test_mlp_f32: OpenBLAS kernels %s\n", blas_core_name());
     Suite *s = suite_create("mlp_f32");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, sgemm_path_matches_naive_on_the_classic_sinusoid_net);

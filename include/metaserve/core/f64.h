@@ -32,6 +32,7 @@
 /* nn/blas.h */
 #define blas_core_name blas_core_name_f64
 #define blas_better_core blas_better_core_f64
+#define blas_setup_env blas_setup_env_f64
 
 /* tasks/sampler.h */
 #define task_sampler_create  task_sampler_create_f64

@@ -19,4 +19,13 @@ const char *blas_core_name(void);
  */
 const char *blas_better_core(void);
 
+/**
+ * Puts into the environment what OpenBLAS should have read when it loaded: OPENBLAS_CORETYPE from
+ * blas_better_core(), and OPENBLAS_NUM_THREADS=1 when unset (one BLAS thread per caller; it also
+ * keeps OpenBLAS from starting idle worker threads that spin on sched_yield). Never changes a
+ * value already set. Returns 1 when it changed something: the caller then re-executes itself
+ * (`execv("/proc/self/exe", argv)`) so that OpenBLAS loads again with it, else 0.
+ */
+int blas_setup_env(void);
+
 #endif
