@@ -47,7 +47,11 @@ MsStatus meta_eval(const MlpSpec *spec, MetaAlgo algo, const real *theta, const 
     }
     double sum = 0, sumsq = 0, sum_before = 0;
     for (int t = 0; t < n_tasks; t++) {
-        if ((st = task_sample(s, rng, &b)) != MS_OK) goto done;
+        st = validation ? s->sample_val(s, rng, &b) : task_sample(s, rng, &b);
+        if (st != MS_OK) {
+            ms_fail(err, st, "sampling evaluation task %d failed", t);
+            goto done;
+        }
         mlp_forward(&w, theta, b.xq, b.n_q);
         sum_before += score(&w, b.yq);
         st = meta_adapt(&w, buf, buf + spec->P, algo, theta, lrs, alpha, steps, b.xs, b.ys, b.n_s,

@@ -107,6 +107,9 @@ MsStatus train_config_validate(const TrainConfig *c, MsError *err) {
         return ms_fail(err, MS_ERR_INVALID, "tasks.k_support: must be an integer in 1..10000");
     if (c->k_query < 1 || c->k_query > 10000)
         return ms_fail(err, MS_ERR_INVALID, "tasks.k_query: must be an integer in 1..10000");
+    // An uploaded dataset's shapes are checked when its sampler is built
+    // (trainer_init_with_sampler).
+    if (c->tasks.dataset[0]) return MS_OK;
     TaskSampler *s = NULL;
     if ((st = task_sampler_create(&s, &c->tasks, err)) != MS_OK) return st;
     st = check_fit(c, s, err);
@@ -122,13 +125,28 @@ const real *trainer_lrs(const Trainer *tr) {
 
 MsStatus trainer_init(Trainer *tr, const TrainConfig *cfg, MsError *err) {
     memset(tr, 0, sizeof *tr);
+    if (cfg->tasks.dataset[0])
+        return ms_fail(err, MS_ERR_INVALID,
+                       "tasks.dataset: a dataset's sampler is built by the caller "
+                       "(trainer_init_with_sampler)");
+    TaskSampler *s = NULL;
     MsStatus st = train_config_validate(cfg, err);
+    if (st == MS_OK) st = task_sampler_create(&s, &cfg->tasks, err);
     if (st != MS_OK) return st;
+    return trainer_init_with_sampler(tr, cfg, s, err);
+}
+
+MsStatus trainer_init_with_sampler(Trainer *tr, const TrainConfig *cfg, TaskSampler *sampler,
+                                   MsError *err) {
+    memset(tr, 0, sizeof *tr);
+    tr->sampler = sampler;
+    MsStatus st = train_config_validate(cfg, err);
+    if (st != MS_OK) goto fail;
+    if ((st = check_fit(cfg, sampler, err))) goto fail;
     tr->cfg = *cfg;
     if (tr->cfg.anneal < 0) tr->cfg.anneal = cfg->algo == META_REPTILE;
     if ((st = mlp_spec_init(&tr->spec, cfg->sizes, cfg->n_sizes, cfg->act, cfg->head, err)))
         goto fail;
-    if ((st = task_sampler_create(&tr->sampler, &cfg->tasks, err))) goto fail;
     const size_t P = tr->spec.P;
     tr->N = cfg->algo == META_METASGD ? 2 * P : P;
     int nmom = cfg->opt == OPT_ADAM ? 2 : 0;
@@ -164,6 +182,79 @@ void trainer_free(Trainer *tr) {
     task_sampler_destroy(tr->sampler);
     free(tr->params);
     memset(tr, 0, sizeof *tr);
+}
+
+/* ---- checkpoints ---- */
+
+// Image: header, then params (N reals) and, for Adam, m1 and m2 (N reals each). Native byte
+// order: an image is read back by the same build (the store's blob adds the checksum).
+typedef struct {
+    char magic[4];      // "MSTR"
+    uint32_t version;   // 1
+    uint32_t real_size; // sizeof(real) of the writer
+    uint32_t algo, opt;
+    uint32_t pad;
+    uint64_t N; // trainable reals
+    int64_t t;  // completed meta-updates
+    uint64_t rng[4];
+} TrainerImage;
+
+static size_t image_arrays(const Trainer *tr) {
+    return tr->cfg.opt == OPT_ADAM ? 3 : 1;
+}
+
+size_t trainer_state_bytes(const Trainer *tr) {
+    return sizeof(TrainerImage) + image_arrays(tr) * tr->N * sizeof(real);
+}
+
+void trainer_save(const Trainer *tr, void *buf) {
+    TrainerImage h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, "MSTR", 4);
+    h.version = 1;
+    h.real_size = sizeof(real);
+    h.algo = (uint32_t)tr->cfg.algo;
+    h.opt = (uint32_t)tr->cfg.opt;
+    h.N = tr->N;
+    h.t = tr->t;
+    memcpy(h.rng, tr->rng.s, sizeof h.rng);
+    char *p = buf;
+    memcpy(p, &h, sizeof h);
+    p += sizeof h;
+    memcpy(p, tr->params, tr->N * sizeof(real));
+    if (tr->cfg.opt == OPT_ADAM) {
+        memcpy(p + tr->N * sizeof(real), tr->m1, tr->N * sizeof(real));
+        memcpy(p + 2 * tr->N * sizeof(real), tr->m2, tr->N * sizeof(real));
+    }
+}
+
+MsStatus trainer_restore(Trainer *tr, const void *buf, size_t n, MsError *err) {
+    TrainerImage h;
+    if (n < sizeof h) return ms_fail(err, MS_ERR_INVALID, "checkpoint: truncated header");
+    memcpy(&h, buf, sizeof h);
+    if (memcmp(h.magic, "MSTR", 4) != 0 || h.version != 1)
+        return ms_fail(err, MS_ERR_INVALID, "checkpoint: not a trainer image");
+    if (h.real_size != sizeof(real) || h.algo != (uint32_t)tr->cfg.algo ||
+        h.opt != (uint32_t)tr->cfg.opt || h.N != tr->N)
+        return ms_fail(err, MS_ERR_INVALID, "checkpoint: taken from a different configuration");
+    if (n != trainer_state_bytes(tr))
+        return ms_fail(err, MS_ERR_INVALID, "checkpoint: %zu bytes, expected %zu", n,
+                       trainer_state_bytes(tr));
+    if (h.t < 0 || h.t > tr->cfg.iterations)
+        return ms_fail(err, MS_ERR_INVALID, "checkpoint: iteration %lld out of range",
+                       (long long)h.t);
+    const char *p = (const char *)buf + sizeof h;
+    size_t bytes = tr->N * sizeof(real);
+    if (!meta_all_finite((const real *)(const void *)p, tr->N))
+        return ms_fail(err, MS_ERR_INVALID, "checkpoint: non-finite parameters");
+    memcpy(tr->params, p, bytes);
+    if (tr->cfg.opt == OPT_ADAM) {
+        memcpy(tr->m1, p + bytes, bytes);
+        memcpy(tr->m2, p + 2 * bytes, bytes);
+    }
+    tr->t = h.t;
+    memcpy(tr->rng.s, h.rng, sizeof h.rng);
+    return MS_OK;
 }
 
 MsStatus trainer_step(Trainer *tr, TrainStats *st, MsError *err) {

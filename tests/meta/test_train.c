@@ -110,6 +110,43 @@ START_TEST(training_is_bit_identical_across_runs) {
 }
 END_TEST
 
+START_TEST(restoring_a_checkpoint_continues_bit_identically) {
+    static const MetaAlgo algos[] = {META_MAML, META_METASGD, META_REPTILE};
+    TrainConfig c;
+    train_config_defaults(&c);
+    c.algo = algos[_i];
+    c.iterations = 60;
+    c.inner_steps = 2;
+    if (c.algo == META_REPTILE) c.opt = OPT_SGD; // covers the image without Adam moments
+    Trainer a, b, r;
+    MsError err = {0};
+    train(&a, &c);
+    // b runs 25 iterations, is saved and dropped; r is built afresh and restored
+    ck_assert_int_eq(trainer_init(&b, &c, &err), MS_OK);
+    while (b.t < 25)
+        ck_assert_int_eq(trainer_step(&b, NULL, &err), MS_OK);
+    size_t n = trainer_state_bytes(&b);
+    char *img = malloc(n);
+    trainer_save(&b, img);
+    trainer_free(&b);
+    ck_assert_int_eq(trainer_init(&r, &c, &err), MS_OK);
+    ck_assert_int_eq(trainer_restore(&r, img, n, &err), MS_OK);
+    ck_assert_int_eq(r.t, 25);
+    while (r.t < c.iterations)
+        ck_assert_int_eq(trainer_step(&r, NULL, &err), MS_OK);
+    ck_assert(memcmp(a.params, r.params, a.N * sizeof(real)) == 0);
+    // an image does not restore into another configuration, nor when truncated
+    Trainer o;
+    c.inner_steps = 3;
+    c.sizes[1] = 20;
+    ck_assert_int_eq(trainer_init(&o, &c, &err), MS_OK);
+    ck_assert_int_eq(trainer_restore(&o, img, n, &err), MS_ERR_INVALID);
+    ck_assert_int_eq(trainer_restore(&r, img, n - 1, &err), MS_ERR_INVALID);
+    free(img);
+    trainer_free(&a), trainer_free(&r), trainer_free(&o);
+}
+END_TEST
+
 START_TEST(divergence_stops_with_numeric_error_and_keeps_parameters) {
     TrainConfig c;
     train_config_defaults(&c);
@@ -174,6 +211,7 @@ int main(void) {
     tcase_add_test(tc, maml_beats_unadapted_and_pretrained_baseline_on_sinusoid);
     tcase_add_test(tc, maml_learns_few_shot_gaussian_classification);
     tcase_add_loop_test(tc, training_is_bit_identical_across_runs, 0, 5);
+    tcase_add_loop_test(tc, restoring_a_checkpoint_continues_bit_identically, 0, 3);
     tcase_add_test(tc, divergence_stops_with_numeric_error_and_keeps_parameters);
     tcase_add_test(tc, config_validation_names_the_field);
     suite_add_tcase(s, tc);

@@ -30,9 +30,9 @@
 #define mlp_forward_macs mlp_forward_macs_f64
 
 /* nn/blas.h */
-#define blas_core_name blas_core_name_f64
+#define blas_core_name   blas_core_name_f64
 #define blas_better_core blas_better_core_f64
-#define blas_setup_env blas_setup_env_f64
+#define blas_setup_env   blas_setup_env_f64
 
 /* tasks/sampler.h */
 #define task_sampler_create  task_sampler_create_f64
@@ -52,15 +52,21 @@
 #define meta_all_finite meta_all_finite_f64
 
 /* meta/train.h */
-#define train_config_defaults train_config_defaults_f64
-#define train_config_validate train_config_validate_f64
-#define trainer_init          trainer_init_f64
-#define trainer_step          trainer_step_f64
-#define trainer_free          trainer_free_f64
-#define trainer_lrs           trainer_lrs_f64
+#define train_config_defaults     train_config_defaults_f64
+#define train_config_validate     train_config_validate_f64
+#define trainer_init              trainer_init_f64
+#define trainer_step              trainer_step_f64
+#define trainer_free              trainer_free_f64
+#define trainer_lrs               trainer_lrs_f64
+#define trainer_init_with_sampler trainer_init_with_sampler_f64
+#define trainer_state_bytes       trainer_state_bytes_f64
+#define trainer_save              trainer_save_f64
+#define trainer_restore           trainer_restore_f64
 
 /* meta/eval.h */
-#define meta_eval meta_eval_f64
+#define meta_eval    meta_eval_f64
+#define meta_eval_ex meta_eval_ex_f64
+#define meta_eval_ex meta_eval_ex_f64
 
 /* http/codec.h: add every public codec function here */
 #define codec_config_parse        codec_config_parse_f64

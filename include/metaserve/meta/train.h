@@ -81,6 +81,24 @@ typedef struct {
 
 /** Validates cfg, builds the sampler and spec, initialises parameters from cfg.seed. */
 MsStatus trainer_init(Trainer *tr, const TrainConfig *cfg, MsError *err);
+/** As trainer_init, with a sampler built by the caller (an uploaded dataset's); takes ownership
+ *  of sampler (destroyed by trainer_free, or here on failure). The sampler's shapes are checked
+ *  against the architecture. */
+MsStatus trainer_init_with_sampler(Trainer *tr, const TrainConfig *cfg, TaskSampler *sampler,
+                                   MsError *err);
+
+/** Bytes of a checkpoint of tr (trainer_save). */
+size_t trainer_state_bytes(const Trainer *tr);
+/**
+ * Serialises the whole training state (iteration, task-stream Rng, parameters, optimiser
+ * moments) into buf (trainer_state_bytes(tr) bytes). Restoring it into a trainer built from the
+ * same config continues bit-identically to an uninterrupted run.
+ */
+void trainer_save(const Trainer *tr, void *buf);
+/** Restores a trainer_save image; MS_ERR_INVALID when it does not fit this trainer (different
+ *  shape, algorithm, optimiser or precision, or a malformed image). tr is unchanged on error. */
+MsStatus trainer_restore(Trainer *tr, const void *buf, size_t n, MsError *err);
+
 /** One meta-update. MS_ERR_NUMERIC leaves params unchanged. */
 MsStatus trainer_step(Trainer *tr, TrainStats *st, MsError *err);
 /** Accepts NULL and a zeroed struct. */

@@ -30,6 +30,8 @@ typedef struct {
     char family[TASK_FAMILY_MAX]; // "sinusoid" | "gaussian"
     int n_way;                    // classification families: classes per episode (2..100)
     int dim;                      // gaussian: input dimension (1..1024; 0: default 2)
+    char dataset[40];             // uploaded dataset id: when set, family is unused and the
+                                  // sampler comes from dataset_sampler_create (tasks/dataset.h)
 } TaskConfig;
 
 typedef struct TaskSampler TaskSampler;
