@@ -1,0 +1,475 @@
+/*
+ * SQLite backend of store.h, part 4: uploaded datasets and adaptations.
+ *
+ * Datasets: one row each with the description, a kind-specific meta JSON and three checked
+ * blobs (x and y as f32, a kind-specific int32 index). On read the blob counts are checked
+ * against n_rows x x_dim and n_rows x y_dim as well as their own headers. A dataset named (by
+ * id, anywhere in its config) by a queued or running job cannot be deleted; the check and the
+ * delete share one IMMEDIATE transaction.
+ *
+ * Adaptations: parameters adapted to one client's support set, kept until expires_at. An
+ * expired row is treated as absent by get and delete and removed by store_adaptation_expire
+ * (index adaptations_expires, schema version 2). Adaptations belong to a model version and are
+ * deleted with it (ON DELETE CASCADE); storing one for a missing version is MS_ERR_NOT_FOUND.
+ *
+ * Workload: datasets are few and large (up to ~10^8 bytes, read once per training job);
+ * adaptations are many and small (one write per adapt request, one read per predict on an
+ * adaptation cache miss).
+ */
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void store_dataset_free(StoreDataset *d) {
+    if (!d) return;
+    free(d->meta);
+    memset(d, 0, sizeof *d);
+}
+
+void store_dataset_data_free(StoreDatasetData *d) {
+    if (!d) return;
+    free(d->x);
+    free(d->y);
+    free(d->index);
+    memset(d, 0, sizeof *d);
+}
+
+void store_adaptation_free(StoreAdaptation *a) {
+    if (!a) return;
+    free(a->params);
+    memset(a, 0, sizeof *a);
+}
+
+static MsStatus id_check(const char *what, const char *id, MsError *err) {
+    if (!store_id_valid(id))
+        return ms_fail(err, MS_ERR_NOT_FOUND, "%s not found (malformed id)", what);
+    return MS_OK;
+}
+
+/* ---- datasets ---- */
+
+// 1 when n == rows * dim (rows >= 0, dim >= 1) without overflow.
+static int count_matches(size_t n, int64_t rows, int dim) {
+    if (rows < 0 || dim < 1) return 0;
+    if ((uint64_t)rows > SIZE_MAX / (size_t)dim) return 0;
+    return n == (size_t)rows * (size_t)dim;
+}
+
+static MsStatus dataset_check(const StoreDataset *d, const StoreDatasetData *data, MsError *err) {
+    MsStatus st = store_name_check("name", d->name, 0, err);
+    if (st != MS_OK) return st;
+    if (strnlen(d->kind, sizeof d->kind) == sizeof d->kind ||
+        (strcmp(d->kind, "tasks") != 0 && strcmp(d->kind, "classes") != 0))
+        return ms_fail(err, MS_ERR_INVALID, "kind: must be \"tasks\" or \"classes\"");
+    if (d->x_dim < 1 || d->y_dim < 1)
+        return ms_fail(err, MS_ERR_INVALID, "x_dim, y_dim: must be >= 1");
+    if (d->n_rows < 0 || d->n_items < 0)
+        return ms_fail(err, MS_ERR_INVALID, "n_rows, n_items: must be >= 0");
+    if (!data) return ms_fail(err, MS_ERR_INVALID, "data: missing");
+    if (!count_matches(data->n_x, d->n_rows, d->x_dim) || (data->n_x > 0 && !data->x))
+        return ms_fail(err, MS_ERR_INVALID, "x: %zu values for %lld rows of %d", data->n_x,
+                       (long long)d->n_rows, d->x_dim);
+    if (!count_matches(data->n_y, d->n_rows, d->y_dim) || (data->n_y > 0 && !data->y))
+        return ms_fail(err, MS_ERR_INVALID, "y: %zu values for %lld rows of %d", data->n_y,
+                       (long long)d->n_rows, d->y_dim);
+    if (data->n_index > 0 && !data->index) return ms_fail(err, MS_ERR_INVALID, "index: missing");
+    return MS_OK;
+}
+
+static const char SQL_DATASET_INSERT[] =
+    "INSERT INTO datasets(id, name, kind, created_at, n_items, n_rows, x_dim, y_dim, meta, bytes,"
+    " x, y, idx) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+MsStatus store_dataset_put(Store *s, StoreDataset *d, const StoreDatasetData *data, MsError *err) {
+    MsStatus st = dataset_check(d, data, err);
+    if (st != MS_OK) return st;
+    char id[STORE_ID_MAX];
+    if ((st = store_id_new(id, err)) != MS_OK) return st;
+    int64_t now = store_now_ms();
+    size_t bytes = 4 * (data->n_x + data->n_y + data->n_index); // arrays already fit in memory
+    sqlite3_stmt *q = NULL;
+    if ((st = store_tx_begin(s, err)) != MS_OK) return st;
+    if ((st = store_stmt(s, SQL_DATASET_INSERT, &q, err)) != MS_OK) goto done;
+    int rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_text(q, 2, d->name, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_text(q, 3, d->kind, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(q, 4, now);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(q, 5, d->n_items);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(q, 6, d->n_rows);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int(q, 7, d->x_dim);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int(q, 8, d->y_dim);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_text(q, 9, d->meta ? d->meta : "{}", -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(q, 10, (sqlite3_int64)bytes);
+    if (rc != SQLITE_OK) {
+        st = store_sqlite_fail(s, rc, "writing a dataset", err);
+        goto done;
+    }
+    st = store_bind_blob(s, q, 11, BLOB_F32, data->x, data->n_x, "writing dataset x", err);
+    if (st == MS_OK)
+        st = store_bind_blob(s, q, 12, BLOB_F32, data->y, data->n_y, "writing dataset y", err);
+    if (st == MS_OK)
+        st = store_bind_blob(s, q, 13, BLOB_I32, data->index, data->n_index,
+                             "writing dataset index", err);
+    if (st != MS_OK) goto done;
+    if ((st = store_step_done(s, q, "writing a dataset", err)) != MS_OK) goto done;
+    store_stmt_done(q);
+    q = NULL;
+    if ((st = store_tx_commit(s, err)) != MS_OK) goto done;
+    memcpy(d->id, id, sizeof id);
+    d->created_at = now;
+    d->bytes = bytes;
+done:
+    store_stmt_done(q);
+    if (st != MS_OK) store_tx_rollback(s);
+    return st;
+}
+
+#define DATASET_COLS "id, name, kind, created_at, n_items, n_rows, x_dim, y_dim, bytes"
+
+static const char SQL_DATASET_GET[] = "SELECT " DATASET_COLS ", meta FROM datasets WHERE id = ?";
+static const char SQL_DATASET_GET_DATA[] =
+    "SELECT " DATASET_COLS ", meta, x, y, idx FROM datasets WHERE id = ?";
+
+static void dataset_row(sqlite3_stmt *q, StoreDataset *d) {
+    store_col_copy(d->id, sizeof d->id, q, 0);
+    store_col_copy(d->name, sizeof d->name, q, 1);
+    store_col_copy(d->kind, sizeof d->kind, q, 2);
+    d->created_at = sqlite3_column_int64(q, 3);
+    d->n_items = sqlite3_column_int64(q, 4);
+    d->n_rows = sqlite3_column_int64(q, 5);
+    d->x_dim = sqlite3_column_int(q, 6);
+    d->y_dim = sqlite3_column_int(q, 7);
+    d->bytes = (size_t)sqlite3_column_int64(q, 8);
+}
+
+// Decodes the three arrays of the current row (columns 10..12) and checks their shapes.
+static MsStatus dataset_arrays(sqlite3_stmt *q, const StoreDataset *d, StoreDatasetData *data,
+                               MsError *err) {
+    char what[64];
+    snprintf(what, sizeof what, "dataset %s x", d->id);
+    MsStatus st = store_col_blob(q, 10, BLOB_F32, (void **)&data->x, &data->n_x, what, err);
+    if (st != MS_OK) return st;
+    if (!count_matches(data->n_x, d->n_rows, d->x_dim))
+        return ms_fail(err, MS_ERR_DB, "%s: corrupt: %zu values for %lld rows of %d", what,
+                       data->n_x, (long long)d->n_rows, d->x_dim);
+    snprintf(what, sizeof what, "dataset %s y", d->id);
+    st = store_col_blob(q, 11, BLOB_F32, (void **)&data->y, &data->n_y, what, err);
+    if (st != MS_OK) return st;
+    if (!count_matches(data->n_y, d->n_rows, d->y_dim))
+        return ms_fail(err, MS_ERR_DB, "%s: corrupt: %zu values for %lld rows of %d", what,
+                       data->n_y, (long long)d->n_rows, d->y_dim);
+    snprintf(what, sizeof what, "dataset %s index", d->id);
+    return store_col_blob(q, 12, BLOB_I32, (void **)&data->index, &data->n_index, what, err);
+}
+
+MsStatus store_dataset_get(Store *s, const char *id, StoreDataset *out, StoreDatasetData *data,
+                           MsError *err) {
+    memset(out, 0, sizeof *out);
+    if (data) memset(data, 0, sizeof *data);
+    MsStatus st = id_check("dataset", id, err);
+    if (st != MS_OK) return st;
+    sqlite3_stmt *q = NULL;
+    if ((st = store_stmt(s, data ? SQL_DATASET_GET_DATA : SQL_DATASET_GET, &q, err)) != MS_OK)
+        return st;
+    int rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        st = ms_fail(err, MS_ERR_NOT_FOUND, "dataset %s not found", id);
+        goto done;
+    }
+    if (rc != SQLITE_ROW) {
+        st = store_sqlite_fail(s, rc, "reading a dataset", err);
+        goto done;
+    }
+    dataset_row(q, out);
+    if (!(out->meta = store_col_strdup(q, 9, "{}"))) {
+        st = ms_fail(err, MS_ERR_NOMEM, "out of memory reading dataset %s", id);
+        goto done;
+    }
+    if (data) st = dataset_arrays(q, out, data, err);
+done:
+    store_stmt_done(q);
+    if (st != MS_OK) {
+        store_dataset_free(out);
+        store_dataset_data_free(data);
+    }
+    return st;
+}
+
+static const char SQL_DATASET_CURSOR[] = "SELECT created_at, rowid FROM datasets WHERE id = ?";
+static const char SQL_DATASET_LIST_FIRST[] =
+    "SELECT " DATASET_COLS " FROM datasets ORDER BY created_at DESC, rowid DESC LIMIT ?1";
+static const char SQL_DATASET_LIST_AFTER[] =
+    "SELECT " DATASET_COLS " FROM datasets"
+    " WHERE created_at < ?2 OR (created_at = ?2 AND rowid < ?3)"
+    " ORDER BY created_at DESC, rowid DESC LIMIT ?1";
+
+MsStatus store_dataset_list(Store *s, const char *after, int limit, StoreDataset **rows, int *n,
+                            int *more, MsError *err) {
+    *rows = NULL;
+    *n = 0;
+    *more = 0;
+    if (limit < 1) return ms_fail(err, MS_ERR_INVALID, "limit: must be at least 1");
+    int from_start = !after || !after[0];
+    if (!from_start && !store_id_valid(after))
+        return ms_fail(err, MS_ERR_INVALID, "after: not a dataset id");
+    sqlite3_stmt *q = NULL;
+    StoreDataset *r = NULL;
+    int cnt = 0, cap = 0, rc;
+    MsStatus st = MS_OK;
+    sqlite3_int64 c_at = 0, c_row = 0;
+    if (!from_start) {
+        if ((st = store_stmt(s, SQL_DATASET_CURSOR, &q, err)) != MS_OK) goto done;
+        rc = sqlite3_bind_text(q, 1, after, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK) rc = sqlite3_step(q);
+        if (rc == SQLITE_DONE) {
+            st = ms_fail(err, MS_ERR_INVALID, "after: no dataset %s (deleted?)", after);
+            goto done;
+        }
+        if (rc != SQLITE_ROW) {
+            st = store_sqlite_fail(s, rc, "listing datasets", err);
+            goto done;
+        }
+        c_at = sqlite3_column_int64(q, 0);
+        c_row = sqlite3_column_int64(q, 1);
+        store_stmt_done(q);
+        q = NULL;
+    }
+    const char *sql = from_start ? SQL_DATASET_LIST_FIRST : SQL_DATASET_LIST_AFTER;
+    if ((st = store_stmt(s, sql, &q, err)) != MS_OK) goto done;
+    rc = sqlite3_bind_int64(q, 1, (sqlite3_int64)limit + 1);
+    if (rc == SQLITE_OK && !from_start) rc = sqlite3_bind_int64(q, 2, c_at);
+    if (rc == SQLITE_OK && !from_start) rc = sqlite3_bind_int64(q, 3, c_row);
+    if (rc != SQLITE_OK) {
+        st = store_sqlite_fail(s, rc, "listing datasets", err);
+        goto done;
+    }
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (cnt == limit) {
+            *more = 1;
+            break;
+        }
+        if (cnt == cap) {
+            int nc = cap ? 2 * cap : 16;
+            StoreDataset *g = realloc(r, (size_t)nc * sizeof *g);
+            if (!g) {
+                st = ms_fail(err, MS_ERR_NOMEM, "out of memory listing datasets");
+                goto done;
+            }
+            r = g;
+            cap = nc;
+        }
+        memset(&r[cnt], 0, sizeof r[cnt]);
+        dataset_row(q, &r[cnt++]);
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        st = store_sqlite_fail(s, rc, "listing datasets", err);
+done:
+    store_stmt_done(q);
+    if (st != MS_OK) {
+        free(r); // listing rows own no heap text (meta is not loaded)
+        *more = 0;
+        return st;
+    }
+    *rows = r;
+    *n = cnt;
+    return MS_OK;
+}
+
+static const char SQL_DATASET_EXISTS[] = "SELECT 1 FROM datasets WHERE id = ?";
+// Ids are 128-bit random hex, so a substring match on the config cannot hit anything else.
+static const char SQL_DATASET_USER[] =
+    "SELECT id, state FROM jobs WHERE state IN ('queued', 'running') AND instr(config, ?) > 0"
+    " LIMIT 1";
+static const char SQL_DATASET_DELETE[] = "DELETE FROM datasets WHERE id = ?";
+
+MsStatus store_dataset_delete(Store *s, const char *id, MsError *err) {
+    MsStatus st = id_check("dataset", id, err);
+    if (st != MS_OK) return st;
+    const char *const sqls[3] = {SQL_DATASET_EXISTS, SQL_DATASET_USER, SQL_DATASET_DELETE};
+    sqlite3_stmt *q = NULL;
+    if ((st = store_tx_begin(s, err)) != MS_OK) return st;
+    for (int k = 0; k < 3; k++) {
+        if ((st = store_stmt(s, sqls[k], &q, err)) != MS_OK) goto done;
+        int rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK) rc = sqlite3_step(q);
+        if (k == 0 && rc == SQLITE_DONE) {
+            st = ms_fail(err, MS_ERR_NOT_FOUND, "dataset %s not found", id);
+            goto done;
+        }
+        if (k == 1 && rc == SQLITE_ROW) {
+            char job[STORE_ID_MAX], state[16];
+            store_col_copy(job, sizeof job, q, 0);
+            store_col_copy(state, sizeof state, q, 1);
+            st = ms_fail(err, MS_ERR_CONFLICT, "dataset %s is used by %s job %s", id, state, job);
+            goto done;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            st = store_sqlite_fail(s, rc, "deleting a dataset", err);
+            goto done;
+        }
+        store_stmt_done(q);
+        q = NULL;
+    }
+    st = store_tx_commit(s, err);
+done:
+    store_stmt_done(q);
+    if (st != MS_OK) store_tx_rollback(s);
+    return st;
+}
+
+/* ---- adaptations ---- */
+
+static const char SQL_ADAPT_INSERT[] =
+    "INSERT INTO adaptations(id, model, version, created_at, expires_at, support_loss_before,"
+    " support_loss_after, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
+MsStatus store_adaptation_put(Store *s, StoreAdaptation *a, MsError *err) {
+    MsStatus st = store_name_check("model", a->model, 0, err);
+    if (st != MS_OK) return st;
+    if (a->version < 1) return ms_fail(err, MS_ERR_INVALID, "version: must be >= 1");
+    if (a->n_params == 0 || !a->params)
+        return ms_fail(err, MS_ERR_INVALID, "params: an adaptation needs at least one parameter");
+    char id[STORE_ID_MAX];
+    if ((st = store_id_new(id, err)) != MS_OK) return st;
+    int64_t now = store_now_ms();
+    sqlite3_stmt *q = NULL;
+    if ((st = store_tx_begin(s, err)) != MS_OK) return st;
+    if ((st = store_stmt(s, SQL_ADAPT_INSERT, &q, err)) != MS_OK) goto done;
+    int rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_text(q, 2, a->model, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int(q, 3, a->version);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(q, 4, now);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(q, 5, a->expires_at);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_double(q, 6, a->support_loss_before);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_double(q, 7, a->support_loss_after);
+    if (rc != SQLITE_OK) {
+        st = store_sqlite_fail(s, rc, "writing an adaptation", err);
+        goto done;
+    }
+    st = store_bind_blob(s, q, 8, BLOB_F32, a->params, a->n_params, "writing adapted params", err);
+    if (st != MS_OK) goto done;
+    rc = sqlite3_step(q);
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        st = ms_fail(err, MS_ERR_NOT_FOUND, "model %s has no version %d", a->model, a->version);
+        goto done;
+    }
+    if (rc != SQLITE_DONE) {
+        st = store_sqlite_fail(s, rc, "writing an adaptation", err);
+        goto done;
+    }
+    store_stmt_done(q);
+    q = NULL;
+    if ((st = store_tx_commit(s, err)) != MS_OK) goto done;
+    memcpy(a->id, id, sizeof id);
+    a->created_at = now;
+done:
+    store_stmt_done(q);
+    if (st != MS_OK) store_tx_rollback(s);
+    return st;
+}
+
+static const char SQL_ADAPT_GET[] =
+    "SELECT id, model, version, created_at, expires_at, support_loss_before, support_loss_after,"
+    " params FROM adaptations WHERE id = ?1 AND expires_at > ?2";
+
+MsStatus store_adaptation_get(Store *s, const char *id, StoreAdaptation *out, MsError *err) {
+    memset(out, 0, sizeof *out);
+    MsStatus st = id_check("adaptation", id, err);
+    if (st != MS_OK) return st;
+    sqlite3_stmt *q = NULL;
+    if ((st = store_stmt(s, SQL_ADAPT_GET, &q, err)) != MS_OK) return st;
+    int rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(q, 2, store_now_ms());
+    if (rc == SQLITE_OK) rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        st = ms_fail(err, MS_ERR_NOT_FOUND, "adaptation %s not found or expired", id);
+        goto done;
+    }
+    if (rc != SQLITE_ROW) {
+        st = store_sqlite_fail(s, rc, "reading an adaptation", err);
+        goto done;
+    }
+    store_col_copy(out->id, sizeof out->id, q, 0);
+    store_col_copy(out->model, sizeof out->model, q, 1);
+    out->version = sqlite3_column_int(q, 2);
+    out->created_at = sqlite3_column_int64(q, 3);
+    out->expires_at = sqlite3_column_int64(q, 4);
+    out->support_loss_before = store_col_double(q, 5);
+    out->support_loss_after = store_col_double(q, 6);
+    char what[64];
+    snprintf(what, sizeof what, "adaptation %s params", id);
+    st = store_col_blob(q, 7, BLOB_F32, (void **)&out->params, &out->n_params, what, err);
+    if (st == MS_OK && out->n_params == 0)
+        st = ms_fail(err, MS_ERR_DB, "%s: corrupt: no parameters", what);
+done:
+    store_stmt_done(q);
+    if (st != MS_OK) store_adaptation_free(out);
+    return st;
+}
+
+static const char SQL_ADAPT_EXPIRES[] = "SELECT expires_at FROM adaptations WHERE id = ?";
+static const char SQL_ADAPT_DELETE[] = "DELETE FROM adaptations WHERE id = ?";
+static const char SQL_ADAPT_EXPIRE[] = "DELETE FROM adaptations WHERE expires_at <= ?";
+
+MsStatus store_adaptation_delete(Store *s, const char *id, MsError *err) {
+    MsStatus st = id_check("adaptation", id, err);
+    if (st != MS_OK) return st;
+    sqlite3_stmt *q = NULL;
+    int64_t expires_at = 0;
+    if ((st = store_tx_begin(s, err)) != MS_OK) return st;
+    if ((st = store_stmt(s, SQL_ADAPT_EXPIRES, &q, err)) != MS_OK) goto done;
+    int rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK) rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) {
+        st = ms_fail(err, MS_ERR_NOT_FOUND, "adaptation %s not found", id);
+        goto done;
+    }
+    if (rc != SQLITE_ROW) {
+        st = store_sqlite_fail(s, rc, "deleting an adaptation", err);
+        goto done;
+    }
+    expires_at = sqlite3_column_int64(q, 0);
+    store_stmt_done(q);
+    q = NULL;
+    if ((st = store_stmt(s, SQL_ADAPT_DELETE, &q, err)) != MS_OK) goto done;
+    if ((rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        st = store_sqlite_fail(s, rc, "deleting an adaptation", err);
+        goto done;
+    }
+    if ((st = store_step_done(s, q, "deleting an adaptation", err)) != MS_OK) goto done;
+    store_stmt_done(q);
+    q = NULL;
+    if ((st = store_tx_commit(s, err)) != MS_OK) goto done;
+    // An expired row is gone now, but to the caller it had already ceased to exist.
+    if (expires_at <= store_now_ms())
+        st = ms_fail(err, MS_ERR_NOT_FOUND, "adaptation %s not found or expired", id);
+done:
+    store_stmt_done(q);
+    if (st != MS_OK) store_tx_rollback(s);
+    return st;
+}
+
+MsStatus store_adaptation_expire(Store *s, int64_t now_ms, int *n, MsError *err) {
+    if (n) *n = 0;
+    sqlite3_stmt *q = NULL;
+    MsStatus st = store_tx_begin(s, err);
+    if (st != MS_OK) return st;
+    if ((st = store_stmt(s, SQL_ADAPT_EXPIRE, &q, err)) != MS_OK) goto done;
+    int rc = sqlite3_bind_int64(q, 1, now_ms);
+    if (rc != SQLITE_OK) {
+        st = store_sqlite_fail(s, rc, "expiring adaptations", err);
+        goto done;
+    }
+    if ((st = store_step_done(s, q, "expiring adaptations", err)) != MS_OK) goto done;
+    int changed = sqlite3_changes(s->db);
+    store_stmt_done(q);
+    q = NULL;
+    if ((st = store_tx_commit(s, err)) != MS_OK) goto done;
+    if (n) *n = changed;
+done:
+    store_stmt_done(q);
+    if (st != MS_OK) store_tx_rollback(s);
+    return st;
+}

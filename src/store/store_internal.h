@@ -1,0 +1,102 @@
+/*
+ * Private to the SQLite backend (src/store/store_*.c) and its tests: the Store struct, the
+ * prepared-statement cache, transactions, SQLite error mapping, validation of names and ids,
+ * and column/blob helpers. Nothing outside src/store and tests/store includes this file.
+ *
+ * Statements are prepared once per connection and cached by the address of their SQL text
+ * (each file keeps its SQL in `static const char` arrays next to the code that runs it). A
+ * function takes a statement with store_stmt, binds, steps, and always hands it back with
+ * store_stmt_done (reset + clear bindings) on its single exit path.
+ */
+#ifndef METASERVE_STORE_INTERNAL_H
+#define METASERVE_STORE_INTERNAL_H
+
+#include <sqlite3.h>
+
+#include "metaserve/store/blob.h"
+#include "metaserve/store/store.h"
+
+#define STORE_BUSY_TIMEOUT_MS 5000 // how long a writer waits for the write lock before MS_ERR_BUSY
+#define STORE_STMT_CACHE      96   // distinct SQL texts in the backend (about 50; asserted)
+
+struct Store {
+    sqlite3 *db;
+    struct {
+        const char *sql;  // the static SQL text (the cache key is its address)
+        sqlite3_stmt *st; // prepared on first use, finalized by store_close
+    } stmts[STORE_STMT_CACHE];
+    int n_stmts;
+};
+
+/* ---- connection (store_sqlite.c) ---- */
+
+/** store_open, but migrates only up to schema version target (0..STORE_SCHEMA_VERSION): the
+ *  test harness uses it to build databases at every earlier version. */
+MsStatus store_open_at(Store **out, const char *path, int target, MsError *err);
+/** The underlying connection (borrowed; for tests and fault injection). */
+sqlite3 *store_sqlite_db(Store *s);
+
+/** The cached prepared statement for sql (a static string), preparing it on first use. */
+MsStatus store_stmt(Store *s, const char *sql, sqlite3_stmt **out, MsError *err);
+/** Resets q and clears its bindings so the cache can hand it out again. Accepts NULL. */
+void store_stmt_done(sqlite3_stmt *q);
+/** Steps q expecting SQLITE_DONE; maps anything else through store_sqlite_fail. */
+MsStatus store_step_done(Store *s, sqlite3_stmt *q, const char *what, MsError *err);
+
+/**
+ * Maps an SQLite result code to MsStatus with a message naming `what` (e.g. "claiming a job"):
+ * busy beyond the timeout -> MS_ERR_BUSY; SQLITE_FULL -> MS_ERR_DB "disk full"; read-only ->
+ * MS_ERR_DB "read-only"; SQLITE_NOMEM -> MS_ERR_NOMEM; SQLITE_TOOBIG -> MS_ERR_TOO_LARGE;
+ * corruption -> MS_ERR_DB "corrupt"; anything else MS_ERR_DB with SQLite's message.
+ */
+MsStatus store_sqlite_fail(Store *s, int rc, const char *what, MsError *err);
+
+/** BEGIN IMMEDIATE: takes the write lock now (waiting up to the busy timeout). */
+MsStatus store_tx_begin(Store *s, MsError *err);
+MsStatus store_tx_commit(Store *s, MsError *err);
+/** Rolls back the open transaction, if any (safe to call on every failure path). */
+void store_tx_rollback(Store *s);
+
+/* ---- validation and ids (store_sqlite.c) ---- */
+
+/**
+ * Checks a model name, dataset name or alias: 1..STORE_NAME_MAX-1 characters of
+ * [A-Za-z0-9._-], not starting with '.'; an alias (is_alias) must also not be all digits.
+ * MS_ERR_INVALID naming `field` otherwise. Reads at most STORE_NAME_MAX bytes of name.
+ */
+MsStatus store_name_check(const char *field, const char *name, int is_alias, MsError *err);
+/** 1 when id is 32 lowercase hex characters (the only ids the store makes), else 0. */
+int store_id_valid(const char *id);
+/** A new random id (128 bits from getrandom, or /dev/urandom) as 32 lowercase hex + NUL. */
+MsStatus store_id_new(char id[STORE_ID_MAX], MsError *err);
+
+/* ---- columns and blobs (store_sqlite.c) ---- */
+
+/** Heap copy of a text column (dflt when NULL); NULL only when allocation fails. */
+char *store_col_strdup(sqlite3_stmt *q, int col, const char *dflt);
+/** Copies a text column into dst[0..cap), truncating at a UTF-8 character boundary. */
+void store_col_copy(char *dst, size_t cap, sqlite3_stmt *q, int col);
+/** A double column, NaN for NULL (SQLite stores NaN as NULL). */
+double store_col_double(sqlite3_stmt *q, int col);
+
+/** Encodes n elements of type t and binds the blob to parameter idx (SQLite frees it). */
+MsStatus store_bind_blob(Store *s, sqlite3_stmt *q, int idx, BlobType t, const void *elems,
+                         size_t n, const char *what, MsError *err);
+/**
+ * Decodes a blob column of type t into a malloc'd array (*out, *n; NULL when empty). A NULL
+ * column or a blob that fails its checks is MS_ERR_DB "<what>: corrupt ..." and nothing is
+ * returned.
+ */
+MsStatus store_col_blob(sqlite3_stmt *q, int col, BlobType t, void **out, size_t *n,
+                        const char *what, MsError *err);
+
+/* ---- shared by models and jobs (store_models.c) ---- */
+
+/** Checks the caller-provided fields of a model before a write. */
+MsStatus store_model_check(const StoreModel *m, MsError *err);
+/** Inserts m as version latest + 1 inside the caller's write transaction; sets m->version,
+ *  m->created_at, m->job_id (from job_id, "" when NULL) and *version. */
+MsStatus store_model_insert(Store *s, StoreModel *m, const char *job_id, int *version,
+                            MsError *err);
+
+#endif

@@ -1,0 +1,468 @@
+/*
+ * SQLite backend of store.h, part 1: the connection and the schema. Owns opening (pragmas,
+ * refusal of newer files), the migrations keyed by PRAGMA user_version, the statement cache,
+ * transactions, the mapping of SQLite errors to MsStatus, and helpers shared by the entity
+ * files (store_models.c, store_jobs.c, store_datasets.c): name and id checks, text and blob
+ * columns. Only src/store includes sqlite3.h.
+ *
+ * One SQLite file in WAL mode: readers never block the single writer. Every write is a short
+ * BEGIN IMMEDIATE transaction, so a writer waits for the lock at BEGIN (busy timeout) and never
+ * fails half-way with SQLITE_BUSY_SNAPSHOT. Each thread opens its own connection (opened
+ * NOMUTEX: a Store belongs to one thread at a time).
+ *
+ * Workload: a handful of writes per second per training job (progress, checkpoints), one write
+ * per adaptation, reads of models on cache misses; tens of connections at most.
+ *
+ * Migrations: migrations[k] takes the file from version k to k + 1 in one transaction that also
+ * sets user_version, so a crash leaves the file at one version or the next, never between.
+ * Blob columns come last in each table, so reading the other columns of a row does not walk the
+ * blob's overflow pages.
+ */
+#include "store_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- schema ---- */
+
+// Version 1: the tables of DESIGN §4. model_names remembers the highest version ever given to
+// a name, so no number is ever reused, even after its version or the whole model is deleted.
+static const char MIGRATION_1[] =
+    "CREATE TABLE models("
+    " name TEXT NOT NULL, version INTEGER NOT NULL CHECK (version > 0),"
+    " created_at INTEGER NOT NULL, config TEXT NOT NULL, algorithm TEXT NOT NULL,"
+    " hyper TEXT NOT NULL, metrics TEXT NOT NULL, job_id TEXT NOT NULL DEFAULT '',"
+    " params BLOB NOT NULL, inner_lrs BLOB,"
+    " PRIMARY KEY (name, version));"
+    "CREATE TABLE model_names(name TEXT PRIMARY KEY NOT NULL, last_version INTEGER NOT NULL);"
+    "CREATE TABLE model_aliases("
+    " name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL,"
+    " PRIMARY KEY (name, alias),"
+    " FOREIGN KEY (name, version) REFERENCES models(name, version) ON DELETE CASCADE);"
+    "CREATE INDEX model_aliases_target ON model_aliases(name, version);"
+    "CREATE TABLE jobs("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " state TEXT NOT NULL"
+    "  CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),"
+    " config TEXT NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    " started_at INTEGER NOT NULL DEFAULT 0, finished_at INTEGER NOT NULL DEFAULT 0,"
+    " iteration INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL,"
+    " cancel_requested INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '',"
+    " result_model TEXT NOT NULL DEFAULT '', result_version INTEGER NOT NULL DEFAULT 0,"
+    " metrics TEXT NOT NULL DEFAULT '{}', checkpoint BLOB);"
+    "CREATE INDEX jobs_state_created ON jobs(state, created_at);"
+    "CREATE INDEX jobs_created ON jobs(created_at);"
+    "CREATE TABLE job_metrics("
+    " job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
+    " step INTEGER NOT NULL, key TEXT NOT NULL, value REAL, ts INTEGER NOT NULL,"
+    " PRIMARY KEY (job_id, step, key)) WITHOUT ROWID;"
+    "CREATE TABLE datasets("
+    " id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL,"
+    " kind TEXT NOT NULL CHECK (kind IN ('tasks', 'classes')),"
+    " created_at INTEGER NOT NULL, n_items INTEGER NOT NULL, n_rows INTEGER NOT NULL,"
+    " x_dim INTEGER NOT NULL, y_dim INTEGER NOT NULL, meta TEXT NOT NULL,"
+    " bytes INTEGER NOT NULL, x BLOB NOT NULL, y BLOB NOT NULL, idx BLOB NOT NULL);"
+    "CREATE INDEX datasets_created ON datasets(created_at);"
+    "CREATE TABLE adaptations("
+    " id TEXT PRIMARY KEY NOT NULL, model TEXT NOT NULL, version INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
+    " support_loss_before REAL, support_loss_after REAL, params BLOB NOT NULL,"
+    " FOREIGN KEY (model, version) REFERENCES models(name, version) ON DELETE CASCADE);"
+    "CREATE INDEX adaptations_model ON adaptations(model, version);";
+
+// Version 2: store_adaptation_expire deletes by expires_at; without this index it scans.
+static const char MIGRATION_2[] = "CREATE INDEX adaptations_expires ON adaptations(expires_at);";
+
+// migrations[k] takes a file from user_version k to k + 1.
+static const char *const migrations[] = {MIGRATION_1, MIGRATION_2};
+_Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+/* ---- errors, statements, transactions ---- */
+
+MsStatus store_sqlite_fail(Store *s, int rc, const char *what, MsError *err) {
+    const char *msg = s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return ms_fail(err, MS_ERR_BUSY, "database busy for more than %d ms while %s",
+                       STORE_BUSY_TIMEOUT_MS, what);
+    case SQLITE_FULL:
+        return ms_fail(err, MS_ERR_DB, "disk full while %s", what);
+    case SQLITE_READONLY:
+        return ms_fail(err, MS_ERR_DB, "database is read-only (%s) while %s", msg, what);
+    case SQLITE_NOMEM:
+        return ms_fail(err, MS_ERR_NOMEM, "out of memory while %s", what);
+    case SQLITE_TOOBIG:
+        return ms_fail(err, MS_ERR_TOO_LARGE, "value too large for the database while %s", what);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return ms_fail(err, MS_ERR_DB, "database file is corrupt or not a database (%s) while %s",
+                       msg, what);
+    default:
+        return ms_fail(err, MS_ERR_DB, "database error while %s: %s (%d)", what, msg, rc);
+    }
+}
+
+MsStatus store_stmt(Store *s, const char *sql, sqlite3_stmt **out, MsError *err) {
+    for (int i = 0; i < s->n_stmts; i++)
+        if (s->stmts[i].sql == sql) {
+            *out = s->stmts[i].st;
+            return MS_OK;
+        }
+    MS_ASSERT(s->n_stmts < STORE_STMT_CACHE);
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(q);
+        *out = NULL;
+        return store_sqlite_fail(s, rc, "preparing a statement", err);
+    }
+    s->stmts[s->n_stmts].sql = sql;
+    s->stmts[s->n_stmts].st = q;
+    s->n_stmts++;
+    *out = q;
+    return MS_OK;
+}
+
+void store_stmt_done(sqlite3_stmt *q) {
+    if (!q) return;
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+}
+
+MsStatus store_step_done(Store *s, sqlite3_stmt *q, const char *what, MsError *err) {
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_DONE) return MS_OK;
+    if (rc == SQLITE_ROW) return ms_fail(err, MS_ERR_INTERNAL, "unexpected row while %s", what);
+    return store_sqlite_fail(s, rc, what, err);
+}
+
+// Runs one cached statement with no parameters and no result rows.
+static MsStatus exec_cached(Store *s, const char *sql, const char *what, MsError *err) {
+    sqlite3_stmt *q;
+    MsStatus st = store_stmt(s, sql, &q, err);
+    if (st != MS_OK) return st;
+    st = store_step_done(s, q, what, err);
+    store_stmt_done(q);
+    return st;
+}
+
+static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
+static const char SQL_COMMIT[] = "COMMIT";
+static const char SQL_ROLLBACK[] = "ROLLBACK";
+
+MsStatus store_tx_begin(Store *s, MsError *err) {
+    return exec_cached(s, SQL_BEGIN, "beginning a write transaction", err);
+}
+
+MsStatus store_tx_commit(Store *s, MsError *err) {
+    return exec_cached(s, SQL_COMMIT, "committing", err);
+}
+
+void store_tx_rollback(Store *s) {
+    if (sqlite3_get_autocommit(s->db)) return; // no transaction open
+    MsError ignored;
+    (void)exec_cached(s, SQL_ROLLBACK, "rolling back", &ignored);
+}
+
+/* ---- open, migrate, close ---- */
+
+// Reads an integer PRAGMA (user_version) with a one-off statement.
+static MsStatus pragma_int(Store *s, const char *sql, int *out, MsError *err) {
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(q);
+    MsStatus st = MS_OK;
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(q, 0);
+    else
+        st = store_sqlite_fail(s, rc, "reading the schema version", err);
+    sqlite3_finalize(q);
+    return st;
+}
+
+static MsStatus refuse_newer(int version, MsError *err) {
+    return ms_fail(err, MS_ERR_DB,
+                   "database schema version %d is newer than this build knows (%d); "
+                   "use a newer metaserve",
+                   version, STORE_SCHEMA_VERSION);
+}
+
+// Applies migrations until the file is at `target`. Each step re-reads user_version inside its
+// IMMEDIATE transaction, so processes opening the same file at once migrate it exactly once.
+static MsStatus migrate(Store *s, int target, MsError *err) {
+    int v;
+    MsStatus st = pragma_int(s, "PRAGMA user_version", &v, err);
+    if (st != MS_OK) return st;
+    // An up-to-date file (the usual case) takes no write lock at all.
+    for (int k = v; k < target; k++) {
+        if ((st = store_tx_begin(s, err)) != MS_OK) goto done;
+        if ((st = pragma_int(s, "PRAGMA user_version", &v, err)) != MS_OK) goto done;
+        if (v > STORE_SCHEMA_VERSION) {
+            st = refuse_newer(v, err);
+            goto done;
+        }
+        if (v <= k) {
+            MS_ASSERT(v == k); // steps run in order, so an older file cannot appear here
+            char bump[48];
+            snprintf(bump, sizeof bump, "PRAGMA user_version = %d", k + 1);
+            int rc = sqlite3_exec(s->db, migrations[k], NULL, NULL, NULL);
+            if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, bump, NULL, NULL, NULL);
+            if (rc != SQLITE_OK) {
+                char what[64];
+                snprintf(what, sizeof what, "migrating the schema to version %d", k + 1);
+                st = store_sqlite_fail(s, rc, what, err);
+                goto done;
+            }
+        }
+        if ((st = store_tx_commit(s, err)) != MS_OK) goto done;
+    }
+done:
+    if (st != MS_OK) store_tx_rollback(s);
+    return st;
+}
+
+// Sets the connection's pragmas. WAL + synchronous=NORMAL: a commit is in the WAL (written, not
+// fsynced) when it returns, so it survives a crash or SIGKILL of the process, which is what the
+// service promises; the database stays consistent after a power loss or kernel crash, but the
+// last commits before it may be lost (FULL would fsync on every commit to keep them). The
+// writes that matter are re-creatable: a job whose finish was lost resumes from its checkpoint
+// and, being deterministic, writes the same model again; an adaptation is a cache with a TTL.
+// So we take NORMAL's throughput (one adaptation write per request) over FULL's fsyncs.
+static MsStatus set_pragmas(Store *s, MsError *err) {
+    sqlite3_stmt *q = NULL;
+    MsStatus st = MS_OK;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &q, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        st = store_sqlite_fail(s, rc, "enabling WAL", err);
+        goto done;
+    }
+    const char *mode = (const char *)sqlite3_column_text(q, 0);
+    if (!mode || strcmp(mode, "wal") != 0) {
+        st = ms_fail(err, MS_ERR_DB, "cannot enable WAL: journal_mode is %s",
+                     mode ? mode : "unknown");
+        goto done;
+    }
+    rc = sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;", NULL, NULL,
+                      NULL);
+    if (rc != SQLITE_OK) st = store_sqlite_fail(s, rc, "setting pragmas", err);
+done:
+    sqlite3_finalize(q);
+    return st;
+}
+
+MsStatus store_open_at(Store **out, const char *path, int target, MsError *err) {
+    MS_ASSERT(out && path);
+    MS_ASSERT(target >= 0 && target <= STORE_SCHEMA_VERSION);
+    *out = NULL;
+    MsStatus st = MS_OK;
+    Store *s = calloc(1, sizeof *s);
+    if (!s) return ms_fail(err, MS_ERR_NOMEM, "cannot allocate a store");
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        st = ms_fail(err, MS_ERR_DB, "cannot open database %s: %s", path,
+                     s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        goto done;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+    // Refuse a file from a newer build before changing anything in it (even its journal mode).
+    int v;
+    if ((st = pragma_int(s, "PRAGMA user_version", &v, err)) != MS_OK) goto done;
+    if (v > STORE_SCHEMA_VERSION) {
+        st = refuse_newer(v, err);
+        goto done;
+    }
+    if ((st = set_pragmas(s, err)) != MS_OK) goto done;
+    st = migrate(s, target, err);
+done:
+    if (st != MS_OK) {
+        store_close(s);
+        return st;
+    }
+    *out = s;
+    return MS_OK;
+}
+
+MsStatus store_open(Store **out, const char *path, MsError *err) {
+    return store_open_at(out, path, STORE_SCHEMA_VERSION, err);
+}
+
+// No explicit wal_checkpoint(TRUNCATE): SQLite already checkpoints and removes the WAL when the
+// last connection to the file closes, and a TRUNCATE checkpoint run while other connections are
+// still reading would wait on them for the whole busy timeout.
+void store_close(Store *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n_stmts; i++)
+        sqlite3_finalize(s->stmts[i].st);
+    sqlite3_close_v2(s->db);
+    free(s);
+}
+
+sqlite3 *store_sqlite_db(Store *s) {
+    return s->db;
+}
+
+int store_schema_version(Store *s) {
+    int v = -1;
+    MsError ignored;
+    if (pragma_int(s, "PRAGMA user_version", &v, &ignored) != MS_OK) return -1;
+    return v;
+}
+
+MsStatus store_integrity_check(Store *s, MsError *err) {
+    sqlite3_stmt *q = NULL;
+    MsStatus st = MS_OK;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &q, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        st = store_sqlite_fail(s, rc, "checking integrity", err);
+        goto done;
+    }
+    const char *res = (const char *)sqlite3_column_text(q, 0);
+    if (!res || strcmp(res, "ok") != 0)
+        st = ms_fail(err, MS_ERR_DB, "integrity check failed: %s", res ? res : "(no result)");
+done:
+    sqlite3_finalize(q);
+    return st;
+}
+
+int64_t store_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- names and ids ---- */
+
+static int name_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+MsStatus store_name_check(const char *field, const char *name, int is_alias, MsError *err) {
+    const char *rule = "must be 1..127 characters of [A-Za-z0-9._-], not starting with '.'";
+    if (!name) return ms_fail(err, MS_ERR_INVALID, "%s: missing; %s", field, rule);
+    size_t len = strnlen(name, STORE_NAME_MAX);
+    if (len == 0 || len >= STORE_NAME_MAX || name[0] == '.')
+        return ms_fail(err, MS_ERR_INVALID, "%s: %s", field, rule);
+    int digits = 1;
+    for (size_t i = 0; i < len; i++) {
+        if (!name_char(name[i])) return ms_fail(err, MS_ERR_INVALID, "%s: %s", field, rule);
+        if (name[i] < '0' || name[i] > '9') digits = 0;
+    }
+    if (is_alias && digits)
+        return ms_fail(err, MS_ERR_INVALID,
+                       "%s: an alias cannot be all digits (it would read as a version)", field);
+    return MS_OK;
+}
+
+int store_id_valid(const char *id) {
+    if (!id) return 0;
+    for (int i = 0; i < 32; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f'))) return 0;
+    return id[32] == '\0';
+}
+
+static int random_bytes(unsigned char *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = getrandom(buf + got, n - got, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    if (got == n) return 0;
+    // getrandom unavailable (old kernel, seccomp): fall back to the device.
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    return got == n ? 0 : -1;
+}
+
+MsStatus store_id_new(char id[STORE_ID_MAX], MsError *err) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    if (random_bytes(b, sizeof b) != 0)
+        return ms_fail(err, MS_ERR_IO, "cannot read random bytes for an id");
+    for (int i = 0; i < 16; i++) {
+        id[2 * i] = hex[b[i] >> 4];
+        id[2 * i + 1] = hex[b[i] & 15];
+    }
+    id[32] = '\0';
+    return MS_OK;
+}
+
+/* ---- columns and blobs ---- */
+
+char *store_col_strdup(sqlite3_stmt *q, int col, const char *dflt) {
+    const char *t = (const char *)sqlite3_column_text(q, col);
+    if (!t) t = dflt;
+    size_t n = strlen(t);
+    char *c = malloc(n + 1);
+    if (c) memcpy(c, t, n + 1);
+    return c;
+}
+
+void store_col_copy(char *dst, size_t cap, sqlite3_stmt *q, int col) {
+    const char *t = (const char *)sqlite3_column_text(q, col);
+    if (!t) t = "";
+    size_t n = strlen(t);
+    if (n >= cap) {
+        n = cap - 1;
+        // Do not cut a UTF-8 sequence: back up over continuation bytes (10xxxxxx) to a lead.
+        while (n > 0 && ((unsigned char)t[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(dst, t, n);
+    dst[n] = '\0';
+}
+
+double store_col_double(sqlite3_stmt *q, int col) {
+    if (sqlite3_column_type(q, col) == SQLITE_NULL) return (double)NAN;
+    return sqlite3_column_double(q, col);
+}
+
+MsStatus store_bind_blob(Store *s, sqlite3_stmt *q, int idx, BlobType t, const void *elems,
+                         size_t n, const char *what, MsError *err) {
+    void *b;
+    size_t len;
+    MsStatus st = blob_encode_alloc(&b, &len, t, elems, n, err);
+    if (st != MS_OK) return st;
+    // SQLite owns b from here and frees it, even when the bind fails.
+    int rc = sqlite3_bind_blob64(q, idx, b, (sqlite3_uint64)len, free);
+    if (rc != SQLITE_OK) return store_sqlite_fail(s, rc, what, err);
+    return MS_OK;
+}
+
+MsStatus store_col_blob(sqlite3_stmt *q, int col, BlobType t, void **out, size_t *n,
+                        const char *what, MsError *err) {
+    *out = NULL;
+    *n = 0;
+    if (sqlite3_column_type(q, col) != SQLITE_BLOB)
+        return ms_fail(err, MS_ERR_DB, "%s: corrupt: not a blob", what);
+    const void *b = sqlite3_column_blob(q, col);
+    int len = sqlite3_column_bytes(q, col);
+    if (!b && len > 0) return ms_fail(err, MS_ERR_NOMEM, "%s: out of memory reading", what);
+    MsError e = {0};
+    MsStatus st = blob_decode_alloc(out, n, b, (size_t)len, t, &e);
+    if (st != MS_OK) return ms_fail(err, st, "%s: %s", what, e.msg);
+    return MS_OK;
+}

@@ -1,0 +1,1441 @@
+/*
+ * Tests of the SQLite store (src/store/store_*.c) through store.h: round trips of every entity
+ * (arrays compared bit for bit with memcmp), the job state machine, pagination cursors, the
+ * schema migrations from every earlier version, refusal of newer files, concurrency (threads
+ * with their own connections never double-claim a job or a model version), and the mapping of
+ * SQLite failures (busy, disk full, read-only, corrupt blobs) to clear errors.
+ *
+ * Each test gets a fresh database in its own mkdtemp directory under /tmp, removed afterwards;
+ * the teardown also runs PRAGMA integrity_check, so every test ends with "integrity ok". Faults
+ * are injected with raw sqlite3 calls on the same file (this test, like the store, may include
+ * sqlite3.h): a second connection holding the write lock, max_page_count for a full disk,
+ * query_only for a read-only database, and overwritten blob bytes for corruption.
+ *
+ * Time bounds: created_at and friends must fall inside [before, after] of the call measured with
+ * store_now_ms (exact, same clock). The busy test shortens the busy timeout to 100 ms and allows
+ * 90 ms (the busy handler's sleeps are coarse) up to 3 s (far less than the 5 s default, so it
+ * fails if the shortened timeout is ignored).
+ */
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../src/store/store_internal.h"
+#include "metaserve/core/rng.h"
+#include "metaserve/store/store.h"
+
+static char g_root[64];  // one directory for the whole suite, removed by the unchecked teardown
+static char g_dir[128];  // this test's own directory inside it
+static char g_path[160]; // this test's database
+static Store *g_st;
+
+/* ---- fixture and helpers ---- */
+
+// Removes path and everything under it (lstat: symbolic links are removed, not followed).
+static void remove_tree(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return;
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)) != NULL) {
+                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+                char sub[512];
+                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+                remove_tree(sub);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static void remove_db_files(const char *path) {
+    char p[200];
+    const char *suffixes[3] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
+        unlink(p);
+    }
+}
+
+// Unchecked (runs in the parent once): a failed test exits its forked child before the checked
+// teardown, so the suite directory is what guarantees nothing is left under /tmp.
+static void suite_setup(void) {
+    snprintf(g_root, sizeof g_root, "/tmp/ms_store_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_root));
+}
+
+static void suite_teardown(void) {
+    remove_tree(g_root);
+}
+
+static void setup(void) {
+    snprintf(g_dir, sizeof g_dir, "%s/t_XXXXXX", g_root);
+    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    snprintf(g_path, sizeof g_path, "%s/test.db", g_dir);
+    MsError err = {0};
+    ck_assert_msg(store_open(&g_st, g_path, &err) == MS_OK, "open: %s", err.msg);
+}
+
+static void teardown(void) {
+    if (g_st) {
+        MsError err = {0};
+        MsStatus st = store_integrity_check(g_st, &err);
+        store_close(g_st);
+        g_st = NULL;
+        ck_assert_msg(st == MS_OK, "integrity: %s", err.msg);
+    }
+    remove_tree(g_dir);
+}
+
+// Asserts MS_OK; `call` passes &e_, the error declared here, so a failure shows its message.
+#define OK(call)                                                                                   \
+    do {                                                                                           \
+        MsError e_ = {0};                                                                          \
+        MsStatus s_ = (call);                                                                      \
+        ck_assert_msg(s_ == MS_OK, "%s -> %s: %s", #call, ms_status_str(s_), e_.msg);              \
+    } while (0)
+
+// Expects `code` and, when sub != NULL, that the message contains sub.
+static void expect(MsStatus got, const MsError *e, MsStatus code, const char *sub) {
+    ck_assert_msg(got == code, "got %s (%s), want %s", ms_status_str(got), e->msg,
+                  ms_status_str(code));
+    ck_assert_int_eq(e->code, code);
+    if (sub) ck_assert_msg(strstr(e->msg, sub) != NULL, "\"%s\" lacks \"%s\"", e->msg, sub);
+}
+
+static char *dupstr(const char *s) {
+    char *c = malloc(strlen(s) + 1);
+    ck_assert_ptr_nonnull(c);
+    strcpy(c, s);
+    return c;
+}
+
+static float *random_floats(size_t n, uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    float *x = malloc(n * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)rng_range(&r, -3, 3);
+    return x;
+}
+
+// A model owning heap copies of everything (release with store_model_free).
+static void model_make(StoreModel *m, const char *name, size_t P, int with_lrs, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    snprintf(m->name, sizeof m->name, "%s", name);
+    snprintf(m->algorithm, sizeof m->algorithm, "%s", with_lrs ? "metasgd" : "maml");
+    m->config = dupstr("{\"name\":\"x\",\"iterations\":10}");
+    m->hyper = dupstr("{\"inner_lr\":0.01}");
+    m->metrics = dupstr("{\"meta_loss\":0.25}");
+    m->n_params = P;
+    m->params = random_floats(P, seed);
+    if (with_lrs) m->inner_lrs = random_floats(P, seed + 1000);
+}
+
+static int put_model(const char *name, size_t P, uint64_t seed) {
+    StoreModel m;
+    model_make(&m, name, P, 0, seed);
+    int v = 0;
+    MsError e = {0};
+    ck_assert_msg(store_model_put(g_st, &m, &v, &e) == MS_OK, "%s", e.msg);
+    store_model_free(&m);
+    return v;
+}
+
+static void new_job(const char *config, char id[STORE_ID_MAX]) {
+    MsError e = {0};
+    ck_assert_msg(store_job_create(g_st, config, "sine", 100, 0, id, &e) == MS_OK, "%s", e.msg);
+}
+
+static sqlite3 *raw_open(const char *path) {
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static void raw_exec(sqlite3 *db, const char *sql) {
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+    sqlite3_free(msg);
+}
+
+static int64_t raw_int(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+// The text of the first column of the first row (static buffer).
+static const char *raw_text(sqlite3 *db, const char *sql) {
+    static char buf[512];
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    snprintf(buf, sizeof buf, "%s", (const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    return buf;
+}
+
+// Flips one byte of a blob column in place: sql selects the blob with ?1 = key, upd writes it
+// back with ?1 = blob, ?2 = key.
+static void raw_flip_blob(const char *sel, const char *upd, const char *key, size_t at) {
+    sqlite3 *db = raw_open(g_path);
+    sqlite3_stmt *q;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sel, -1, &q, NULL), SQLITE_OK);
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    int len = sqlite3_column_bytes(q, 0);
+    ck_assert_int_gt(len, (int)at);
+    unsigned char *b = malloc((size_t)len);
+    memcpy(b, sqlite3_column_blob(q, 0), (size_t)len);
+    sqlite3_finalize(q);
+    b[at] ^= 0x10;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, upd, -1, &q, NULL), SQLITE_OK);
+    sqlite3_bind_blob(q, 1, b, len, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_DONE);
+    ck_assert_int_eq(sqlite3_changes(db), 1);
+    sqlite3_finalize(q);
+    free(b);
+    sqlite3_close(db);
+}
+
+/* ---- opening and schema ---- */
+
+START_TEST(a_new_file_is_created_at_the_current_schema_in_wal_mode) {
+    ck_assert_int_eq(store_schema_version(g_st), STORE_SCHEMA_VERSION);
+    ck_assert_int_eq(STORE_SCHEMA_VERSION, 2);
+    sqlite3 *db = raw_open(g_path);
+    ck_assert_str_eq(raw_text(db, "PRAGMA journal_mode"), "wal");
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name"
+                                 " IN ('models', 'model_aliases', 'model_names', 'jobs',"
+                                 " 'job_metrics', 'datasets', 'adaptations')"),
+                     7);
+    sqlite3_close(db);
+    // foreign_keys is per connection: visible only on the store's own.
+    ck_assert_int_eq(raw_int(store_sqlite_db(g_st), "PRAGMA foreign_keys"), 1);
+    ck_assert_int_eq(raw_int(store_sqlite_db(g_st), "PRAGMA synchronous"), 1); // 1 = NORMAL
+}
+END_TEST
+
+START_TEST(every_earlier_schema_version_migrates_to_the_current_one_keeping_data) {
+    for (int v = 0; v < STORE_SCHEMA_VERSION; v++) {
+        char path[200];
+        snprintf(path, sizeof path, "%s/v%d.db", g_dir, v);
+        Store *old;
+        MsError e = {0};
+        OK(store_open_at(&old, path, v, &e_));
+        ck_assert_int_eq(store_schema_version(old), v);
+        char job[STORE_ID_MAX] = "";
+        StoreAdaptation a = {0};
+        if (v >= 1) { // a version-1 file holds data of every kind
+            StoreModel m;
+            model_make(&m, "old", 8, 1, 3);
+            OK(store_model_put(old, &m, NULL, &e_));
+            store_model_free(&m);
+            OK(store_job_create(old, "{}", "old", 5, 0, job, &e_));
+            snprintf(a.model, sizeof a.model, "old");
+            a.version = 1;
+            a.expires_at = store_now_ms() + 3600000;
+            a.n_params = 8;
+            a.params = random_floats(8, 4);
+            OK(store_adaptation_put(old, &a, &e_));
+        }
+        store_close(old);
+
+        Store *s;
+        ck_assert_msg(store_open(&s, path, &e) == MS_OK, "v%d: %s", v, e.msg);
+        ck_assert_int_eq(store_schema_version(s), STORE_SCHEMA_VERSION);
+        sqlite3 *db = store_sqlite_db(s);
+        ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                                     " AND name = 'adaptations_expires'"),
+                         1);
+        if (v >= 1) {
+            StoreModel got;
+            OK(store_model_get(s, "old", 1, &got, &e_));
+            ck_assert_uint_eq(got.n_params, 8);
+            store_model_free(&got);
+            StoreJob j;
+            OK(store_job_get(s, job, &j, &e_));
+            ck_assert_int_eq(j.state, JOB_QUEUED);
+            store_job_free(&j);
+            StoreAdaptation ga;
+            OK(store_adaptation_get(s, a.id, &ga, &e_));
+            ck_assert_mem_eq(ga.params, a.params, 8 * sizeof(float));
+            store_adaptation_free(&ga);
+        }
+        free(a.params);
+        OK(store_integrity_check(s, &e_));
+        store_close(s);
+    }
+}
+END_TEST
+
+START_TEST(a_file_from_a_newer_build_is_refused_naming_both_versions) {
+    store_close(g_st);
+    g_st = NULL;
+    remove_db_files(g_path);
+    sqlite3 *db = raw_open(g_path);
+    raw_exec(db, "CREATE TABLE future(x); PRAGMA user_version = 999;");
+    sqlite3_close(db);
+    Store *s = (Store *)1;
+    MsError e = {0};
+    expect(store_open(&s, g_path, &e), &e, MS_ERR_DB, "999");
+    ck_assert_ptr_null(s);
+    char known[16];
+    snprintf(known, sizeof known, "(%d)", STORE_SCHEMA_VERSION);
+    ck_assert_ptr_nonnull(strstr(e.msg, known));
+    // Refused before anything was changed: still in its original journal mode, same version.
+    db = raw_open(g_path);
+    ck_assert_str_eq(raw_text(db, "PRAGMA journal_mode"), "delete");
+    ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 999);
+    sqlite3_close(db);
+}
+END_TEST
+
+START_TEST(a_file_that_is_not_a_database_is_refused) {
+    store_close(g_st);
+    g_st = NULL;
+    remove_db_files(g_path);
+    FILE *f = fopen(g_path, "wb");
+    for (int i = 0; i < 4096; i++)
+        fputc('x', f);
+    fclose(f);
+    Store *s = NULL;
+    MsError e = {0};
+    expect(store_open(&s, g_path, &e), &e, MS_ERR_DB, "not a database");
+    ck_assert_ptr_null(s);
+    // A directory that does not exist cannot hold the file.
+    expect(store_open(&s, "/nonexistent-dir/x.db", &e), &e, MS_ERR_DB, "cannot open");
+}
+END_TEST
+
+START_TEST(committed_writes_survive_closing_and_reopening) {
+    int v = put_model("keep", 5, 1);
+    char id[STORE_ID_MAX];
+    new_job("{}", id);
+    store_close(g_st);
+    g_st = NULL;
+    MsError e = {0};
+    ck_assert_int_eq(store_open(&g_st, g_path, &e), MS_OK);
+    StoreModel m;
+    OK(store_model_get(g_st, "keep", v, &m, &e_));
+    store_model_free(&m);
+    StoreJob j;
+    OK(store_job_get(g_st, id, &j, &e_));
+    store_job_free(&j);
+}
+END_TEST
+
+/* ---- models ---- */
+
+START_TEST(a_model_round_trips_every_field_and_both_arrays) {
+    StoreModel m;
+    model_make(&m, "sine", 1201, 1, 42);
+    m.params[0] = -0.0f; // sign and special values are kept bit for bit
+    m.params[1] = INFINITY;
+    int v = 0;
+    int64_t t0 = store_now_ms();
+    OK(store_model_put(g_st, &m, &v, &e_));
+    int64_t t1 = store_now_ms();
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(m.version, 1);
+    ck_assert(m.created_at >= t0 && m.created_at <= t1);
+
+    StoreModel g;
+    OK(store_model_get(g_st, "sine", 1, &g, &e_));
+    ck_assert_str_eq(g.name, "sine");
+    ck_assert_int_eq(g.version, 1);
+    ck_assert_int_eq(g.created_at, m.created_at);
+    ck_assert_str_eq(g.config, m.config);
+    ck_assert_str_eq(g.algorithm, "metasgd");
+    ck_assert_str_eq(g.hyper, m.hyper);
+    ck_assert_str_eq(g.metrics, m.metrics);
+    ck_assert_str_eq(g.job_id, "");
+    ck_assert_uint_eq(g.n_params, 1201);
+    ck_assert_mem_eq(g.params, m.params, 1201 * sizeof(float));
+    ck_assert_ptr_nonnull(g.inner_lrs);
+    ck_assert_mem_eq(g.inner_lrs, m.inner_lrs, 1201 * sizeof(float));
+    store_model_free(&g);
+
+    // Without rates, inner_lrs comes back NULL; NULL JSON fields read back as "{}".
+    free(m.inner_lrs);
+    m.inner_lrs = NULL;
+    free(m.hyper);
+    m.hyper = NULL;
+    OK(store_model_put(g_st, &m, &v, &e_));
+    ck_assert_int_eq(v, 2);
+    OK(store_model_get(g_st, "sine", 2, &g, &e_));
+    ck_assert_ptr_null(g.inner_lrs);
+    ck_assert_str_eq(g.hyper, "{}");
+    store_model_free(&g);
+    store_model_free(&m);
+
+    MsError e = {0};
+    expect(store_model_get(g_st, "sine", 3, &g, &e), &e, MS_ERR_NOT_FOUND, "version 3");
+    expect(store_model_get(g_st, "nope", 1, &g, &e), &e, MS_ERR_NOT_FOUND, "nope");
+}
+END_TEST
+
+START_TEST(versions_count_up_and_a_deleted_number_is_never_reused) {
+    for (int i = 1; i <= 3; i++)
+        ck_assert_int_eq(put_model("m", 4, (uint64_t)i), i);
+    OK(store_model_delete(g_st, "m", 3, &e_));
+    ck_assert_int_eq(put_model("m", 4, 9), 4); // not 3 again: clients may have cached m@3
+    MsError e = {0};
+    expect(store_model_delete(g_st, "m", 3, &e), &e, MS_ERR_NOT_FOUND, "version 3");
+    // Nor after deleting the whole model: a cache keyed by name@version stays valid.
+    OK(store_model_delete(g_st, "m", 0, &e_));
+    expect(store_model_delete(g_st, "m", 0, &e), &e, MS_ERR_NOT_FOUND, "m not found");
+    ck_assert_int_eq(put_model("m", 4, 10), 5);
+    ck_assert_int_eq(put_model("other", 4, 11), 1); // numbering is per name
+}
+END_TEST
+
+START_TEST(references_resolve_by_name_version_and_alias) {
+    put_model("sine", 3, 1);
+    put_model("sine", 3, 2);
+    put_model("sine", 3, 3);
+    OK(store_alias_set(g_st, "sine", "prod", 2, &e_));
+    char name[STORE_NAME_MAX];
+    int v = 0;
+    OK(store_model_resolve(g_st, "sine", name, &v, &e_));
+    ck_assert_str_eq(name, "sine");
+    ck_assert_int_eq(v, 3);
+    OK(store_model_resolve(g_st, "sine@1", name, &v, &e_));
+    ck_assert_int_eq(v, 1);
+    OK(store_model_resolve(g_st, "sine@prod", name, &v, &e_));
+    ck_assert_int_eq(v, 2);
+
+    MsError e = {0};
+    expect(store_model_resolve(g_st, "sine@9", name, &v, &e), &e, MS_ERR_NOT_FOUND, "version 9");
+    expect(store_model_resolve(g_st, "sine@beta", name, &v, &e), &e, MS_ERR_NOT_FOUND, "alias");
+    expect(store_model_resolve(g_st, "cosine", name, &v, &e), &e, MS_ERR_NOT_FOUND, "cosine");
+    const char *bad[] = {"",         "@2",    "sine@",   "sine@0",     "sine@99999999999",
+                         "sine@a@b", ".sine", "si ne@1", "sine@prod!", NULL};
+    for (int i = 0; bad[i]; i++) {
+        e = (MsError){0};
+        MsStatus st = store_model_resolve(g_st, bad[i], name, &v, &e);
+        ck_assert_msg(st == MS_ERR_INVALID, "\"%s\" gave %s", bad[i], ms_status_str(st));
+        ck_assert_ptr_nonnull(strstr(e.msg, "ref"));
+    }
+}
+END_TEST
+
+START_TEST(names_and_aliases_are_validated_naming_the_field) {
+    char long_name[200];
+    memset(long_name, 'a', sizeof long_name);
+    long_name[127] = '\0'; // 127 characters: the longest allowed
+    put_model(long_name, 2, 1);
+    put_model("A-b_c.9", 2, 1);
+    put_model("123", 2, 1); // names may be all digits; aliases may not
+    long_name[127] = 'a';
+    long_name[128] = '\0';
+    const char *bad[] = {"", ".hidden", "a b", "a/b", "a@b", "caf\xc3\xa9", long_name, NULL};
+    for (int i = 0; bad[i]; i++) {
+        StoreModel m;
+        model_make(&m, "x", 2, 0, 1);
+        memset(m.name, 0, sizeof m.name);
+        memcpy(m.name, bad[i], strlen(bad[i]) < sizeof m.name ? strlen(bad[i]) : sizeof m.name);
+        MsError e = {0};
+        expect(store_model_put(g_st, &m, NULL, &e), &e, MS_ERR_INVALID, "name");
+        store_model_free(&m);
+    }
+    MsError e = {0};
+    expect(store_alias_set(g_st, "123", "42", 1, &e), &e, MS_ERR_INVALID, "alias");
+    expect(store_alias_set(g_st, "123", ".x", 1, &e), &e, MS_ERR_INVALID, "alias");
+    expect(store_alias_set(g_st, "12 3", "ok", 1, &e), &e, MS_ERR_INVALID, "name");
+    OK(store_alias_set(g_st, "123", "v1", 1, &e_));
+
+    StoreDataset d = {0};
+    snprintf(d.name, sizeof d.name, "bad name");
+    snprintf(d.kind, sizeof d.kind, "tasks");
+    d.x_dim = d.y_dim = 1;
+    StoreDatasetData dd = {0};
+    expect(store_dataset_put(g_st, &d, &dd, &e), &e, MS_ERR_INVALID, "name");
+    char id[STORE_ID_MAX];
+    expect(store_job_create(g_st, "{}", "", 1, 0, id, &e), &e, MS_ERR_INVALID, "name");
+}
+END_TEST
+
+START_TEST(aliases_move_and_go_with_their_deleted_version) {
+    put_model("m", 2, 1);
+    put_model("m", 2, 2);
+    MsError e = {0};
+    expect(store_alias_set(g_st, "m", "prod", 7, &e), &e, MS_ERR_NOT_FOUND, "version 7");
+    OK(store_alias_set(g_st, "m", "prod", 1, &e_));
+    OK(store_alias_set(g_st, "m", "prod", 2, &e_)); // moves
+    char name[STORE_NAME_MAX];
+    int v;
+    OK(store_model_resolve(g_st, "m@prod", name, &v, &e_));
+    ck_assert_int_eq(v, 2);
+    OK(store_alias_set(g_st, "m", "old", 1, &e_));
+    OK(store_model_delete(g_st, "m", 2, &e_));
+    expect(store_model_resolve(g_st, "m@prod", name, &v, &e), &e, MS_ERR_NOT_FOUND, "alias");
+    OK(store_model_resolve(g_st, "m@old", name, &v, &e_));
+    ck_assert_int_eq(v, 1);
+    OK(store_alias_delete(g_st, "m", "old", &e_));
+    expect(store_alias_delete(g_st, "m", "old", &e), &e, MS_ERR_NOT_FOUND, "alias old");
+    expect(store_model_resolve(g_st, "m@old", name, &v, &e), &e, MS_ERR_NOT_FOUND, "alias");
+}
+END_TEST
+
+START_TEST(model_listing_pages_by_name_with_latest_version_and_count) {
+    // m0..m6 with (i % 3) + 1 versions each.
+    for (int i = 0; i < 7; i++)
+        for (int k = 0; k <= i % 3; k++) {
+            char nm[16];
+            snprintf(nm, sizeof nm, "m%d", i);
+            put_model(nm, 2, (uint64_t)(10 * i + k));
+        }
+    char after[STORE_NAME_MAX] = "";
+    int seen = 0, pages = 0, more = 1;
+    while (more) {
+        StoreModelSummary *r;
+        int n;
+        OK(store_model_list(g_st, after, 3, &r, &n, &more, &e_));
+        ck_assert_int_le(n, 3);
+        for (int j = 0; j < n; j++, seen++) {
+            char nm[16];
+            snprintf(nm, sizeof nm, "m%d", seen);
+            ck_assert_str_eq(r[j].name, nm);
+            ck_assert_int_eq(r[j].latest_version, seen % 3 + 1);
+            ck_assert_int_eq(r[j].n_versions, seen % 3 + 1);
+            ck_assert_str_eq(r[j].algorithm, "maml");
+            ck_assert_int_gt(r[j].created_at, 0);
+        }
+        if (n) snprintf(after, sizeof after, "%s", r[n - 1].name);
+        free(r);
+        pages++;
+    }
+    ck_assert_int_eq(seen, 7);
+    ck_assert_int_eq(pages, 3); // 3 + 3 + 1
+    // Exactly-full pages: more is 1 only when rows remain.
+    StoreModelSummary *r;
+    int n;
+    OK(store_model_list(g_st, "", 7, &r, &n, &more, &e_));
+    ck_assert_int_eq(n, 7);
+    ck_assert_int_eq(more, 0);
+    free(r);
+    OK(store_model_list(g_st, "", 6, &r, &n, &more, &e_));
+    ck_assert_int_eq(more, 1);
+    free(r);
+    OK(store_model_list(g_st, "m6", 6, &r, &n, &more, &e_));
+    ck_assert_int_eq(n, 0);
+    free(r);
+    MsError e = {0};
+    expect(store_model_list(g_st, "", 0, &r, &n, &more, &e), &e, MS_ERR_INVALID, "limit");
+}
+END_TEST
+
+START_TEST(model_versions_list_ascending_without_arrays) {
+    put_model("v", 10, 1);
+    put_model("v", 20, 2);
+    put_model("v", 30, 3);
+    OK(store_model_delete(g_st, "v", 2, &e_));
+    StoreModel *r;
+    int n;
+    OK(store_model_versions(g_st, "v", &r, &n, &e_));
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(r[0].version, 1);
+    ck_assert_int_eq(r[1].version, 3);
+    ck_assert_uint_eq(r[0].n_params, 10);
+    ck_assert_uint_eq(r[1].n_params, 30);
+    ck_assert_ptr_null(r[0].params);
+    ck_assert_str_eq(r[1].hyper, "{\"inner_lr\":0.01}");
+    for (int i = 0; i < n; i++)
+        store_model_free(&r[i]);
+    free(r);
+    MsError e = {0};
+    expect(store_model_versions(g_st, "none", &r, &n, &e), &e, MS_ERR_NOT_FOUND, "none");
+}
+END_TEST
+
+START_TEST(deleting_a_whole_model_removes_versions_aliases_and_adaptations) {
+    put_model("gone", 4, 1);
+    put_model("gone", 4, 2);
+    put_model("stay", 4, 3);
+    OK(store_alias_set(g_st, "gone", "prod", 1, &e_));
+    StoreAdaptation a = {0};
+    snprintf(a.model, sizeof a.model, "gone");
+    a.version = 2;
+    a.expires_at = store_now_ms() + 60000;
+    a.n_params = 4;
+    a.params = random_floats(4, 5);
+    OK(store_adaptation_put(g_st, &a, &e_));
+    OK(store_model_delete(g_st, "gone", 0, &e_));
+    sqlite3 *db = store_sqlite_db(g_st);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM models WHERE name = 'gone'"), 0);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM model_aliases"), 0);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM adaptations"), 0);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM models WHERE name = 'stay'"), 1);
+    StoreAdaptation g;
+    MsError e = {0};
+    expect(store_adaptation_get(g_st, a.id, &g, &e), &e, MS_ERR_NOT_FOUND, NULL);
+    free(a.params);
+}
+END_TEST
+
+START_TEST(a_corrupted_blob_is_reported_as_corrupt_and_not_returned) {
+    StoreModel m;
+    model_make(&m, "c", 16, 1, 1);
+    OK(store_model_put(g_st, &m, NULL, &e_));
+    store_model_free(&m);
+    // Byte 40 is in the payload (header is 24 bytes).
+    raw_flip_blob("SELECT params FROM models WHERE name = ?1 AND version = 1",
+                  "UPDATE models SET params = ?1 WHERE name = ?2 AND version = 1", "c", 40);
+    StoreModel g;
+    MsError e = {0};
+    expect(store_model_get(g_st, "c", 1, &g, &e), &e, MS_ERR_DB, "corrupt");
+    ck_assert_ptr_nonnull(strstr(e.msg, "params"));
+    ck_assert_ptr_null(g.params);
+    ck_assert_ptr_null(g.inner_lrs);
+
+    // A damaged header of the rates, and a damaged checkpoint, likewise.
+    put_model("d", 4, 2);
+    StoreModel m2;
+    model_make(&m2, "d", 4, 1, 3);
+    OK(store_model_put(g_st, &m2, NULL, &e_));
+    store_model_free(&m2);
+    raw_flip_blob("SELECT inner_lrs FROM models WHERE name = ?1 AND version = 2",
+                  "UPDATE models SET inner_lrs = ?1 WHERE name = ?2 AND version = 2", "d", 9);
+    expect(store_model_get(g_st, "d", 2, &g, &e), &e, MS_ERR_DB, "corrupt");
+    OK(store_model_get(g_st, "d", 1, &g, &e_)); // the neighbour is untouched
+    store_model_free(&g);
+
+    char id[STORE_ID_MAX];
+    StoreJob j;
+    int claimed;
+    new_job("{}", id);
+    OK(store_job_claim(g_st, &j, &claimed, &e_));
+    store_job_free(&j);
+    OK(store_job_checkpoint(g_st, id, 5, "abcdef", 6, &e_));
+    raw_flip_blob("SELECT checkpoint FROM jobs WHERE id = ?1",
+                  "UPDATE jobs SET checkpoint = ?1 WHERE id = ?2", id, 26);
+    void *data = (void *)1;
+    size_t n = 7;
+    expect(store_job_checkpoint_get(g_st, id, &data, &n, &e), &e, MS_ERR_DB, "corrupt");
+    ck_assert_ptr_null(data);
+    ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+/* ---- jobs ---- */
+
+START_TEST(a_job_goes_from_queue_to_a_model_version) {
+    const char *cfg = "{\"name\":\"sine\",\"iterations\":100}";
+    char id[STORE_ID_MAX];
+    int64_t t0 = store_now_ms();
+    OK(store_job_create(g_st, cfg, "sine", 100, 10, id, &e_));
+    int64_t t1 = store_now_ms();
+    ck_assert(store_id_valid(id));
+    StoreJob j;
+    OK(store_job_get(g_st, id, &j, &e_));
+    ck_assert_int_eq(j.state, JOB_QUEUED);
+    ck_assert_str_eq(j.config, cfg);
+    ck_assert_str_eq(j.name, "sine");
+    ck_assert_str_eq(j.metrics, "{}");
+    ck_assert(j.created_at >= t0 && j.created_at <= t1);
+    ck_assert_int_eq(j.started_at, 0);
+    ck_assert_int_eq(j.total, 100);
+    ck_assert_int_eq(j.has_checkpoint, 0);
+    store_job_free(&j);
+
+    int claimed = 0;
+    OK(store_job_claim(g_st, &j, &claimed, &e_));
+    ck_assert_int_eq(claimed, 1);
+    ck_assert_str_eq(j.id, id);
+    ck_assert_int_eq(j.state, JOB_RUNNING);
+    ck_assert_str_eq(j.config, cfg);
+    ck_assert_int_ge(j.started_at, j.created_at);
+    store_job_free(&j);
+    OK(store_job_claim(g_st, &j, &claimed, &e_));
+    ck_assert_int_eq(claimed, 0);
+
+    StoreMetric pts[2] = {{10, "meta_loss", 0.5}, {10, "val_loss", 0.75}};
+    OK(store_job_progress(g_st, id, 10, "{\"meta_loss\":0.5}", pts, 2, &e_));
+    OK(store_job_progress(g_st, id, 11, NULL, NULL, 0, &e_)); // NULL keeps the metrics
+    unsigned char ck[300];
+    for (int i = 0; i < 300; i++)
+        ck[i] = (unsigned char)(i * 7);
+    OK(store_job_checkpoint(g_st, id, 20, ck, sizeof ck, &e_));
+    OK(store_job_get(g_st, id, &j, &e_));
+    ck_assert_int_eq(j.iteration, 20);
+    ck_assert_str_eq(j.metrics, "{\"meta_loss\":0.5}");
+    ck_assert_int_eq(j.has_checkpoint, 1);
+    store_job_free(&j);
+    void *data;
+    size_t n;
+    OK(store_job_checkpoint_get(g_st, id, &data, &n, &e_));
+    ck_assert_uint_eq(n, sizeof ck);
+    ck_assert_mem_eq(data, ck, sizeof ck);
+    free(data);
+
+    StoreModel m;
+    model_make(&m, "sine", 41, 0, 8);
+    int v = 0;
+    OK(store_job_finish(g_st, id, JOB_SUCCEEDED, NULL, &m, &v, &e_));
+    ck_assert_int_eq(v, 1);
+    store_model_free(&m);
+    OK(store_job_get(g_st, id, &j, &e_));
+    ck_assert_int_eq(j.state, JOB_SUCCEEDED);
+    ck_assert_str_eq(j.result_model, "sine");
+    ck_assert_int_eq(j.result_version, 1);
+    ck_assert_int_ge(j.finished_at, j.started_at);
+    ck_assert_int_eq(j.has_checkpoint, 0); // dropped at the end
+    store_job_free(&j);
+    StoreModel g;
+    OK(store_model_get(g_st, "sine", 1, &g, &e_));
+    ck_assert_str_eq(g.job_id, id);
+    store_model_free(&g);
+    MsError e = {0};
+    expect(store_job_checkpoint_get(g_st, id, &data, &n, &e), &e, MS_ERR_NOT_FOUND, "checkpoint");
+    int64_t counts[5];
+    OK(store_job_counts(g_st, counts, &e_));
+    ck_assert_int_eq(counts[JOB_SUCCEEDED], 1);
+    ck_assert_int_eq(counts[JOB_QUEUED] + counts[JOB_RUNNING], 0);
+    ck_assert_str_eq(store_job_state_name(JOB_CANCELLED), "cancelled");
+}
+END_TEST
+
+START_TEST(claims_take_the_oldest_queued_job_first) {
+    char ids[5][STORE_ID_MAX];
+    for (int i = 0; i < 5; i++)
+        new_job("{}", ids[i]); // often within one millisecond: ties go by insertion order
+    for (int i = 0; i < 5; i++) {
+        StoreJob j;
+        int claimed;
+        OK(store_job_claim(g_st, &j, &claimed, &e_));
+        ck_assert_int_eq(claimed, 1);
+        ck_assert_str_eq(j.id, ids[i]);
+        store_job_free(&j);
+    }
+}
+END_TEST
+
+START_TEST(cancelling_a_queued_job_is_immediate_and_a_running_one_is_requested) {
+    char a[STORE_ID_MAX], b[STORE_ID_MAX];
+    new_job("{}", a);
+    new_job("{}", b);
+    JobState after;
+    OK(store_job_cancel(g_st, a, &after, &e_));
+    ck_assert_int_eq(after, JOB_CANCELLED);
+    StoreJob j;
+    int claimed;
+    OK(store_job_claim(g_st, &j, &claimed, &e_)); // a is skipped
+    ck_assert_str_eq(j.id, b);
+    store_job_free(&j);
+    OK(store_job_cancel(g_st, b, &after, &e_));
+    ck_assert_int_eq(after, JOB_RUNNING);
+    OK(store_job_get(g_st, b, &j, &e_));
+    ck_assert_int_eq(j.state, JOB_RUNNING);
+    ck_assert_int_eq(j.cancel_requested, 1);
+    store_job_free(&j);
+    OK(store_job_finish(g_st, b, JOB_CANCELLED, NULL, NULL, NULL, &e_));
+    OK(store_job_get(g_st, a, &j, &e_));
+    ck_assert_int_eq(j.state, JOB_CANCELLED);
+    ck_assert_int_gt(j.finished_at, 0);
+    store_job_free(&j);
+    MsError e = {0};
+    expect(store_job_cancel(g_st, a, &after, &e), &e, MS_ERR_CONFLICT, "cancelled");
+    expect(store_job_cancel(g_st, b, &after, &e), &e, MS_ERR_CONFLICT, "cancelled");
+    expect(store_job_cancel(g_st, "0123456789abcdef0123456789abcdef", &after, &e), &e,
+           MS_ERR_NOT_FOUND, "not found");
+    expect(store_job_cancel(g_st, "../../etc", &after, &e), &e, MS_ERR_NOT_FOUND, "not found");
+}
+END_TEST
+
+START_TEST(requeue_returns_running_jobs_with_checkpoints_and_cancels_those_asked) {
+    char a[STORE_ID_MAX], b[STORE_ID_MAX], c[STORE_ID_MAX];
+    new_job("{}", a);
+    new_job("{}", b);
+    new_job("{}", c);
+    StoreJob j;
+    int claimed;
+    int64_t started_a = 0;
+    for (int i = 0; i < 3; i++) {
+        OK(store_job_claim(g_st, &j, &claimed, &e_));
+        if (i == 0) started_a = j.started_at;
+        store_job_free(&j);
+    }
+    OK(store_job_checkpoint(g_st, a, 7, "ck", 2, &e_));
+    OK(store_job_cancel(g_st, c, NULL, &e_));
+    int n = -1;
+    OK(store_job_requeue_running(g_st, &n, &e_));
+    ck_assert_int_eq(n, 2);
+    OK(store_job_get(g_st, a, &j, &e_));
+    ck_assert_int_eq(j.state, JOB_QUEUED);
+    ck_assert_int_eq(j.has_checkpoint, 1);
+    ck_assert_int_eq(j.iteration, 7);
+    store_job_free(&j);
+    OK(store_job_get(g_st, c, &j, &e_));
+    ck_assert_int_eq(j.state, JOB_CANCELLED);
+    store_job_free(&j);
+    // The requeued jobs come back oldest first, with their first start time.
+    OK(store_job_claim(g_st, &j, &claimed, &e_));
+    ck_assert_str_eq(j.id, a);
+    ck_assert_int_eq(j.started_at, started_a);
+    store_job_free(&j);
+    OK(store_job_requeue(g_st, a, &e_));
+    MsError e = {0};
+    expect(store_job_requeue(g_st, a, &e), &e, MS_ERR_CONFLICT, "queued");
+    OK(store_job_requeue_running(g_st, &n, &e_));
+    ck_assert_int_eq(n, 0);
+    void *data;
+    size_t len;
+    OK(store_job_checkpoint_get(g_st, a, &data, &len, &e_));
+    ck_assert_uint_eq(len, 2);
+    ck_assert_mem_eq(data, "ck", 2);
+    free(data);
+}
+END_TEST
+
+START_TEST(finished_jobs_refuse_further_transitions) {
+    char id[STORE_ID_MAX];
+    new_job("{}", id);
+    MsError e = {0};
+    expect(store_job_progress(g_st, id, 1, NULL, NULL, 0, &e), &e, MS_ERR_CONFLICT, "queued");
+    expect(store_job_finish(g_st, id, JOB_RUNNING, NULL, NULL, NULL, &e), &e, MS_ERR_INVALID,
+           "state");
+    OK(store_job_finish(g_st, id, JOB_FAILED, "sampler: dataset missing", NULL, NULL, &e_));
+    StoreJob j;
+    OK(store_job_get(g_st, id, &j, &e_));
+    ck_assert_int_eq(j.state, JOB_FAILED);
+    ck_assert_str_eq(j.error, "sampler: dataset missing");
+    store_job_free(&j);
+    expect(store_job_finish(g_st, id, JOB_SUCCEEDED, NULL, NULL, NULL, &e), &e, MS_ERR_CONFLICT,
+           "already failed");
+    expect(store_job_checkpoint(g_st, id, 1, "x", 1, &e), &e, MS_ERR_CONFLICT, "failed");
+    expect(store_job_progress(g_st, id, 1, NULL, NULL, 0, &e), &e, MS_ERR_CONFLICT, "failed");
+    StoreMetric bad = {1, "a_key_that_is_far_too_long_for_32", 1.0};
+    expect(store_job_progress(g_st, id, 1, NULL, &bad, 1, &e), &e, MS_ERR_INVALID, "key");
+}
+END_TEST
+
+START_TEST(a_model_write_that_fails_leaves_the_job_running_and_unchanged) {
+    char id[STORE_ID_MAX];
+    new_job("{}", id);
+    StoreJob j;
+    int claimed;
+    OK(store_job_claim(g_st, &j, &claimed, &e_));
+    store_job_free(&j);
+    OK(store_job_checkpoint(g_st, id, 3, "state", 5, &e_));
+    // Cap the file at its current size: the model (400 KB) cannot be written.
+    sqlite3 *db = store_sqlite_db(g_st);
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld",
+             (long long)raw_int(db, "PRAGMA page_count"));
+    raw_int(db, sql);
+    StoreModel m;
+    model_make(&m, "sine", 100000, 0, 1);
+    MsError e = {0};
+    int v = -1;
+    expect(store_job_finish(g_st, id, JOB_SUCCEEDED, NULL, &m, &v, &e), &e, MS_ERR_DB, "disk full");
+    ck_assert_int_eq(v, -1);
+    OK(store_job_get(g_st, id, &j, &e_));
+    ck_assert_int_eq(j.state, JOB_RUNNING);
+    ck_assert_int_eq(j.has_checkpoint, 1);
+    ck_assert_int_eq(j.result_version, 0);
+    store_job_free(&j);
+    StoreModel *rows;
+    int n;
+    expect(store_model_versions(g_st, "sine", &rows, &n, &e), &e, MS_ERR_NOT_FOUND, NULL);
+    raw_int(db, "PRAGMA max_page_count = 1073741823");
+    OK(store_job_finish(g_st, id, JOB_SUCCEEDED, NULL, &m, &v, &e_));
+    ck_assert_int_eq(v, 1);
+    store_model_free(&m);
+}
+END_TEST
+
+START_TEST(metric_pages_hold_whole_steps_and_keep_nan) {
+    char id[STORE_ID_MAX];
+    new_job("{}", id);
+    StoreJob j;
+    int claimed;
+    OK(store_job_claim(g_st, &j, &claimed, &e_));
+    store_job_free(&j);
+    // Steps 0..4 with keys val_loss, meta_loss (stored in key order); step 2's val_loss is NaN.
+    for (int s = 0; s < 5; s++) {
+        StoreMetric pts[2] = {{s, "val_loss", s == 2 ? NAN : 10.0 + s}, {s, "meta_loss", s}};
+        OK(store_job_progress(g_st, id, s, NULL, pts, 2, &e_));
+    }
+    // Re-reporting a step (after a resume) replaces its points.
+    StoreMetric again = {4, "meta_loss", 40.0};
+    OK(store_job_progress(g_st, id, 4, NULL, &again, 1, &e_));
+
+    StoreMetricRow *r;
+    int n, more;
+    OK(store_job_metrics(g_st, id, -1, 100, &r, &n, &more, &e_));
+    ck_assert_int_eq(n, 10);
+    ck_assert_int_eq(more, 0);
+    ck_assert_int_eq(r[0].step, 0);
+    ck_assert_str_eq(r[0].key, "meta_loss");
+    ck_assert_str_eq(r[1].key, "val_loss");
+    ck_assert(isnan(r[5].value) && r[5].step == 2);
+    ck_assert(r[8].value == 40.0);
+    ck_assert_int_gt(r[0].ts, 0);
+    free(r);
+
+    // limit 3 would split a step: pages of one whole step (2 rows) each, 5 pages.
+    int64_t after = -1;
+    int pages = 0, rows = 0;
+    more = 1;
+    while (more) {
+        OK(store_job_metrics(g_st, id, after, 3, &r, &n, &more, &e_));
+        ck_assert_int_eq(n, 2);
+        ck_assert_int_eq(r[0].step, r[1].step);
+        ck_assert_int_eq(r[0].step, after + 1);
+        after = r[n - 1].step;
+        rows += n;
+        pages++;
+        free(r);
+    }
+    ck_assert_int_eq(pages, 5);
+    ck_assert_int_eq(rows, 10);
+    // limit 4: two steps per page. limit 1: a step is never split, so a page may exceed it.
+    OK(store_job_metrics(g_st, id, -1, 4, &r, &n, &more, &e_));
+    ck_assert_int_eq(n, 4);
+    ck_assert_int_eq(more, 1);
+    free(r);
+    OK(store_job_metrics(g_st, id, 3, 1, &r, &n, &more, &e_));
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(r[0].step, 4);
+    ck_assert_int_eq(more, 0);
+    free(r);
+    MsError e = {0};
+    expect(store_job_metrics(g_st, "0123456789abcdef0123456789abcdef", -1, 5, &r, &n, &more, &e),
+           &e, MS_ERR_NOT_FOUND, NULL);
+}
+END_TEST
+
+// Pages through all jobs 2 at a time and checks they come newest first: ids[4], ..., ids[0].
+static void assert_job_pages(char ids[5][STORE_ID_MAX]) {
+    char after[STORE_ID_MAX] = "";
+    int seen = 0, more = 1, pages = 0;
+    while (more) {
+        StoreJob *r;
+        int n;
+        OK(store_job_list(g_st, after, 2, &r, &n, &more, &e_));
+        for (int k = 0; k < n; k++, seen++) {
+            ck_assert_str_eq(r[k].id, ids[4 - seen]);
+            ck_assert_ptr_null(r[k].config);
+            ck_assert_ptr_null(r[k].metrics);
+        }
+        if (n) snprintf(after, sizeof after, "%s", r[n - 1].id);
+        free(r);
+        pages++;
+    }
+    ck_assert_int_eq(seen, 5);
+    ck_assert_int_eq(pages, 3);
+}
+
+START_TEST(job_listing_is_newest_first_in_pages) {
+    char ids[5][STORE_ID_MAX];
+    for (int i = 0; i < 5; i++)
+        new_job("{}", ids[i]);
+    assert_job_pages(ids);
+    // Equal creation times (jobs created within one millisecond) are ordered by insertion, and
+    // a cursor inside a run of equal times neither skips nor repeats a job.
+    raw_exec(store_sqlite_db(g_st), "UPDATE jobs SET created_at = 1000");
+    assert_job_pages(ids);
+    StoreJob *r;
+    int n, more;
+    MsError e = {0};
+    expect(store_job_list(g_st, "0123456789abcdef0123456789abcdef", 2, &r, &n, &more, &e), &e,
+           MS_ERR_INVALID, "after");
+    int64_t counts[5];
+    OK(store_job_counts(g_st, counts, &e_));
+    ck_assert_int_eq(counts[JOB_QUEUED], 5);
+}
+END_TEST
+
+START_TEST(the_queue_limit_gives_busy) {
+    char id[STORE_ID_MAX];
+    for (int i = 0; i < 3; i++)
+        OK(store_job_create(g_st, "{}", "q", 1, 3, id, &e_));
+    MsError e = {0};
+    expect(store_job_create(g_st, "{}", "q", 1, 3, id, &e), &e, MS_ERR_BUSY, "queue full");
+    // A claimed job no longer counts against the limit.
+    StoreJob j;
+    int claimed;
+    OK(store_job_claim(g_st, &j, &claimed, &e_));
+    store_job_free(&j);
+    OK(store_job_create(g_st, "{}", "q", 1, 3, id, &e_));
+    int64_t counts[5];
+    OK(store_job_counts(g_st, counts, &e_));
+    ck_assert_int_eq(counts[JOB_QUEUED], 3);
+}
+END_TEST
+
+/* ---- concurrency ---- */
+
+#define N_THREADS 4
+#define N_JOBS    200
+
+typedef struct {
+    char ids[N_JOBS][STORE_ID_MAX];
+    int n;
+    int failed;
+    char msg[256];
+} Claimer;
+
+static void *claim_all(void *arg) {
+    Claimer *c = arg;
+    Store *s;
+    MsError e = {0};
+    if (store_open(&s, g_path, &e) != MS_OK) {
+        c->failed = 1;
+        snprintf(c->msg, sizeof c->msg, "%s", e.msg);
+        return NULL;
+    }
+    for (;;) {
+        StoreJob j;
+        int claimed = 0;
+        if (store_job_claim(s, &j, &claimed, &e) != MS_OK) {
+            c->failed = 1;
+            snprintf(c->msg, sizeof c->msg, "%s", e.msg);
+            break;
+        }
+        if (!claimed) break;
+        if (c->n < N_JOBS) snprintf(c->ids[c->n], STORE_ID_MAX, "%s", j.id);
+        c->n++;
+        store_job_free(&j);
+    }
+    store_close(s);
+    return NULL;
+}
+
+static int cmp_id(const void *a, const void *b) {
+    return strcmp(a, b);
+}
+
+START_TEST(four_connections_claim_200_jobs_each_exactly_once) {
+    static char created[N_JOBS][STORE_ID_MAX];
+    for (int i = 0; i < N_JOBS; i++)
+        new_job("{}", created[i]);
+    static Claimer cl[N_THREADS];
+    memset(cl, 0, sizeof cl);
+    pthread_t t[N_THREADS];
+    for (int i = 0; i < N_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, claim_all, &cl[i]), 0);
+    for (int i = 0; i < N_THREADS; i++)
+        pthread_join(t[i], NULL);
+    static char all[N_JOBS * 2][STORE_ID_MAX];
+    int total = 0;
+    for (int i = 0; i < N_THREADS; i++) {
+        ck_assert_msg(!cl[i].failed, "thread %d: %s", i, cl[i].msg);
+        for (int k = 0; k < cl[i].n && total < 2 * N_JOBS; k++)
+            memcpy(all[total++], cl[i].ids[k], STORE_ID_MAX);
+    }
+    ck_assert_int_eq(total, N_JOBS);
+    qsort(all, (size_t)total, STORE_ID_MAX, cmp_id);
+    qsort(created, N_JOBS, STORE_ID_MAX, cmp_id);
+    for (int i = 0; i < N_JOBS; i++)
+        ck_assert_str_eq(all[i], created[i]); // same set, hence no id claimed twice
+    int64_t counts[5];
+    OK(store_job_counts(g_st, counts, &e_));
+    ck_assert_int_eq(counts[JOB_RUNNING], N_JOBS);
+}
+END_TEST
+
+static void *put_versions(void *arg) {
+    int *failed = arg;
+    Store *s;
+    MsError e = {0};
+    if (store_open(&s, g_path, &e) != MS_OK) {
+        *failed = 1;
+        return NULL;
+    }
+    for (int i = 0; i < 25; i++) {
+        StoreModel m;
+        model_make(&m, "shared", 8, 0, (uint64_t)i);
+        if (store_model_put(s, &m, NULL, &e) != MS_OK) *failed = 1;
+        store_model_free(&m);
+    }
+    store_close(s);
+    return NULL;
+}
+
+START_TEST(concurrent_model_writes_get_distinct_consecutive_versions) {
+    pthread_t t[N_THREADS];
+    int failed[N_THREADS] = {0};
+    for (int i = 0; i < N_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, put_versions, &failed[i]), 0);
+    for (int i = 0; i < N_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(failed[i], 0);
+    }
+    StoreModel *r;
+    int n;
+    OK(store_model_versions(g_st, "shared", &r, &n, &e_));
+    ck_assert_int_eq(n, 4 * 25);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(r[i].version, i + 1);
+        store_model_free(&r[i]);
+    }
+    free(r);
+}
+END_TEST
+
+/* ---- datasets ---- */
+
+static void dataset_make(StoreDataset *d, StoreDatasetData *dd, const char *name) {
+    memset(d, 0, sizeof *d);
+    memset(dd, 0, sizeof *dd);
+    snprintf(d->name, sizeof d->name, "%s", name);
+    snprintf(d->kind, sizeof d->kind, "tasks");
+    d->n_items = 2;
+    d->n_rows = 5;
+    d->x_dim = 2;
+    d->y_dim = 1;
+    d->meta = dupstr("{\"note\":\"two tasks\"}");
+    dd->n_x = 10;
+    dd->x = random_floats(10, 1);
+    dd->n_y = 5;
+    dd->y = random_floats(5, 2);
+    dd->n_index = 3;
+    dd->index = malloc(3 * sizeof(int32_t));
+    dd->index[0] = 0;
+    dd->index[1] = 2;
+    dd->index[2] = 5;
+}
+
+START_TEST(a_dataset_round_trips_and_lists_newest_first) {
+    StoreDataset d;
+    StoreDatasetData dd;
+    dataset_make(&d, &dd, "two-tasks");
+    int64_t t0 = store_now_ms();
+    OK(store_dataset_put(g_st, &d, &dd, &e_));
+    ck_assert(store_id_valid(d.id));
+    ck_assert(d.created_at >= t0);
+    ck_assert_uint_eq(d.bytes, 4 * (10 + 5 + 3));
+    StoreDataset g;
+    StoreDatasetData gd;
+    OK(store_dataset_get(g_st, d.id, &g, &gd, &e_));
+    ck_assert_str_eq(g.name, "two-tasks");
+    ck_assert_str_eq(g.kind, "tasks");
+    ck_assert_int_eq(g.n_items, 2);
+    ck_assert_int_eq(g.n_rows, 5);
+    ck_assert_int_eq(g.x_dim, 2);
+    ck_assert_int_eq(g.y_dim, 1);
+    ck_assert_str_eq(g.meta, d.meta);
+    ck_assert_uint_eq(g.bytes, d.bytes);
+    ck_assert_uint_eq(gd.n_x, 10);
+    ck_assert_mem_eq(gd.x, dd.x, 10 * sizeof(float));
+    ck_assert_mem_eq(gd.y, dd.y, 5 * sizeof(float));
+    ck_assert_uint_eq(gd.n_index, 3);
+    ck_assert_mem_eq(gd.index, dd.index, 3 * sizeof(int32_t));
+    store_dataset_free(&g);
+    store_dataset_data_free(&gd);
+    OK(store_dataset_get(g_st, d.id, &g, NULL, &e_)); // description only
+    ck_assert_str_eq(g.meta, d.meta);
+    store_dataset_free(&g);
+
+    // Shapes that do not add up are refused.
+    MsError e = {0};
+    dd.n_x = 9;
+    expect(store_dataset_put(g_st, &d, &dd, &e), &e, MS_ERR_INVALID, "x:");
+    dd.n_x = 10;
+    snprintf(d.kind, sizeof d.kind, "images");
+    expect(store_dataset_put(g_st, &d, &dd, &e), &e, MS_ERR_INVALID, "kind");
+    snprintf(d.kind, sizeof d.kind, "classes");
+
+    char ids[3][STORE_ID_MAX];
+    snprintf(ids[0], STORE_ID_MAX, "%s", d.id);
+    for (int i = 1; i < 3; i++) {
+        OK(store_dataset_put(g_st, &d, &dd, &e_));
+        snprintf(ids[i], STORE_ID_MAX, "%s", d.id);
+    }
+    StoreDataset *r;
+    int n, more;
+    OK(store_dataset_list(g_st, "", 2, &r, &n, &more, &e_));
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(more, 1);
+    ck_assert_str_eq(r[0].id, ids[2]);
+    ck_assert_str_eq(r[1].id, ids[1]);
+    ck_assert_ptr_null(r[0].meta);
+    free(r);
+    OK(store_dataset_list(g_st, ids[1], 2, &r, &n, &more, &e_));
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(more, 0);
+    ck_assert_str_eq(r[0].id, ids[0]);
+    free(r);
+    OK(store_dataset_delete(g_st, ids[1], &e_));
+    expect(store_dataset_list(g_st, ids[1], 2, &r, &n, &more, &e), &e, MS_ERR_INVALID, "after");
+    expect(store_dataset_get(g_st, ids[1], &g, NULL, &e), &e, MS_ERR_NOT_FOUND, "not found");
+    expect(store_dataset_delete(g_st, ids[1], &e), &e, MS_ERR_NOT_FOUND, "not found");
+    store_dataset_free(&d);
+    store_dataset_data_free(&dd);
+}
+END_TEST
+
+START_TEST(a_dataset_used_by_a_queued_or_running_job_cannot_be_deleted) {
+    StoreDataset d;
+    StoreDatasetData dd;
+    dataset_make(&d, &dd, "in-use");
+    OK(store_dataset_put(g_st, &d, &dd, &e_));
+    char cfg[160], job[STORE_ID_MAX];
+    snprintf(cfg, sizeof cfg, "{\"tasks\":{\"dataset\":\"%s\",\"k_support\":5}}", d.id);
+    new_job(cfg, job);
+    MsError e = {0};
+    expect(store_dataset_delete(g_st, d.id, &e), &e, MS_ERR_CONFLICT, "queued job");
+    StoreJob j;
+    int claimed;
+    OK(store_job_claim(g_st, &j, &claimed, &e_));
+    store_job_free(&j);
+    expect(store_dataset_delete(g_st, d.id, &e), &e, MS_ERR_CONFLICT, "running job");
+    OK(store_job_finish(g_st, job, JOB_FAILED, "stopped", NULL, NULL, &e_));
+    OK(store_dataset_delete(g_st, d.id, &e_));
+    store_dataset_free(&d);
+    store_dataset_data_free(&dd);
+}
+END_TEST
+
+/* ---- adaptations ---- */
+
+START_TEST(adaptations_round_trip_and_expire) {
+    put_model("base", 6, 1);
+    int64_t now = store_now_ms();
+    StoreAdaptation a = {0};
+    snprintf(a.model, sizeof a.model, "base");
+    a.version = 1;
+    a.expires_at = now + 3600000;
+    a.n_params = 6;
+    a.params = random_floats(6, 2);
+    a.support_loss_before = 1.5;
+    a.support_loss_after = NAN;
+    OK(store_adaptation_put(g_st, &a, &e_));
+    ck_assert(store_id_valid(a.id));
+    ck_assert_int_ge(a.created_at, now);
+    StoreAdaptation g;
+    OK(store_adaptation_get(g_st, a.id, &g, &e_));
+    ck_assert_str_eq(g.model, "base");
+    ck_assert_int_eq(g.version, 1);
+    ck_assert_int_eq(g.created_at, a.created_at);
+    ck_assert_int_eq(g.expires_at, a.expires_at);
+    ck_assert(g.support_loss_before == 1.5);
+    ck_assert(isnan(g.support_loss_after));
+    ck_assert_uint_eq(g.n_params, 6);
+    ck_assert_mem_eq(g.params, a.params, 6 * sizeof(float));
+    store_adaptation_free(&g);
+
+    char live[STORE_ID_MAX];
+    snprintf(live, sizeof live, "%s", a.id);
+    a.expires_at = now - 1; // already expired
+    OK(store_adaptation_put(g_st, &a, &e_));
+    MsError e = {0};
+    expect(store_adaptation_get(g_st, a.id, &g, &e), &e, MS_ERR_NOT_FOUND, "expired");
+    ck_assert_ptr_null(g.params);
+    int n = -1;
+    OK(store_adaptation_expire(g_st, store_now_ms(), &n, &e_));
+    ck_assert_int_eq(n, 1);
+    OK(store_adaptation_expire(g_st, store_now_ms(), &n, &e_));
+    ck_assert_int_eq(n, 0);
+    OK(store_adaptation_get(g_st, live, &g, &e_));
+    store_adaptation_free(&g);
+    OK(store_adaptation_delete(g_st, live, &e_));
+    expect(store_adaptation_get(g_st, live, &g, &e), &e, MS_ERR_NOT_FOUND, NULL);
+    expect(store_adaptation_delete(g_st, live, &e), &e, MS_ERR_NOT_FOUND, NULL);
+
+    a.version = 2; // base@2 does not exist
+    a.expires_at = now + 1000;
+    expect(store_adaptation_put(g_st, &a, &e), &e, MS_ERR_NOT_FOUND, "base has no version 2");
+    free(a.params);
+}
+END_TEST
+
+/* ---- failures of the database ---- */
+
+START_TEST(a_held_write_lock_gives_busy_after_the_timeout) {
+    sqlite3 *other = raw_open(g_path);
+    raw_exec(other, "BEGIN IMMEDIATE");
+    sqlite3_busy_timeout(store_sqlite_db(g_st), 100);
+    char id[STORE_ID_MAX];
+    MsError e = {0};
+    int64_t t0 = store_now_ms();
+    expect(store_job_create(g_st, "{}", "b", 1, 0, id, &e), &e, MS_ERR_BUSY, "busy");
+    int64_t dt = store_now_ms() - t0;
+    ck_assert_msg(dt >= 90 && dt < 3000, "waited %lld ms", (long long)dt);
+    // Reads are not blocked by a writer in WAL mode.
+    int64_t counts[5];
+    OK(store_job_counts(g_st, counts, &e_));
+    raw_exec(other, "ROLLBACK");
+    sqlite3_close(other);
+    OK(store_job_create(g_st, "{}", "b", 1, 0, id, &e_));
+}
+END_TEST
+
+START_TEST(disk_full_and_read_only_are_reported_as_such) {
+    sqlite3 *db = store_sqlite_db(g_st);
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld",
+             (long long)raw_int(db, "PRAGMA page_count"));
+    raw_int(db, sql);
+    StoreModel m;
+    model_make(&m, "big", 100000, 0, 1);
+    MsError e = {0};
+    expect(store_model_put(g_st, &m, NULL, &e), &e, MS_ERR_DB, "disk full");
+    raw_int(db, "PRAGMA max_page_count = 1073741823");
+    OK(store_model_put(g_st, &m, NULL, &e_));
+    store_model_free(&m);
+
+    raw_exec(db, "PRAGMA query_only = 1");
+    char id[STORE_ID_MAX];
+    expect(store_job_create(g_st, "{}", "ro", 1, 0, id, &e), &e, MS_ERR_DB, "read-only");
+    raw_exec(db, "PRAGMA query_only = 0");
+    OK(store_job_create(g_st, "{}", "ro", 1, 0, id, &e_));
+}
+END_TEST
+
+START_TEST(closing_the_last_connection_folds_the_wal_and_integrity_check_finds_damage) {
+    char path[200], wal[220];
+    snprintf(path, sizeof path, "%s/damaged.db", g_dir);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    Store *s;
+    OK(store_open(&s, path, &e_));
+    char cfg[1024], id[STORE_ID_MAX];
+    memset(cfg, 'x', sizeof cfg - 1);
+    cfg[sizeof cfg - 1] = '\0';
+    for (int i = 0; i < 40; i++) // ~40 KB of rows: several pages beyond the schema
+        OK(store_job_create(s, cfg, "d", 1, 0, id, &e_));
+    store_close(s);
+    ck_assert_int_ne(access(wal, F_OK), 0); // the last close checkpointed and removed the WAL
+    // Overwrite every page but the first (the header and schema) with a constant pattern.
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    ck_assert_int_gt(size, 4 * 4096);
+    ck_assert_int_eq(fseek(f, 4096, SEEK_SET), 0); // default page size: 4096 bytes
+    for (long i = 4096; i < size; i++)
+        fputc(0xA5, f);
+    fclose(f);
+    MsError e = {0};
+    ck_assert_msg(store_open(&s, path, &e) == MS_OK, "%s", e.msg); // page 1 is intact
+    expect(store_integrity_check(s, &e), &e, MS_ERR_DB, NULL);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(ids_are_32_lowercase_hex_and_distinct) {
+    static char ids[1000][STORE_ID_MAX];
+    for (int i = 0; i < 1000; i++) {
+        OK(store_id_new(ids[i], &e_));
+        ck_assert_uint_eq(strlen(ids[i]), 32);
+        ck_assert(store_id_valid(ids[i]));
+    }
+    qsort(ids, 1000, STORE_ID_MAX, cmp_id);
+    for (int i = 1; i < 1000; i++)
+        ck_assert_str_ne(ids[i], ids[i - 1]);
+    ck_assert(!store_id_valid("0123456789ABCDEF0123456789abcdef")); // upper case
+    ck_assert(!store_id_valid("0123456789abcdef0123456789abcde"));  // 31 characters
+    ck_assert(!store_id_valid("0123456789abcdef0123456789abcdef0"));
+}
+END_TEST
+
+// Asserts that the plan of sql mentions `index` and needs no temporary sort.
+static void assert_plan(sqlite3 *db, const char *sql, const char *index) {
+    char q[512];
+    snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", sql);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+    char plan[1024] = "";
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof plan - strlen(plan) - 2);
+        strcat(plan, ";");
+    }
+    sqlite3_finalize(st);
+    ck_assert_msg(strstr(plan, index) != NULL, "%s: plan %s", sql, plan);
+    ck_assert_msg(strstr(plan, "TEMP B-TREE") == NULL, "%s: plan %s", sql, plan);
+}
+
+START_TEST(the_frequent_queries_use_their_indexes) {
+    sqlite3 *db = store_sqlite_db(g_st);
+    assert_plan(db, "SELECT id FROM jobs WHERE state = 'queued' ORDER BY created_at, rowid LIMIT 1",
+                "jobs_state_created");
+    assert_plan(db, "DELETE FROM adaptations WHERE expires_at <= 5", "adaptations_expires");
+    assert_plan(db,
+                "SELECT step, key, value, ts FROM job_metrics WHERE job_id = 'x' AND step > 3"
+                " ORDER BY step, key",
+                "PRIMARY KEY");
+    assert_plan(db, "SELECT id FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT 3",
+                "jobs_created");
+    assert_plan(db,
+                "SELECT id FROM jobs WHERE created_at < 5 OR (created_at = 5 AND rowid < 3)"
+                " ORDER BY created_at DESC, rowid DESC LIMIT 3",
+                "jobs_created");
+    assert_plan(db,
+                "SELECT id FROM datasets WHERE created_at < 5 OR (created_at = 5 AND rowid < 3)"
+                " ORDER BY created_at DESC, rowid DESC LIMIT 3",
+                "datasets_created");
+}
+END_TEST
+
+static Suite *store_suite(void) {
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("sqlite");
+    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, a_new_file_is_created_at_the_current_schema_in_wal_mode);
+    tcase_add_test(tc, every_earlier_schema_version_migrates_to_the_current_one_keeping_data);
+    tcase_add_test(tc, a_file_from_a_newer_build_is_refused_naming_both_versions);
+    tcase_add_test(tc, a_file_that_is_not_a_database_is_refused);
+    tcase_add_test(tc, committed_writes_survive_closing_and_reopening);
+    tcase_add_test(tc, a_model_round_trips_every_field_and_both_arrays);
+    tcase_add_test(tc, versions_count_up_and_a_deleted_number_is_never_reused);
+    tcase_add_test(tc, references_resolve_by_name_version_and_alias);
+    tcase_add_test(tc, names_and_aliases_are_validated_naming_the_field);
+    tcase_add_test(tc, aliases_move_and_go_with_their_deleted_version);
+    tcase_add_test(tc, model_listing_pages_by_name_with_latest_version_and_count);
+    tcase_add_test(tc, model_versions_list_ascending_without_arrays);
+    tcase_add_test(tc, deleting_a_whole_model_removes_versions_aliases_and_adaptations);
+    tcase_add_test(tc, a_corrupted_blob_is_reported_as_corrupt_and_not_returned);
+    tcase_add_test(tc, a_job_goes_from_queue_to_a_model_version);
+    tcase_add_test(tc, claims_take_the_oldest_queued_job_first);
+    tcase_add_test(tc, cancelling_a_queued_job_is_immediate_and_a_running_one_is_requested);
+    tcase_add_test(tc, requeue_returns_running_jobs_with_checkpoints_and_cancels_those_asked);
+    tcase_add_test(tc, finished_jobs_refuse_further_transitions);
+    tcase_add_test(tc, a_model_write_that_fails_leaves_the_job_running_and_unchanged);
+    tcase_add_test(tc, metric_pages_hold_whole_steps_and_keep_nan);
+    tcase_add_test(tc, job_listing_is_newest_first_in_pages);
+    tcase_add_test(tc, the_queue_limit_gives_busy);
+    tcase_add_test(tc, four_connections_claim_200_jobs_each_exactly_once);
+    tcase_add_test(tc, concurrent_model_writes_get_distinct_consecutive_versions);
+    tcase_add_test(tc, a_dataset_round_trips_and_lists_newest_first);
+    tcase_add_test(tc, a_dataset_used_by_a_queued_or_running_job_cannot_be_deleted);
+    tcase_add_test(tc, adaptations_round_trip_and_expire);
+    tcase_add_test(tc, a_held_write_lock_gives_busy_after_the_timeout);
+    tcase_add_test(tc, disk_full_and_read_only_are_reported_as_such);
+    tcase_add_test(tc, closing_the_last_connection_folds_the_wal_and_integrity_check_finds_damage);
+    tcase_add_test(tc, ids_are_32_lowercase_hex_and_distinct);
+    tcase_add_test(tc, the_frequent_queries_use_their_indexes);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(store_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
