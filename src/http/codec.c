@@ -351,10 +351,22 @@ static MsStatus tasks_from_json(TrainConfig *c, const cJSON *obj, const char *pa
     if (st == MS_OK) st = check_fields(obj, path, FIELDS, err);
     if (st != MS_OK) return st;
     const cJSON *it;
-    if (field(obj, "dataset"))
-        return ms_fail(err, MS_ERR_INVALID,
-                       "%s: uploaded datasets are not supported here; use a built-in \"family\"",
-                       join(p, path, "dataset"));
+    if ((it = field(obj, "dataset"))) {
+        // an uploaded dataset's id: 32 lowercase hex characters (store.h)
+        const char *d = cJSON_IsString(it) ? it->valuestring : NULL;
+        size_t n = d ? strlen(d) : 0;
+        int ok = n == 32;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (d[i] >= '0' && d[i] <= '9') || (d[i] >= 'a' && d[i] <= 'f');
+        if (!ok)
+            return ms_fail(err, MS_ERR_INVALID, "%s: must be a dataset id (32 hex characters)",
+                           join(p, path, "dataset"));
+        if (field(obj, "family"))
+            return ms_fail(err, MS_ERR_INVALID, "%s: give either \"family\" or \"dataset\"",
+                           join(p, path, "dataset"));
+        memcpy(c->tasks.dataset, d, n + 1);
+        c->tasks.family[0] = '\0';
+    }
     if ((it = field(obj, "family")) &&
         (st = get_str(it, join(p, path, "family"), c->tasks.family, TASK_FAMILY_MAX, err)))
         return st;
@@ -558,7 +570,10 @@ static cJSON *config_json(Builder *b, const TrainConfig *c) {
     put(b, o, "iterations", integer(c->iterations));
     put(b, o, "seed", uinteger(c->seed));
     cJSON *tasks = put(b, o, "tasks", cJSON_CreateObject());
-    put(b, tasks, "family", cJSON_CreateString(c->tasks.family));
+    if (c->tasks.dataset[0])
+        put(b, tasks, "dataset", cJSON_CreateString(c->tasks.dataset));
+    else
+        put(b, tasks, "family", cJSON_CreateString(c->tasks.family));
     put(b, tasks, "k_support", integer(c->k_support));
     put(b, tasks, "k_query", integer(c->k_query));
     if (c->tasks.n_way) put(b, tasks, "n_way", integer(c->tasks.n_way));
