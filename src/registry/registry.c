@@ -1,0 +1,288 @@
+/*
+ * Model-version cache and adaptation (registry/registry.h).
+ *
+ * Owns: the LRU list of loaded versions (capacity tens of versions; a linear scan is cheaper than
+ * a hash at that size), its lock and counters. Loading happens outside the lock (a store read and
+ * a JSON parse), so a slow load never blocks hits; two threads missing on the same version at
+ * once both load it and the second insert is dropped.
+ *
+ * Adaptation allocates its scratch per call (one MlpWork and two parameter copies, bounded by the
+ * limits checked first) and never touches the cached parameters.
+ */
+#include "metaserve/registry/registry.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "metaserve/meta/meta.h"
+
+_Static_assert(sizeof(real) == sizeof(float), "registry/ runs on the float build of the core");
+
+struct Registry {
+    pthread_mutex_t mu;
+    int capacity, size;
+    RegistryModel *head, *tail; // most recently used first
+    JobConfigParser parse;
+    RegistryStats stats;
+};
+
+MsStatus registry_create(Registry **out, int capacity, JobConfigParser parse, MsError *err) {
+    *out = NULL;
+    if (capacity < 1 || !parse)
+        return ms_fail(err, MS_ERR_INVALID, "registry: capacity >= 1 and a parser are required");
+    Registry *r = calloc(1, sizeof *r);
+    if (!r) return ms_fail(err, MS_ERR_NOMEM, "registry: out of memory");
+    pthread_mutex_init(&r->mu, NULL);
+    r->capacity = capacity;
+    r->parse = parse;
+    *out = r;
+    return MS_OK;
+}
+
+static void model_free(RegistryModel *m) {
+    if (!m) return;
+    free(m->theta);
+    free(m->lrs);
+    free(m);
+}
+
+static void unlink_model(Registry *r, RegistryModel *m) {
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        r->head = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    else
+        r->tail = m->prev;
+    m->prev = m->next = NULL;
+    m->cached = 0;
+    r->size--;
+}
+
+static void push_front(Registry *r, RegistryModel *m) {
+    m->prev = NULL;
+    m->next = r->head;
+    if (r->head) r->head->prev = m;
+    r->head = m;
+    if (!r->tail) r->tail = m;
+    m->cached = 1;
+    r->size++;
+}
+
+void registry_destroy(Registry *r) {
+    if (!r) return;
+    while (r->head) {
+        RegistryModel *m = r->head;
+        unlink_model(r, m);
+        model_free(m);
+    }
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+// Loads name@version from the store into a new, unreferenced model.
+static MsStatus load(Registry *r, Store *st, const char *name, int version, RegistryModel **out,
+                     MsError *err) {
+    StoreModel sm;
+    MsStatus s = store_model_get(st, name, version, &sm, err);
+    if (s != MS_OK) return s;
+    RegistryModel *m = calloc(1, sizeof *m);
+    if (!m) {
+        store_model_free(&sm);
+        return ms_fail(err, MS_ERR_NOMEM, "registry: out of memory");
+    }
+    snprintf(m->name, sizeof m->name, "%s", sm.name);
+    m->version = sm.version;
+    s = r->parse(&m->cfg, sm.config, strlen(sm.config), err);
+    if (s == MS_OK)
+        s = mlp_spec_init(&m->spec, m->cfg.sizes, m->cfg.n_sizes, m->cfg.act, m->cfg.head, err);
+    if (s == MS_OK && m->spec.P != sm.n_params)
+        s = ms_fail(err, MS_ERR_DB, "model %s@%d: %zu parameters stored, config needs %zu", name,
+                    version, sm.n_params, m->spec.P);
+    if (s == MS_OK) {
+        // take the arrays over from the store's copy
+        m->theta = sm.params, sm.params = NULL;
+        m->lrs = sm.inner_lrs, sm.inner_lrs = NULL;
+    }
+    store_model_free(&sm);
+    if (s != MS_OK) {
+        model_free(m);
+        return s == MS_ERR_INVALID ? MS_ERR_DB : s; // a stored config that no longer parses
+    }
+    *out = m;
+    return MS_OK;
+}
+
+MsStatus registry_get(Registry *r, Store *st, const char *ref, RegistryModel **out, MsError *err) {
+    *out = NULL;
+    char name[STORE_NAME_MAX];
+    int version = 0;
+    MsStatus s = store_model_resolve(st, ref, name, &version, err);
+    if (s != MS_OK) return s;
+    pthread_mutex_lock(&r->mu);
+    for (RegistryModel *m = r->head; m; m = m->next) {
+        if (m->version == version && strcmp(m->name, name) == 0) {
+            unlink_model(r, m);
+            push_front(r, m);
+            m->refs++;
+            r->stats.hits++;
+            pthread_mutex_unlock(&r->mu);
+            *out = m;
+            return MS_OK;
+        }
+    }
+    r->stats.misses++;
+    pthread_mutex_unlock(&r->mu);
+    RegistryModel *m = NULL;
+    if ((s = load(r, st, name, version, &m, err)) != MS_OK) return s;
+    pthread_mutex_lock(&r->mu);
+    r->stats.loaded++;
+    m->refs = 1;
+    int dup = 0;
+    for (RegistryModel *c = r->head; c; c = c->next)
+        dup |= c->version == version && strcmp(c->name, name) == 0;
+    if (!dup) {
+        push_front(r, m);
+        // evict from the cold end; referenced versions leave the list and die on release
+        while (r->size > r->capacity) {
+            RegistryModel *t = r->tail;
+            unlink_model(r, t);
+            if (t->refs == 0) model_free(t);
+        }
+    }
+    r->stats.size = r->size;
+    pthread_mutex_unlock(&r->mu);
+    *out = m;
+    return MS_OK;
+}
+
+void registry_release(Registry *r, RegistryModel *m) {
+    if (!m) return;
+    pthread_mutex_lock(&r->mu);
+    int dead = --m->refs == 0 && !m->cached;
+    pthread_mutex_unlock(&r->mu);
+    if (dead) model_free(m);
+}
+
+void registry_invalidate(Registry *r, const char *name) {
+    pthread_mutex_lock(&r->mu);
+    RegistryModel *m = r->head;
+    while (m) {
+        RegistryModel *next = m->next;
+        if (strcmp(m->name, name) == 0) {
+            unlink_model(r, m);
+            if (m->refs == 0) model_free(m);
+        }
+        m = next;
+    }
+    r->stats.size = r->size;
+    pthread_mutex_unlock(&r->mu);
+}
+
+void registry_stats(Registry *r, RegistryStats *out) {
+    pthread_mutex_lock(&r->mu);
+    *out = r->stats;
+    out->size = r->size;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- adaptation ---- */
+
+void adapt_limits_default(AdaptLimits *l) {
+    l->max_support_rows = 10000;
+    l->max_steps = META_MAX_STEPS;
+    l->max_work = 2000000000LL;
+    l->max_ttl_ms = 7LL * 24 * 3600 * 1000;
+}
+
+static MsStatus check_request(const RegistryModel *m, const AdaptRequest *q, const AdaptLimits *l,
+                              int steps, MsError *err) {
+    const MlpSpec *s = &m->spec;
+    const int D = s->sizes[0], O = s->sizes[s->L], yc = mlp_target_cols(s);
+    if (q->n < 1) return ms_fail(err, MS_ERR_INVALID, "support: needs at least one example");
+    if (q->n > l->max_support_rows)
+        return ms_fail(err, MS_ERR_TOO_LARGE, "support: %d examples, the limit is %d", q->n,
+                       l->max_support_rows);
+    if (steps < 0 || steps > l->max_steps)
+        return ms_fail(err, MS_ERR_INVALID, "steps: must be in 0..%d", l->max_steps);
+    if ((double)steps * q->n * (double)s->P > (double)l->max_work)
+        return ms_fail(err, MS_ERR_TOO_LARGE,
+                       "steps: %d steps x %d examples x %zu parameters exceeds the work limit %lld",
+                       steps, q->n, s->P, (long long)l->max_work);
+    if (!(q->lr <= 0 || (isfinite(q->lr) && q->lr <= 10)))
+        return ms_fail(err, MS_ERR_INVALID, "lr: must be a number in (0, 10]");
+    if (q->ttl_ms > l->max_ttl_ms)
+        return ms_fail(err, MS_ERR_INVALID, "ttl_s: at most %lld",
+                       (long long)(l->max_ttl_ms / 1000));
+    for (int i = 0; i < q->n; i++) {
+        for (int j = 0; j < D; j++)
+            if (!isfinite(q->x[(size_t)i * D + j]))
+                return ms_fail(err, MS_ERR_INVALID, "support.x[%d][%d]: not a finite number", i, j);
+        for (int j = 0; j < yc; j++) {
+            float y = q->y[(size_t)i * yc + j];
+            if (!isfinite(y))
+                return ms_fail(err, MS_ERR_INVALID, "support.y[%d][%d]: not a finite number", i, j);
+            if (s->head == MLP_HEAD_CLASSIFICATION && (y < 0 || y >= O || y != floorf(y)))
+                return ms_fail(err, MS_ERR_INVALID,
+                               "support.y[%d][0]: a class index in 0..%d is required", i, O - 1);
+        }
+    }
+    return MS_OK;
+}
+
+MsStatus registry_adapt_params(const RegistryModel *m, const AdaptRequest *q,
+                               const AdaptLimits *lim, float *out_theta, double *loss_before,
+                               double *loss_after, MsError *err) {
+    const MlpSpec *s = &m->spec;
+    const int steps = q->steps < 0 ? m->cfg.inner_steps : q->steps;
+    MsStatus st = check_request(m, q, lim, steps, err);
+    if (st != MS_OK) return st;
+    const double alpha = q->lr > 0 ? q->lr : m->cfg.inner_lr;
+    MlpWork w;
+    real *grad = malloc(2 * s->P * sizeof(real)), *rates = NULL;
+    if (!grad) return ms_fail(err, MS_ERR_NOMEM, "adapt: out of memory");
+    if ((st = mlp_work_init(&w, s, q->n, err)) != MS_OK) goto done;
+    if (m->lrs) {
+        // learned per-parameter rates; an explicit lr rescales them by lr / alpha_train
+        rates = grad + s->P;
+        double k = q->lr > 0 ? q->lr / m->cfg.inner_lr : 1.0;
+        for (size_t i = 0; i < s->P; i++)
+            rates[i] = (real)(m->lrs[i] * k);
+    }
+    st = meta_adapt(&w, out_theta, grad, m->cfg.algo, m->theta, rates, (real)alpha, steps, q->x,
+                    q->y, q->n, loss_before, loss_after);
+    if (st == MS_ERR_NUMERIC)
+        ms_fail(err, st, "adaptation diverged (non-finite loss); lower lr or steps");
+    mlp_work_free(&w);
+done:
+    free(grad);
+    return st;
+}
+
+MsStatus registry_adapt(Registry *r, Store *st, const char *ref, const AdaptRequest *req,
+                        const AdaptLimits *lim, StoreAdaptation *out, MsError *err) {
+    memset(out, 0, sizeof *out);
+    RegistryModel *m;
+    MsStatus s = registry_get(r, st, ref, &m, err);
+    if (s != MS_OK) return s;
+    out->params = malloc(m->spec.P * sizeof(float));
+    if (!out->params) {
+        s = ms_fail(err, MS_ERR_NOMEM, "adapt: out of memory");
+        goto done;
+    }
+    s = registry_adapt_params(m, req, lim, out->params, &out->support_loss_before,
+                              &out->support_loss_after, err);
+    if (s != MS_OK) goto done;
+    snprintf(out->model, sizeof out->model, "%s", m->name);
+    out->version = m->version;
+    out->n_params = m->spec.P;
+    out->expires_at = store_now_ms() + (req->ttl_ms > 0 ? req->ttl_ms : 3600LL * 1000);
+    s = store_adaptation_put(st, out, err);
+done:
+    registry_release(r, m);
+    if (s != MS_OK) store_adaptation_free(out);
+    return s;
+}
