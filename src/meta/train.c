@@ -117,6 +117,42 @@ MsStatus train_config_validate(const TrainConfig *c, MsError *err) {
     return st;
 }
 
+/* ---- limits ---- */
+
+void train_limits_default(TrainLimits *l) {
+    l->max_params = 10000000;
+    l->max_tape_bytes = (size_t)2 << 30;
+    l->max_iterations = 100000000L;
+}
+
+MsStatus train_config_check_limits(const TrainConfig *c, const TrainLimits *l, MsError *err) {
+    MlpSpec spec;
+    MsStatus st = mlp_spec_init(&spec, c->sizes, c->n_sizes, c->act, c->head, err);
+    if (st != MS_OK) return st;
+    if (spec.P > l->max_params)
+        return ms_fail(err, MS_ERR_TOO_LARGE,
+                       "architecture.sizes: %zu parameters, the limit is %zu", spec.P,
+                       l->max_params);
+    if (c->iterations > l->max_iterations)
+        return ms_fail(err, MS_ERR_TOO_LARGE, "iterations: %ld, the limit is %ld", c->iterations,
+                       l->max_iterations);
+    int way = c->head == MLP_HEAD_CLASSIFICATION
+                  ? (c->tasks.n_way > 0 ? c->tasks.n_way : c->sizes[c->n_sizes - 1])
+                  : 1;
+    // sizes here are bounded (widths <= 4096, k <= 10000, way <= 4096, steps <= 100), so the
+    // double products below cannot overflow before the comparison
+    double rs = (double)c->k_support * way, rq = (double)c->k_query * way;
+    if (rs > 1e8 || rq > 1e8)
+        return ms_fail(err, MS_ERR_TOO_LARGE, "tasks.k_support: episodes of %.0f rows", rs);
+    size_t tape = meta_work_bytes(&spec, c->algo, c->inner_steps, (int)rs, (int)rq);
+    if (tape > l->max_tape_bytes)
+        return ms_fail(err, MS_ERR_TOO_LARGE,
+                       "inner.steps: %d steps over %.0f support rows need %zu MiB of "
+                       "meta-gradient scratch, the limit is %zu MiB",
+                       c->inner_steps, rs, tape >> 20, l->max_tape_bytes >> 20);
+    return MS_OK;
+}
+
 /* ---- trainer ---- */
 
 const real *trainer_lrs(const Trainer *tr) {
@@ -143,6 +179,9 @@ MsStatus trainer_init_with_sampler(Trainer *tr, const TrainConfig *cfg, TaskSamp
     MsStatus st = train_config_validate(cfg, err);
     if (st != MS_OK) goto fail;
     if ((st = check_fit(cfg, sampler, err))) goto fail;
+    TrainLimits lim;
+    train_limits_default(&lim);
+    if ((st = train_config_check_limits(cfg, &lim, err))) goto fail;
     tr->cfg = *cfg;
     if (tr->cfg.anneal < 0) tr->cfg.anneal = cfg->algo == META_REPTILE;
     if ((st = mlp_spec_init(&tr->spec, cfg->sizes, cfg->n_sizes, cfg->act, cfg->head, err)))

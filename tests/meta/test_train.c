@@ -203,6 +203,33 @@ START_TEST(config_validation_names_the_field) {
 }
 END_TEST
 
+START_TEST(limits_are_checked_before_allocation_and_name_the_quantity) {
+    TrainConfig c;
+    TrainLimits l;
+    MsError err = {0};
+    train_config_defaults(&c);
+    train_limits_default(&l);
+    ck_assert_int_eq(train_config_check_limits(&c, &l, &err), MS_OK);
+    l.max_params = 1000; // 1-40-40-1 has 1761
+    ck_assert_int_eq(train_config_check_limits(&c, &l, &err), MS_ERR_TOO_LARGE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "1761 parameters"));
+    train_limits_default(&l);
+    // 2000-wide layers (4M parameters), 100 steps, 10000 support rows: ~100 GB of tape
+    c.sizes[1] = 2000, c.sizes[2] = 2000;
+    c.inner_steps = 100;
+    c.k_support = 10000;
+    ck_assert_int_eq(train_config_check_limits(&c, &l, &err), MS_ERR_TOO_LARGE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "inner.steps"));
+    // and trainer_init refuses it without trying to allocate the tape
+    Trainer t;
+    ck_assert_int_eq(trainer_init(&t, &c, &err), MS_ERR_TOO_LARGE);
+    train_config_defaults(&c);
+    c.iterations = 200000000L;
+    ck_assert_int_eq(train_config_check_limits(&c, &l, &err), MS_ERR_TOO_LARGE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "iterations"));
+}
+END_TEST
+
 int main(void) {
     openblas_set_num_threads(1);
     Suite *s = suite_create("train");
@@ -214,6 +241,7 @@ int main(void) {
     tcase_add_loop_test(tc, restoring_a_checkpoint_continues_bit_identically, 0, 3);
     tcase_add_test(tc, divergence_stops_with_numeric_error_and_keeps_parameters);
     tcase_add_test(tc, config_validation_names_the_field);
+    tcase_add_test(tc, limits_are_checked_before_allocation_and_name_the_quantity);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

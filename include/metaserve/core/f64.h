@@ -75,6 +75,8 @@
 #define trainer_state_bytes       trainer_state_bytes_f64
 #define trainer_save              trainer_save_f64
 #define trainer_restore           trainer_restore_f64
+#define train_limits_default      train_limits_default_f64
+#define train_config_check_limits train_config_check_limits_f64
 
 /* meta/eval.h */
 #define meta_eval    meta_eval_f64

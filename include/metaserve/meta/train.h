@@ -59,6 +59,20 @@ void train_config_defaults(TrainConfig *c);
  *  the field. */
 MsStatus train_config_validate(const TrainConfig *c, MsError *err);
 
+/** Resource limits on a training config, checked before anything is allocated. */
+typedef struct {
+    size_t max_params;     // parameters of the network (default 10,000,000)
+    size_t max_tape_bytes; // meta-gradient scratch: grows with inner steps x rows x widths
+                           // (meta_work_bytes; default 2 GiB)
+    long max_iterations;   // meta-iterations of one job (default 100,000,000)
+} TrainLimits;
+
+void train_limits_default(TrainLimits *l);
+
+/** MS_ERR_TOO_LARGE naming the quantity and the limit when cfg exceeds l (cfg must already be
+ *  valid). Episode rows are k shots, times n_way (or the output width) for classification. */
+MsStatus train_config_check_limits(const TrainConfig *cfg, const TrainLimits *l, MsError *err);
+
 typedef struct {
     double meta_loss; // mean post-adaptation query loss over the meta-batch
     double pre_loss;  // mean query loss before adaptation (NAN unless measured)
