@@ -2,8 +2,11 @@
  * The blob codec (layout in include/metaserve/store/blob.h): typed arrays to and from the
  * checked little-endian byte strings the store writes into BLOB columns.
  *
- * Owns: the header layout, the FNV-1a 64 checksum and the host <-> little-endian conversion.
- * Does not own: where blobs live (store_*.c) or what the arrays mean.
+ * Owns: the header layout, the FNV-1a 64 checksum and the host <-> little-endian conversion,
+ * whole (blob_encode, blob_check) or in pieces for streaming (blob_hash_init, blob_header_build,
+ * blob_header_parse, blob_to_le, blob_from_le; the whole-blob functions are built from them, so
+ * both produce and accept the same bytes). Does not own: where blobs live (store_*.c) or what
+ * the arrays mean.
  *
  * Invariants: decoding reads only inside [blob, blob + len), checks count * size against the
  * payload length without overflow before touching the payload, and returns no data unless every
@@ -88,10 +91,11 @@ MsStatus blob_encoded_size(size_t *len, BlobType t, size_t n, MsError *err) {
     return MS_OK;
 }
 
-// Copies n 4-byte words between host order and little-endian (the same swap both ways).
-static void copy_words_le(unsigned char *dst, const unsigned char *src, size_t n) {
+// Host order to little-endian for n 4-byte words. In place (dst == src) is safe: each word is
+// read whole before its bytes are written.
+static void words_to_le(unsigned char *dst, const unsigned char *src, size_t n) {
     if (HOST_IS_LE) {
-        memcpy(dst, src, n * 4);
+        if (dst != src) memcpy(dst, src, n * 4);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -102,9 +106,9 @@ static void copy_words_le(unsigned char *dst, const unsigned char *src, size_t n
     }
 }
 
-static void copy_words_from_le(unsigned char *dst, const unsigned char *src, size_t n) {
+static void words_from_le(unsigned char *dst, const unsigned char *src, size_t n) {
     if (HOST_IS_LE) {
-        memcpy(dst, src, n * 4);
+        if (dst != src) memcpy(dst, src, n * 4);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -115,6 +119,74 @@ static void copy_words_from_le(unsigned char *dst, const unsigned char *src, siz
     }
 }
 
+void blob_to_le(void *dst, const void *src, BlobType t, size_t n) {
+    size_t sz = blob_elem_size(t);
+    MS_ASSERT(sz > 0);
+    if (n == 0) return;
+    if (sz == 4)
+        words_to_le(dst, src, n);
+    else if (dst != src)
+        memcpy(dst, src, n);
+}
+
+void blob_from_le(void *dst, const void *src, BlobType t, size_t n) {
+    size_t sz = blob_elem_size(t);
+    MS_ASSERT(sz > 0);
+    if (n == 0) return;
+    if (sz == 4)
+        words_from_le(dst, src, n);
+    else if (dst != src)
+        memcpy(dst, src, n);
+}
+
+/* ---- header ---- */
+
+void blob_header_build(unsigned char *hdr, BlobType t, size_t n, uint64_t checksum) {
+    MS_ASSERT(blob_elem_size(t) > 0);
+    memcpy(hdr, MAGIC, 4);
+    put_u16(hdr + 4, BLOB_FORMAT_VERSION);
+    put_u16(hdr + 6, (uint16_t)t);
+    put_u64(hdr + 8, (uint64_t)n);
+    put_u64(hdr + 16, checksum);
+}
+
+uint64_t blob_hash_init(BlobType t, size_t n) {
+    unsigned char hdr[BLOB_HEADER_SIZE];
+    blob_header_build(hdr, t, n, 0); // bytes 16..23 (the checksum) are not hashed
+    return blob_fnv1a64(BLOB_FNV_OFFSET, hdr, 16);
+}
+
+MsStatus blob_header_parse(const unsigned char *hdr, size_t len, BlobType want, size_t *n,
+                           uint64_t *checksum, MsError *err) {
+    const unsigned char *b = hdr;
+    if (len < BLOB_HEADER_SIZE || b == NULL)
+        return ms_fail(err, MS_ERR_DB, "corrupt blob: %zu bytes, shorter than the %d-byte header",
+                       len, BLOB_HEADER_SIZE);
+    if (memcmp(b, MAGIC, 4) != 0) return ms_fail(err, MS_ERR_DB, "corrupt blob: bad magic");
+    uint16_t version = get_u16(b + 4);
+    if (version != BLOB_FORMAT_VERSION)
+        return ms_fail(err, MS_ERR_DB, "corrupt blob: format version %u (this build reads %d)",
+                       (unsigned)version, BLOB_FORMAT_VERSION);
+    uint16_t type = get_u16(b + 6);
+    if (type != (uint16_t)want)
+        return ms_fail(err, MS_ERR_DB, "corrupt blob: element type %u, expected %s (%d)",
+                       (unsigned)type, type_name(want), (int)want);
+    size_t sz = blob_elem_size(want);
+    MS_ASSERT(sz > 0);
+    uint64_t count = get_u64(b + 8);
+    size_t payload = len - BLOB_HEADER_SIZE;
+    // count * sz == payload, tested by division so that a huge count cannot overflow.
+    if (payload % sz != 0 || count != (uint64_t)(payload / sz))
+        return ms_fail(err, MS_ERR_DB,
+                       "corrupt blob: %zu payload bytes do not hold %llu elements of %zu bytes",
+                       payload, (unsigned long long)count, sz);
+    *n = payload / sz;
+    *checksum = get_u64(b + 16);
+    return MS_OK;
+}
+
+/* ---- whole blobs ---- */
+
 MsStatus blob_encode(void *out, size_t cap, size_t *len, BlobType t, const void *elems, size_t n,
                      MsError *err) {
     size_t need;
@@ -124,20 +196,10 @@ MsStatus blob_encode(void *out, size_t cap, size_t *len, BlobType t, const void 
         return ms_fail(err, MS_ERR_TOO_LARGE, "blob: %zu-byte buffer, %zu bytes needed", cap, need);
     MS_ASSERT(n == 0 || elems != NULL);
     unsigned char *b = out;
-    memcpy(b, MAGIC, 4);
-    put_u16(b + 4, BLOB_FORMAT_VERSION);
-    put_u16(b + 6, (uint16_t)t);
-    put_u64(b + 8, (uint64_t)n);
     unsigned char *payload = b + BLOB_HEADER_SIZE;
-    if (n > 0) {
-        if (blob_elem_size(t) == 4)
-            copy_words_le(payload, elems, n);
-        else
-            memcpy(payload, elems, n);
-    }
-    uint64_t h = blob_fnv1a64(BLOB_FNV_OFFSET, b, 16);
-    h = blob_fnv1a64(h, payload, need - BLOB_HEADER_SIZE);
-    put_u64(b + 16, h);
+    blob_to_le(payload, elems, t, n);
+    uint64_t h = blob_fnv1a64(blob_hash_init(t, n), payload, need - BLOB_HEADER_SIZE);
+    blob_header_build(b, t, n, h);
     *len = need;
     return MS_OK;
 }
@@ -161,31 +223,14 @@ MsStatus blob_encode_alloc(void **out, size_t *len, BlobType t, const void *elem
 
 MsStatus blob_check(const void *blob, size_t len, BlobType want, size_t *n, MsError *err) {
     const unsigned char *b = blob;
-    if (len < BLOB_HEADER_SIZE || b == NULL)
-        return ms_fail(err, MS_ERR_DB, "corrupt blob: %zu bytes, shorter than the %d-byte header",
-                       len, BLOB_HEADER_SIZE);
-    if (memcmp(b, MAGIC, 4) != 0) return ms_fail(err, MS_ERR_DB, "corrupt blob: bad magic");
-    uint16_t version = get_u16(b + 4);
-    if (version != BLOB_FORMAT_VERSION)
-        return ms_fail(err, MS_ERR_DB, "corrupt blob: format version %u (this build reads %d)",
-                       (unsigned)version, BLOB_FORMAT_VERSION);
-    uint16_t type = get_u16(b + 6);
-    if (type != (uint16_t)want)
-        return ms_fail(err, MS_ERR_DB, "corrupt blob: element type %u, expected %s (%d)",
-                       (unsigned)type, type_name(want), (int)want);
-    size_t sz = blob_elem_size(want);
-    MS_ASSERT(sz > 0);
-    uint64_t count = get_u64(b + 8);
-    size_t payload = len - BLOB_HEADER_SIZE;
-    // count * sz == payload, tested by division so that a huge count cannot overflow.
-    if (payload % sz != 0 || count != (uint64_t)(payload / sz))
-        return ms_fail(err, MS_ERR_DB,
-                       "corrupt blob: %zu payload bytes do not hold %llu elements of %zu bytes",
-                       payload, (unsigned long long)count, sz);
-    uint64_t h = blob_fnv1a64(BLOB_FNV_OFFSET, b, 16);
-    h = blob_fnv1a64(h, b + BLOB_HEADER_SIZE, payload);
-    if (h != get_u64(b + 16)) return ms_fail(err, MS_ERR_DB, "corrupt blob: checksum mismatch");
-    if (n) *n = payload / sz;
+    size_t count;
+    uint64_t stored;
+    MsStatus st = blob_header_parse(b, len, want, &count, &stored, err);
+    if (st != MS_OK) return st;
+    uint64_t h =
+        blob_fnv1a64(blob_hash_init(want, count), b + BLOB_HEADER_SIZE, len - BLOB_HEADER_SIZE);
+    if (h != stored) return ms_fail(err, MS_ERR_DB, "corrupt blob: checksum mismatch");
+    if (n) *n = count;
     return MS_OK;
 }
 
@@ -199,11 +244,7 @@ MsStatus blob_decode_alloc(void **elems, size_t *n, const void *blob, size_t len
         size_t bytes = len - BLOB_HEADER_SIZE;
         unsigned char *out = malloc(bytes);
         if (!out) return ms_fail(err, MS_ERR_NOMEM, "blob: cannot allocate %zu bytes", bytes);
-        const unsigned char *payload = (const unsigned char *)blob + BLOB_HEADER_SIZE;
-        if (blob_elem_size(want) == 4)
-            copy_words_from_le(out, payload, count);
-        else
-            memcpy(out, payload, bytes);
+        blob_from_le(out, (const unsigned char *)blob + BLOB_HEADER_SIZE, want, count);
         *elems = out;
     }
     *n = count;

@@ -2,22 +2,30 @@
  * SQLite backend of store.h, part 4: uploaded datasets and adaptations.
  *
  * Datasets: one row each with the description, a kind-specific meta JSON and three checked
- * blobs (x and y as f32, a kind-specific int32 index). On read the blob counts are checked
- * against n_rows x x_dim and n_rows x y_dim as well as their own headers. A dataset named (by
- * id, anywhere in its config) by a queued or running job cannot be deleted; the check and the
- * delete share one IMMEDIATE transaction.
+ * blobs (x and y as f32, a kind-specific int32 index). The blobs are streamed with SQLite's
+ * incremental blob I/O (store_blob_stream_*), so beyond the caller's arrays (put) or the returned
+ * arrays (get) only the page cache and one 64 KiB buffer are used: a 100,000 x 784 float pool
+ * (314 MB) is held once, not two or three times. Put inserts zeroblob placeholders and fills them
+ * in the same IMMEDIATE transaction; get reads the three blobs while its SELECT on the row is
+ * still active, i.e. from one snapshot. The bytes are those of blob_encode, so rows written
+ * whole (before streaming) and streamed rows read alike. On read each header is checked, and the
+ * counts of x and y against n_rows x x_dim and n_rows x y_dim, before anything is allocated.
+ * A dataset named (by id, anywhere in its config) by a queued or running job cannot be
+ * deleted; the check and the delete share one IMMEDIATE transaction.
  *
  * Adaptations: parameters adapted to one client's support set, kept until expires_at. An
  * expired row is treated as absent by get and delete and removed by store_adaptation_expire
  * (index adaptations_expires, schema version 2). Adaptations belong to a model version and are
  * deleted with it (ON DELETE CASCADE); storing one for a missing version is MS_ERR_NOT_FOUND.
  *
- * Workload: datasets are few and large (up to ~10^8 bytes, read once per training job);
+ * Workload: datasets are few and large (up to ~3 x 10^8 bytes, read once per training job);
  * adaptations are many and small (one write per adapt request, one read per predict on an
  * adaptation cache miss).
  */
 #include "store_internal.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,13 +85,46 @@ static MsStatus dataset_check(const StoreDataset *d, const StoreDatasetData *dat
     return MS_OK;
 }
 
+// The arrays are inserted as zeroblob placeholders of their exact encoded sizes and then
+// streamed in (store_blob_stream_write) inside the same transaction. A zeroblob that ends the
+// record (x, y, idx are the last columns) is not materialised by SQLite: the row is built page
+// by page, so no buffer of the data's size exists beside the caller's arrays.
 static const char SQL_DATASET_INSERT[] =
     "INSERT INTO datasets(id, name, kind, created_at, n_items, n_rows, x_dim, y_dim, meta, bytes,"
     " x, y, idx) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
+// The three arrays of a dataset, in column order.
+typedef struct {
+    const char *col;
+    BlobType type;
+    const char *name; // in messages
+} ArraySpec;
+static const ArraySpec ARRAYS[3] = {
+    {"x", BLOB_F32, "x"}, {"y", BLOB_F32, "y"}, {"idx", BLOB_I32, "index"}};
+
+static const void *array_elems(const StoreDatasetData *d, int k, size_t *n) {
+    switch (k) {
+    case 0:
+        *n = d->n_x;
+        return d->x;
+    case 1:
+        *n = d->n_y;
+        return d->y;
+    default:
+        *n = d->n_index;
+        return d->index;
+    }
+}
+
 MsStatus store_dataset_put(Store *s, StoreDataset *d, const StoreDatasetData *data, MsError *err) {
     MsStatus st = dataset_check(d, data, err);
     if (st != MS_OK) return st;
+    size_t lens[3];
+    for (int k = 0; k < 3; k++) {
+        size_t n;
+        (void)array_elems(data, k, &n);
+        if ((st = blob_encoded_size(&lens[k], ARRAYS[k].type, n, err)) != MS_OK) return st;
+    }
     char id[STORE_ID_MAX];
     if ((st = store_id_new(id, err)) != MS_OK) return st;
     int64_t now = store_now_ms();
@@ -101,20 +142,26 @@ MsStatus store_dataset_put(Store *s, StoreDataset *d, const StoreDatasetData *da
     if (rc == SQLITE_OK) rc = sqlite3_bind_int(q, 8, d->y_dim);
     if (rc == SQLITE_OK) rc = sqlite3_bind_text(q, 9, d->meta ? d->meta : "{}", -1, SQLITE_STATIC);
     if (rc == SQLITE_OK) rc = sqlite3_bind_int64(q, 10, (sqlite3_int64)bytes);
+    // SQLITE_TOOBIG here (or at the step, for the row as a whole) maps to MS_ERR_TOO_LARGE.
+    for (int k = 0; k < 3 && rc == SQLITE_OK; k++)
+        rc = sqlite3_bind_zeroblob64(q, 11 + k, (sqlite3_uint64)lens[k]);
     if (rc != SQLITE_OK) {
         st = store_sqlite_fail(s, rc, "writing a dataset", err);
         goto done;
     }
-    st = store_bind_blob(s, q, 11, BLOB_F32, data->x, data->n_x, "writing dataset x", err);
-    if (st == MS_OK)
-        st = store_bind_blob(s, q, 12, BLOB_F32, data->y, data->n_y, "writing dataset y", err);
-    if (st == MS_OK)
-        st = store_bind_blob(s, q, 13, BLOB_I32, data->index, data->n_index,
-                             "writing dataset index", err);
-    if (st != MS_OK) goto done;
     if ((st = store_step_done(s, q, "writing a dataset", err)) != MS_OK) goto done;
+    sqlite3_int64 rowid = sqlite3_last_insert_rowid(s->db); // datasets is a rowid table
     store_stmt_done(q);
     q = NULL;
+    for (int k = 0; k < 3; k++) {
+        char what[48];
+        snprintf(what, sizeof what, "writing dataset %s", ARRAYS[k].name);
+        size_t n;
+        const void *elems = array_elems(data, k, &n);
+        st = store_blob_stream_write(s, "datasets", ARRAYS[k].col, rowid, ARRAYS[k].type, elems, n,
+                                     what, err);
+        if (st != MS_OK) goto done;
+    }
     if ((st = store_tx_commit(s, err)) != MS_OK) goto done;
     memcpy(d->id, id, sizeof id);
     d->created_at = now;
@@ -128,8 +175,10 @@ done:
 #define DATASET_COLS "id, name, kind, created_at, n_items, n_rows, x_dim, y_dim, bytes"
 
 static const char SQL_DATASET_GET[] = "SELECT " DATASET_COLS ", meta FROM datasets WHERE id = ?";
+// typeof() of a blob column reads only the record header, not the blob's overflow pages.
 static const char SQL_DATASET_GET_DATA[] =
-    "SELECT " DATASET_COLS ", meta, x, y, idx FROM datasets WHERE id = ?";
+    "SELECT " DATASET_COLS ", meta, rowid, typeof(x), typeof(y), typeof(idx) FROM datasets"
+    " WHERE id = ?";
 
 static void dataset_row(sqlite3_stmt *q, StoreDataset *d) {
     store_col_copy(d->id, sizeof d->id, q, 0);
@@ -143,24 +192,33 @@ static void dataset_row(sqlite3_stmt *q, StoreDataset *d) {
     d->bytes = (size_t)sqlite3_column_int64(q, 8);
 }
 
-// Decodes the three arrays of the current row (columns 10..12) and checks their shapes.
-static MsStatus dataset_arrays(sqlite3_stmt *q, const StoreDataset *d, StoreDatasetData *data,
-                               MsError *err) {
-    char what[64];
-    snprintf(what, sizeof what, "dataset %s x", d->id);
-    MsStatus st = store_col_blob(q, 10, BLOB_F32, (void **)&data->x, &data->n_x, what, err);
-    if (st != MS_OK) return st;
-    if (!count_matches(data->n_x, d->n_rows, d->x_dim))
-        return ms_fail(err, MS_ERR_DB, "%s: corrupt: %zu values for %lld rows of %d", what,
-                       data->n_x, (long long)d->n_rows, d->x_dim);
-    snprintf(what, sizeof what, "dataset %s y", d->id);
-    st = store_col_blob(q, 11, BLOB_F32, (void **)&data->y, &data->n_y, what, err);
-    if (st != MS_OK) return st;
-    if (!count_matches(data->n_y, d->n_rows, d->y_dim))
-        return ms_fail(err, MS_ERR_DB, "%s: corrupt: %zu values for %lld rows of %d", what,
-                       data->n_y, (long long)d->n_rows, d->y_dim);
-    snprintf(what, sizeof what, "dataset %s index", d->id);
-    return store_col_blob(q, 12, BLOB_I32, (void **)&data->index, &data->n_index, what, err);
+// Streams the three arrays of the current row of SQL_DATASET_GET_DATA (rowid in column 10, the
+// blobs' types in 11..13) and checks x and y against n_rows x x_dim and n_rows x y_dim before
+// allocating them. q stays active meanwhile, so all three come from the row's snapshot.
+static MsStatus dataset_arrays(Store *s, sqlite3_stmt *q, const StoreDataset *d,
+                               StoreDatasetData *data, MsError *err) {
+    sqlite3_int64 rowid = sqlite3_column_int64(q, 10);
+    const int dims[2] = {d->x_dim, d->y_dim};
+    void **outs[3] = {(void **)&data->x, (void **)&data->y, (void **)&data->index};
+    size_t *counts[3] = {&data->n_x, &data->n_y, &data->n_index};
+    for (int k = 0; k < 3; k++) {
+        char what[80];
+        snprintf(what, sizeof what, "dataset %s %s", d->id, ARRAYS[k].name);
+        const char *type = (const char *)sqlite3_column_text(q, 11 + k);
+        if (!type || strcmp(type, "blob") != 0)
+            return ms_fail(err, MS_ERR_DB, "%s: corrupt: not a blob", what);
+        size_t want = STORE_BLOB_ANY_COUNT; // the index's length is kind-specific
+        if (k < 2) {
+            if (d->n_rows < 0 || dims[k] < 1 || (uint64_t)d->n_rows > SIZE_MAX / (size_t)dims[k])
+                return ms_fail(err, MS_ERR_DB, "%s: corrupt: %lld rows of %d", what,
+                               (long long)d->n_rows, dims[k]);
+            want = (size_t)d->n_rows * (size_t)dims[k];
+        }
+        MsStatus st = store_blob_stream_read(s, "datasets", ARRAYS[k].col, rowid, ARRAYS[k].type,
+                                             want, outs[k], counts[k], what, err);
+        if (st != MS_OK) return st;
+    }
+    return MS_OK;
 }
 
 MsStatus store_dataset_get(Store *s, const char *id, StoreDataset *out, StoreDatasetData *data,
@@ -187,7 +245,7 @@ MsStatus store_dataset_get(Store *s, const char *id, StoreDataset *out, StoreDat
         st = ms_fail(err, MS_ERR_NOMEM, "out of memory reading dataset %s", id);
         goto done;
     }
-    if (data) st = dataset_arrays(q, out, data, err);
+    if (data) st = dataset_arrays(s, q, out, data, err);
 done:
     store_stmt_done(q);
     if (st != MS_OK) {

@@ -12,6 +12,7 @@
 #define METASERVE_STORE_INTERNAL_H
 
 #include <sqlite3.h>
+#include <stdint.h>
 
 #include "metaserve/store/blob.h"
 #include "metaserve/store/store.h"
@@ -89,6 +90,38 @@ MsStatus store_bind_blob(Store *s, sqlite3_stmt *q, int idx, BlobType t, const v
  */
 MsStatus store_col_blob(sqlite3_stmt *q, int col, BlobType t, void **out, size_t *n,
                         const char *what, MsError *err);
+
+/*
+ * Streamed blobs, for arrays too large to hold twice (dataset pools): incremental blob I/O a
+ * chunk of STORE_BLOB_CHUNK bytes at a time, producing and accepting exactly the bytes of
+ * blob_encode / blob_check, so streamed and whole-value rows read alike either way.
+ */
+#define STORE_BLOB_CHUNK     65536    // bytes per sqlite3_blob_read / sqlite3_blob_write call
+#define STORE_BLOB_ANY_COUNT SIZE_MAX // store_blob_stream_read: no expected element count
+
+/**
+ * Writes n elements of type t (elems may be NULL when n == 0) as a blob into table.col of row
+ * rowid, which must hold a zeroblob of exactly blob_encoded_size(t, n) bytes inserted in the
+ * caller's open write transaction. The payload goes first, chunk by chunk through one
+ * STORE_BLOB_CHUNK buffer (little-endian conversion) while the checksum is computed; the header
+ * last. Uses no memory proportional to n. On failure the row holds partial data: the caller
+ * rolls back.
+ */
+MsStatus store_blob_stream_write(Store *s, const char *table, const char *col, sqlite3_int64 rowid,
+                                 BlobType t, const void *elems, size_t n, const char *what,
+                                 MsError *err);
+/**
+ * Reads the blob of type t in table.col of row rowid into a malloc'd host-order array (*out,
+ * *n; *out NULL when the count is 0; caller frees with free()). The header is checked (and the
+ * count against want_n unless it is STORE_BLOB_ANY_COUNT) before the one allocation, of exactly
+ * the payload's size; the payload is read into it in chunks, hashed, and converted in place.
+ * Any mismatch is MS_ERR_DB "<what>: corrupt ..." and nothing is returned. To read several
+ * blobs of one row from one snapshot, keep a statement on the row active (or a transaction
+ * open) across the calls.
+ */
+MsStatus store_blob_stream_read(Store *s, const char *table, const char *col, sqlite3_int64 rowid,
+                                BlobType t, size_t want_n, void **out, size_t *n, const char *what,
+                                MsError *err);
 
 /* ---- shared by models and jobs (store_models.c) ---- */
 

@@ -21,6 +21,16 @@
  * count * sz == len - 24 without overflow. Every failure is MS_ERR_DB with "corrupt" in the
  * message (MS_ERR_NOMEM when an allocation fails).
  *
+ * Streaming (arrays too large to encode into a second buffer, e.g. dataset pools): the pieces
+ * below produce and check exactly the bytes of blob_encode / blob_check a chunk at a time. The
+ * checksum covers header bytes 0..15 first, which depend only on (type, count), so a writer
+ * can hash the payload as it goes and write the header last:
+ *     uint64_t h = blob_hash_init(t, n);
+ *     for each chunk: blob_to_le(buf, elems + i, t, m); h = blob_fnv1a64(h, buf, m * sz); write;
+ *     unsigned char hdr[BLOB_HEADER_SIZE]; blob_header_build(hdr, t, n, h); write at offset 0;
+ * and a reader checks the header with blob_header_parse before it allocates anything, then
+ * hashes each payload chunk before converting it with blob_from_le.
+ *
  * Usage:
  *     void *b; size_t len;
  *     if (blob_encode_alloc(&b, &len, BLOB_F32, params, P, &err) != MS_OK) ...;
@@ -52,6 +62,32 @@ size_t blob_elem_size(BlobType t);
 
 /** Continues an FNV-1a 64 hash h (start from BLOB_FNV_OFFSET) over n bytes at p. */
 uint64_t blob_fnv1a64(uint64_t h, const void *p, size_t n);
+
+/** The checksum state after header bytes 0..15 of a blob of n elements of type t (a valid
+ *  BlobType): continue it with blob_fnv1a64 over the little-endian payload, in order, and the
+ *  result is the blob's checksum. */
+uint64_t blob_hash_init(BlobType t, size_t n);
+
+/** Writes the 24-byte header of a blob of n elements of type t (a valid BlobType) carrying
+ *  `checksum` into hdr[0..BLOB_HEADER_SIZE). */
+void blob_header_build(unsigned char *hdr, BlobType t, size_t n, uint64_t checksum);
+
+/**
+ * Checks the header hdr[0..BLOB_HEADER_SIZE) of a blob whose total length is len: magic, format
+ * version, type == want and count * size == len - 24, all that blob_check checks but the
+ * checksum, which it returns in *checksum for the caller to compare once it has hashed the
+ * payload (starting from blob_hash_init(want, *n)). *n receives the element count. MS_ERR_DB
+ * with "corrupt" in the message on any mismatch (len < 24 included).
+ */
+MsStatus blob_header_parse(const unsigned char *hdr, size_t len, BlobType want, size_t *n,
+                           uint64_t *checksum, MsError *err);
+
+/** Copies n elements of type t from host order into their little-endian bytes at dst. dst == src
+ *  converts in place; otherwise the two must not overlap. */
+void blob_to_le(void *dst, const void *src, BlobType t, size_t n);
+/** The inverse of blob_to_le: n little-endian elements of type t into host order at dst (in
+ *  place when dst == src). */
+void blob_from_le(void *dst, const void *src, BlobType t, size_t n);
 
 /** Encoded length of n elements of type t into *len. MS_ERR_TOO_LARGE when it would overflow
  *  size_t, MS_ERR_INVALID for an unknown type. */
