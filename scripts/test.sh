@@ -27,6 +27,7 @@ esac
 bash scripts/install-deps.sh
 BUILD_DIR="$BUILD_DIR" bash scripts/build.sh "$@"
 
+bash scripts/lint-openapi.sh # the API contract must lint clean before any test runs
 printf 'test.sh: running tier "%s"\n' "$TEST_TIER"
 rc=0
 ctest "${CTEST_ARGS[@]}" || rc=$?

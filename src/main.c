@@ -26,6 +26,8 @@ typedef struct {
 } Command;
 
 static const Command COMMANDS[] = {
+    {"serve", cli_serve, "run the HTTP service (METASERVE_* variables or flags)"},
+    {"health", cli_health, "exit 0 when the local service answers GET /livez"},
     {"train", cli_train, "meta-train a model from a JSON config and write a model file"},
     {"eval", cli_eval, "evaluate a model file on fresh few-shot tasks"},
     {"metagrad", cli_metagrad, "one task's meta-gradient in double precision (JSON in, JSON out)"},

@@ -25,6 +25,10 @@ int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 /** `metaserve metagrad FILE|-` (double precision); returns the exit status. */
 int cli_metagrad(int argc, char **argv);
+/** `metaserve serve`: the HTTP service until SIGTERM. */
+int cli_serve(int argc, char **argv);
+/** `metaserve health`: exit 0 when the local service answers GET /livez with 200. */
+int cli_health(int argc, char **argv);
 
 /**
  * Reads the whole file at path ("-": standard input) into *buf (NUL-terminated for convenience;

@@ -488,3 +488,47 @@ done:
     if (st != MS_OK) store_tx_rollback(s);
     return st;
 }
+
+static const char SQL_ALIAS_LIST[] =
+    "SELECT alias, version FROM model_aliases WHERE name = ? ORDER BY alias";
+
+MsStatus store_alias_list(Store *s, const char *name, StoreAlias **rows, int *n, MsError *err) {
+    *rows = NULL;
+    *n = 0;
+    MsStatus st = store_name_check("name", name, 0, err);
+    if (st != MS_OK) return st;
+    sqlite3_stmt *q = NULL;
+    StoreAlias *r = NULL;
+    int cnt = 0, cap = 0, rc;
+    if ((st = store_stmt(s, SQL_ALIAS_LIST, &q, err)) != MS_OK) goto done;
+    if ((rc = sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        st = store_sqlite_fail(s, rc, "listing aliases", err);
+        goto done;
+    }
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            int nc = cap ? 2 * cap : 8;
+            StoreAlias *g = realloc(r, (size_t)nc * sizeof *g);
+            if (!g) {
+                st = ms_fail(err, MS_ERR_NOMEM, "out of memory listing aliases");
+                goto done;
+            }
+            r = g;
+            cap = nc;
+        }
+        const unsigned char *a = sqlite3_column_text(q, 0);
+        snprintf(r[cnt].alias, sizeof r[cnt].alias, "%s", a ? (const char *)a : "");
+        r[cnt].version = sqlite3_column_int(q, 1);
+        cnt++;
+    }
+    if (rc != SQLITE_DONE) st = store_sqlite_fail(s, rc, "listing aliases", err);
+done:
+    store_stmt_done(q);
+    if (st != MS_OK) {
+        free(r);
+        return st;
+    }
+    *rows = r;
+    *n = cnt;
+    return MS_OK;
+}

@@ -495,7 +495,19 @@ START_TEST(aliases_move_and_go_with_their_deleted_version) {
     OK(store_model_resolve(g_st, "m@prod", name, &v, &e_));
     ck_assert_int_eq(v, 2);
     OK(store_alias_set(g_st, "m", "old", 1, &e_));
+    StoreAlias *al;
+    int na;
+    OK(store_alias_list(g_st, "m", &al, &na, &e_));
+    ck_assert_int_eq(na, 2); // ordered by alias: old -> 1, prod -> 2
+    ck_assert_str_eq(al[0].alias, "old");
+    ck_assert_int_eq(al[0].version, 1);
+    ck_assert_str_eq(al[1].alias, "prod");
+    ck_assert_int_eq(al[1].version, 2);
+    free(al);
     OK(store_model_delete(g_st, "m", 2, &e_));
+    OK(store_alias_list(g_st, "m", &al, &na, &e_));
+    ck_assert_int_eq(na, 1); // prod went with version 2
+    free(al);
     expect(store_model_resolve(g_st, "m@prod", name, &v, &e), &e, MS_ERR_NOT_FOUND, "alias");
     OK(store_model_resolve(g_st, "m@old", name, &v, &e_));
     ck_assert_int_eq(v, 1);

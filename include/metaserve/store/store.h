@@ -103,6 +103,14 @@ MsStatus store_model_delete(Store *s, const char *name, int version, MsError *er
 /** Points alias at name@version (creating or moving it). MS_ERR_NOT_FOUND for a missing
  *  version, MS_ERR_INVALID for a malformed alias (an all-digit alias is refused). */
 MsStatus store_alias_set(Store *s, const char *name, const char *alias, int version, MsError *err);
+/** One alias of a model. */
+typedef struct {
+    char alias[STORE_NAME_MAX];
+    int version;
+} StoreAlias;
+
+/** Lists the aliases of name, ordered by alias (caller frees *rows with free(); *n may be 0). */
+MsStatus store_alias_list(Store *s, const char *name, StoreAlias **rows, int *n, MsError *err);
 /** Removes an alias. */
 MsStatus store_alias_delete(Store *s, const char *name, const char *alias, MsError *err);
 

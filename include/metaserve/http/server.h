@@ -1,0 +1,64 @@
+/*
+ * The HTTP server: libmicrohttpd with its internal epoll thread pool, the v1 routes of
+ * api/openapi.yaml, authentication, request ids, access logs and Prometheus metrics.
+ *
+ * Configuration comes from METASERVE_* environment variables with matching command-line flags
+ * (server_config_load); every value is validated at start and the effective configuration can be
+ * logged with secrets redacted (server_config_log).
+ *
+ * Usage:
+ *     ServerConfig c; server_config_defaults(&c);
+ *     if (server_config_load(&c, argc, argv, &err) != MS_OK) ...;
+ *     Server *s; server_start(&s, &c, &err);   // also starts the job workers
+ *     ... on SIGTERM: server_drain(s); server_stop(s);
+ */
+#ifndef METASERVE_HTTP_SERVER_H
+#define METASERVE_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metaserve/core/status.h"
+
+#define SERVER_MAX_KEYS 32
+
+typedef struct {
+    char listen[64];           // METASERVE_LISTEN, --listen: address (default 0.0.0.0)
+    int port;                  // METASERVE_PORT, --port (default 8080; 0: ephemeral)
+    char db[512];              // METASERVE_DB, --db: SQLite path (default metaserve.db)
+    int workers;               // METASERVE_WORKERS, --workers: training threads (default 1)
+    int http_threads;          // METASERVE_HTTP_THREADS, --http-threads (default: cores)
+    size_t max_body_bytes;     // METASERVE_MAX_BODY_BYTES, --max-body-bytes (default 64 MiB)
+    int conn_timeout_s;        // METASERVE_CONN_TIMEOUT_S (default 30)
+    int conn_limit;            // METASERVE_CONN_LIMIT (default 1024)
+    int max_queued_jobs;       // METASERVE_MAX_QUEUED_JOBS (default 100)
+    int cache_models;          // METASERVE_CACHE_MODELS: versions kept in memory (default 64)
+    double checkpoint_seconds; // METASERVE_CHECKPOINT_S (default 10)
+    int64_t checkpoint_every;  // METASERVE_CHECKPOINT_EVERY: iterations (default 1000)
+    int n_keys;                // METASERVE_API_KEYS "role:key,..." and/or METASERVE_API_KEYS_FILE
+    struct {
+        int role; // 1 client, 2 admin
+        char key[128];
+    } keys[SERVER_MAX_KEYS];
+} ServerConfig;
+
+void server_config_defaults(ServerConfig *c);
+/** Applies the environment, then flags (--name value or --name=value) from argv; MS_ERR_INVALID
+ *  naming the variable or flag on a bad value. */
+MsStatus server_config_load(ServerConfig *c, int argc, char **argv, MsError *err);
+/** Writes the effective configuration as one JSON line to f, keys redacted. */
+void server_config_log(const ServerConfig *c, void *file);
+
+typedef struct Server Server;
+
+/** Opens and migrates the database, starts the job workers and the HTTP daemon. */
+MsStatus server_start(Server **out, const ServerConfig *c, MsError *err);
+/** The bound port (useful with port 0). */
+int server_port(const Server *s);
+/** Readiness false and new jobs refused (503); running jobs keep going until server_stop. */
+void server_drain(Server *s);
+/** Stops accepting, lets in-flight requests finish, checkpoints running jobs back to the queue,
+ *  closes the database. Accepts NULL. */
+void server_stop(Server *s);
+
+#endif

@@ -1,0 +1,188 @@
+/*
+ * Server configuration: defaults, METASERVE_* environment variables, then command-line flags
+ * (--name value or --name=value, the variable's name lower-cased without the prefix, '_' -> '-'),
+ * each validated with an error naming the variable or flag. API keys come from
+ * METASERVE_API_KEYS ("role:key,...") and/or a file named by METASERVE_API_KEYS_FILE (one
+ * "role:key" per line, '#' comments). The effective configuration is logged with keys redacted.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http.h"
+
+void server_config_defaults(ServerConfig *c) {
+    memset(c, 0, sizeof *c);
+    strcpy(c->listen, "0.0.0.0");
+    c->port = 8080;
+    strcpy(c->db, "metaserve.db");
+    c->workers = 1;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    c->http_threads = n > 0 ? (int)n : 2;
+    c->max_body_bytes = (size_t)64 << 20;
+    c->conn_timeout_s = 30;
+    c->conn_limit = 1024;
+    c->max_queued_jobs = 100;
+    c->cache_models = 64;
+    c->checkpoint_seconds = 10;
+    c->checkpoint_every = 1000;
+}
+
+typedef enum { T_INT, T_SIZE, T_DOUBLE, T_STR, T_KEYS, T_KEYFILE } Type;
+
+typedef struct {
+    const char *env;  // METASERVE_...
+    const char *flag; // --...
+    Type type;
+    size_t off;
+    double lo, hi; // numeric range; T_STR: buffer size in hi
+} Opt;
+
+#define OFF(f) offsetof(ServerConfig, f)
+static const Opt OPTS[] = {
+    {"METASERVE_LISTEN", "--listen", T_STR, OFF(listen), 0, 64},
+    {"METASERVE_PORT", "--port", T_INT, OFF(port), 0, 65535},
+    {"METASERVE_DB", "--db", T_STR, OFF(db), 0, 512},
+    {"METASERVE_WORKERS", "--workers", T_INT, OFF(workers), 0, 64},
+    {"METASERVE_HTTP_THREADS", "--http-threads", T_INT, OFF(http_threads), 1, 256},
+    {"METASERVE_MAX_BODY_BYTES", "--max-body-bytes", T_SIZE, OFF(max_body_bytes), 1024,
+     4294967296.0},
+    {"METASERVE_CONN_TIMEOUT_S", "--conn-timeout-s", T_INT, OFF(conn_timeout_s), 1, 3600},
+    {"METASERVE_CONN_LIMIT", "--conn-limit", T_INT, OFF(conn_limit), 1, 100000},
+    {"METASERVE_MAX_QUEUED_JOBS", "--max-queued-jobs", T_INT, OFF(max_queued_jobs), 1, 1000000},
+    {"METASERVE_CACHE_MODELS", "--cache-models", T_INT, OFF(cache_models), 1, 100000},
+    {"METASERVE_CHECKPOINT_S", "--checkpoint-s", T_DOUBLE, OFF(checkpoint_seconds), 0, 86400},
+    {"METASERVE_CHECKPOINT_EVERY", "--checkpoint-every", T_SIZE, OFF(checkpoint_every), 0, 1e9},
+    {"METASERVE_API_KEYS", "--api-keys", T_KEYS, 0, 0, 0},
+    {"METASERVE_API_KEYS_FILE", "--api-keys-file", T_KEYFILE, 0, 0, 0},
+};
+#define N_OPTS (sizeof OPTS / sizeof OPTS[0])
+
+static MsStatus add_key(ServerConfig *c, const char *item, size_t n, const char *who,
+                        MsError *err) {
+    while (n && isspace((unsigned char)*item))
+        item++, n--;
+    while (n && isspace((unsigned char)item[n - 1]))
+        n--;
+    if (n == 0) return MS_OK;
+    const char *colon = memchr(item, ':', n);
+    if (!colon) return ms_fail(err, MS_ERR_INVALID, "%s: entries are role:key", who);
+    size_t rn = (size_t)(colon - item), kn = n - rn - 1;
+    int role = rn == 5 && !strncmp(item, "admin", 5)    ? ROLE_ADMIN
+               : rn == 6 && !strncmp(item, "client", 6) ? ROLE_CLIENT
+                                                        : 0;
+    if (!role) return ms_fail(err, MS_ERR_INVALID, "%s: role must be admin or client", who);
+    if (kn < 16 || kn > 127)
+        return ms_fail(err, MS_ERR_INVALID, "%s: keys must be 16..127 characters", who);
+    for (size_t i = 0; i < kn; i++)
+        if (!isgraph((unsigned char)colon[1 + i]))
+            return ms_fail(err, MS_ERR_INVALID, "%s: keys must be printable, without spaces", who);
+    if (c->n_keys >= SERVER_MAX_KEYS)
+        return ms_fail(err, MS_ERR_INVALID, "%s: at most %d keys", who, SERVER_MAX_KEYS);
+    c->keys[c->n_keys].role = role;
+    memcpy(c->keys[c->n_keys].key, colon + 1, kn);
+    c->keys[c->n_keys].key[kn] = '\0';
+    c->n_keys++;
+    return MS_OK;
+}
+
+static MsStatus set(ServerConfig *c, const Opt *o, const char *v, const char *who, MsError *err) {
+    char *end;
+    void *p = (char *)c + o->off;
+    switch (o->type) {
+    case T_INT:
+    case T_SIZE:
+    case T_DOUBLE: {
+        errno = 0;
+        double d = strtod(v, &end);
+        if (*v == '\0' || *end != '\0' || errno || d < o->lo || d > o->hi ||
+            (o->type != T_DOUBLE && d != (double)(long long)d))
+            return ms_fail(err, MS_ERR_INVALID, "%s: must be a%s in %g..%g", who,
+                           o->type == T_DOUBLE ? " number" : "n integer", o->lo, o->hi);
+        if (o->type == T_INT)
+            *(int *)p = (int)d;
+        else if (o->type == T_DOUBLE)
+            *(double *)p = d;
+        else if (o->off == OFF(checkpoint_every))
+            *(int64_t *)p = (int64_t)d;
+        else
+            *(size_t *)p = (size_t)d;
+        return MS_OK;
+    }
+    case T_STR:
+        if (strlen(v) == 0 || strlen(v) >= (size_t)o->hi)
+            return ms_fail(err, MS_ERR_INVALID, "%s: must be 1..%d characters", who,
+                           (int)o->hi - 1);
+        strcpy((char *)p, v);
+        return MS_OK;
+    case T_KEYS:
+        for (const char *s = v; *s;) {
+            size_t n = strcspn(s, ",");
+            MsStatus st = add_key(c, s, n, who, err);
+            if (st != MS_OK) return st;
+            s += n + (s[n] == ',');
+        }
+        return MS_OK;
+    case T_KEYFILE: {
+        FILE *f = fopen(v, "r");
+        if (!f) return ms_fail(err, MS_ERR_INVALID, "%s: cannot read %s", who, v);
+        char line[512];
+        MsStatus st = MS_OK;
+        while (st == MS_OK && fgets(line, sizeof line, f))
+            if (line[0] != '#') st = add_key(c, line, strcspn(line, "\r\n"), who, err);
+        fclose(f);
+        return st;
+    }
+    }
+    return MS_OK;
+}
+
+MsStatus server_config_load(ServerConfig *c, int argc, char **argv, MsError *err) {
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const char *v = getenv(OPTS[i].env);
+        if (v) {
+            MsStatus st = set(c, &OPTS[i], v, OPTS[i].env, err);
+            if (st != MS_OK) return st;
+        }
+    }
+    for (int a = 0; a < argc; a++) {
+        const char *arg = argv[a];
+        const Opt *o = NULL;
+        const char *v = NULL;
+        for (size_t i = 0; i < N_OPTS && !o; i++) {
+            size_t n = strlen(OPTS[i].flag);
+            if (strncmp(arg, OPTS[i].flag, n) == 0 && (arg[n] == '\0' || arg[n] == '=')) {
+                o = &OPTS[i];
+                v = arg[n] == '=' ? arg + n + 1 : (a + 1 < argc ? argv[++a] : NULL);
+            }
+        }
+        if (!o) return ms_fail(err, MS_ERR_INVALID, "unknown option '%.40s'", arg);
+        if (!v) return ms_fail(err, MS_ERR_INVALID, "%s: needs a value", o->flag);
+        MsStatus st = set(c, o, v, o->flag, err);
+        if (st != MS_OK) return st;
+    }
+    return MS_OK;
+}
+
+void server_config_log(const ServerConfig *c, void *file) {
+    int admins = 0, clients = 0;
+    for (int i = 0; i < c->n_keys; i++)
+        c->keys[i].role == ROLE_ADMIN ? admins++ : clients++;
+    fprintf((FILE *)file,
+            "{\"level\":\"info\",\"msg\":\"config\",\"listen\":\"%s\",\"port\":%d,\"db\":\"%s\","
+            "\"workers\":%d,\"http_threads\":%d,\"max_body_bytes\":%zu,\"conn_timeout_s\":%d,"
+            "\"conn_limit\":%d,\"max_queued_jobs\":%d,\"cache_models\":%d,"
+            "\"checkpoint_s\":%g,\"checkpoint_every\":%lld,\"api_keys\":\"%d admin, %d client "
+            "(redacted)\"}\n",
+            c->listen, c->port, c->db, c->workers, c->http_threads, c->max_body_bytes,
+            c->conn_timeout_s, c->conn_limit, c->max_queued_jobs, c->cache_models,
+            c->checkpoint_seconds, (long long)c->checkpoint_every, admins, clients);
+    if (c->n_keys == 0)
+        fprintf((FILE *)file, "{\"level\":\"warn\",\"msg\":\"no API keys configured: every "
+                              "route is open to anyone who can reach the port\"}\n");
+    fflush((FILE *)file);
+}

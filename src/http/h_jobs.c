@@ -1,0 +1,397 @@
+/*
+ * Handlers of /v1/jobs: submission of a training config (POST), listing, one job with its
+ * config, cancellation and the loss curves. The training-config codec (codec.h) is the one parser
+ * of a job body; this file adds what needs the store: the uploaded dataset a config names must
+ * exist and fit the architecture, and the queue bound (429 when full). The canonical config
+ * (codec_config_print of the parsed one) is what the job row keeps, so a worker reads back
+ * exactly what was validated here.
+ *
+ * The wire shape of a job (one builder, job_json, used by every route):
+ *   {"id", "state", "iteration", "total", "created_at", "started_at", "finished_at" (RFC 3339
+ *    UTC with ms, or null), "cancel_requested", "metrics": {...latest...},
+ *    "model": {"name", "version" (null until succeeded)}, "error" (string or null)}
+ * plus "config" on GET /v1/jobs/{id}. Listings are newest first; a page token is the last id of
+ * the previous page (jobs) or its last step (metrics). Job rows are small (config ~1 KB), so a
+ * listing reads each row's latest metrics with one primary-key lookup.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+#include "metaserve/http/codec.h"
+
+/* ---- small helpers ---- */
+
+// A tree under construction: any failed allocation sets oom, checked once before replying.
+typedef struct {
+    int oom;
+} Build;
+
+// Adds item to parent under key (or appends it when key is NULL); returns item, NULL on failure.
+static cJSON *put(Build *b, cJSON *parent, const char *key, cJSON *item) {
+    if (!item || !parent) {
+        cJSON_Delete(item);
+        b->oom = 1;
+        return NULL;
+    }
+    cJSON_bool ok =
+        key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item);
+    if (!ok) {
+        cJSON_Delete(item);
+        b->oom = 1;
+        return NULL;
+    }
+    return item;
+}
+
+// Writes ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T22:48:26.123Z").
+// Returns 0 when the time cannot be represented.
+static int rfc3339(char out[32], int64_t ms) {
+    int64_t sec = ms / 1000, rem = ms % 1000;
+    if (rem < 0) sec -= 1, rem += 1000;
+    time_t t = (time_t)sec;
+    struct tm tm;
+    if ((int64_t)t != sec || !gmtime_r(&t, &tm)) return 0;
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (n == 0 || n > 24) return 0;
+    snprintf(out + n, 32 - n, ".%03dZ", (int)rem);
+    return 1;
+}
+
+// A time stamp, or null for 0 ("not yet").
+static cJSON *time_json(int64_t ms) {
+    char buf[32];
+    return ms > 0 && rfc3339(buf, ms) ? cJSON_CreateString(buf) : cJSON_CreateNull();
+}
+
+static void reply_nomem(Req *r) {
+    MsError e = {MS_ERR_NOMEM, "out of memory building the response"};
+    reply_status(r, MS_ERR_NOMEM, &e);
+}
+
+// A JSON document stored by the service (config, metrics), or fallback when absent or
+// unreadable.
+static cJSON *stored_json(const char *text, cJSON *(*fallback)(void)) {
+    cJSON *doc = text ? cJSON_Parse(text) : NULL;
+    return doc ? doc : fallback();
+}
+
+/* ---- the wire shape ---- */
+
+static cJSON *job_json(Build *b, const StoreJob *j, int with_config) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) {
+        b->oom = 1;
+        return NULL;
+    }
+    put(b, o, "id", cJSON_CreateString(j->id));
+    put(b, o, "state", cJSON_CreateString(store_job_state_name(j->state)));
+    put(b, o, "iteration", cJSON_CreateNumber((double)j->iteration));
+    put(b, o, "total", cJSON_CreateNumber((double)j->total));
+    put(b, o, "created_at", time_json(j->created_at));
+    put(b, o, "started_at", time_json(j->started_at));
+    put(b, o, "finished_at", time_json(j->finished_at));
+    put(b, o, "cancel_requested", cJSON_CreateBool(j->cancel_requested != 0));
+    put(b, o, "metrics", stored_json(j->metrics, cJSON_CreateObject));
+    cJSON *model = put(b, o, "model", cJSON_CreateObject());
+    put(b, model, "name", cJSON_CreateString(j->name));
+    put(b, model, "version",
+        j->result_version > 0 ? cJSON_CreateNumber(j->result_version) : cJSON_CreateNull());
+    put(b, o, "error", j->error[0] ? cJSON_CreateString(j->error) : cJSON_CreateNull());
+    if (with_config) put(b, o, "config", stored_json(j->config, cJSON_CreateNull));
+    return o;
+}
+
+// Replies with one job document (status 200 or 202).
+static void reply_job(Req *r, int status, const StoreJob *j, int with_config) {
+    Build b = {0};
+    cJSON *doc = job_json(&b, j, with_config);
+    if (b.oom) {
+        cJSON_Delete(doc);
+        reply_nomem(r);
+        return;
+    }
+    reply_json(r, status, doc);
+}
+
+/* ---- submission ---- */
+
+// The dataset cfg names (if any) must exist and fit the architecture. Returns 1, or replies and
+// returns 0. k_support + k_query against the smallest task or class needs the data: the worker
+// checks it (dataset_shots_check) and fails the job with the reason.
+static int dataset_fits(Req *r, Store *st, const TrainConfig *cfg) {
+    if (!cfg->tasks.dataset[0]) return 1;
+    StoreDataset d;
+    MsError err = {0};
+    MsStatus s = store_dataset_get(st, cfg->tasks.dataset, &d, NULL, &err);
+    if (s == MS_ERR_NOT_FOUND) {
+        // the codec admitted only 32 hex characters, so the id is safe to echo
+        reply_problem(r, 422, "validation", "tasks.dataset: no dataset %s", cfg->tasks.dataset);
+        return 0;
+    }
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return 0;
+    }
+    const int L = cfg->n_sizes - 1, D = cfg->sizes[0], O = cfg->sizes[L];
+    const int classes = strcmp(d.kind, "classes") == 0;
+    const int classification = cfg->head == MLP_HEAD_CLASSIFICATION;
+    int ok = 0;
+    if (D != d.x_dim) {
+        reply_problem(r, 422, "validation",
+                      "architecture.sizes[0]: is %d but dataset %s has x_dim %d", D, d.id, d.x_dim);
+    } else if (classes != classification) {
+        reply_problem(r, 422, "validation",
+                      "architecture.head: '%s' does not fit dataset %s of kind \"%s\" (%s)",
+                      classification ? "classification" : "regression", d.id, d.kind,
+                      classes ? "classification" : "regression");
+    } else if (!classes && O != d.y_dim) {
+        reply_problem(r, 422, "validation",
+                      "architecture.sizes[%d]: is %d but dataset %s has y_dim %d", L, O, d.id,
+                      d.y_dim);
+    } else if (classes && cfg->tasks.n_way > 0 && cfg->tasks.n_way != O) {
+        reply_problem(r, 422, "validation",
+                      "tasks.n_way: is %d but the output width architecture.sizes[%d] is %d",
+                      cfg->tasks.n_way, L, O);
+    } else if (classes && (O < 2 || O > DATASET_MAX_WAY)) {
+        reply_problem(r, 422, "validation",
+                      "tasks.n_way: episodes of %d classes (the output width); a dataset "
+                      "allows 2..%d",
+                      O, DATASET_MAX_WAY);
+    } else {
+        ok = 1;
+        if (classes) {
+            // n_way <= training classes; test_classes are held out of meta-training
+            cJSON *meta = cJSON_Parse(d.meta ? d.meta : "{}");
+            const cJSON *tc = cJSON_GetObjectItemCaseSensitive(meta, "test_classes");
+            int64_t train = d.n_items - (cJSON_IsArray(tc) ? cJSON_GetArraySize(tc) : 0);
+            if (meta && train < O) {
+                reply_problem(r, 422, "validation",
+                              "tasks.n_way: is %d but dataset %s has %lld training classes", O,
+                              d.id, (long long)train);
+                ok = 0;
+            }
+            cJSON_Delete(meta);
+        }
+    }
+    store_dataset_free(&d);
+    return ok;
+}
+
+void h_job_create(Req *r) {
+    if (atomic_load(&r->app->draining)) {
+        reply_problem(r, 503, "unavailable", "the server is draining: no new jobs are accepted");
+        return;
+    }
+    TrainConfig cfg;
+    MsError err = {0};
+    MsStatus s = codec_config_parse(&cfg, r->body ? r->body : "", r->body_len, &err);
+    if (s == MS_ERR_INVALID) {
+        // a syntax error is 400 with its offset, a bad value 422: parse once more to tell them
+        // apart (only on failure, so a good config is parsed once)
+        cJSON *doc = req_json(r);
+        if (!doc) return;
+        cJSON_Delete(doc);
+    }
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    TrainLimits lim;
+    train_limits_default(&lim);
+    if ((s = train_config_check_limits(&cfg, &lim, &err)) != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    Store *st = req_store(r);
+    if (!st || !dataset_fits(r, st, &cfg)) return;
+
+    char *json = NULL;
+    if ((s = codec_config_print(&cfg, &json, &err)) != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    char id[STORE_ID_MAX];
+    s = store_job_create(st, json, cfg.name, cfg.iterations, r->app->cfg.max_queued_jobs, id, &err);
+    free(json);
+    if (s == MS_ERR_BUSY) {
+        reply_problem(r, 429, "queue-full", "%s", err.msg);
+        return;
+    }
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    jobpool_notify(r->app->jobs);
+    snprintf(r->location, sizeof r->location, "/v1/jobs/%s", id);
+
+    StoreJob j;
+    if (store_job_get(st, id, &j, &err) != MS_OK) {
+        // the job is queued: answer 202 from what is known rather than invite a duplicate retry
+        memset(&j, 0, sizeof j);
+        memcpy(j.id, id, sizeof j.id);
+        snprintf(j.name, sizeof j.name, "%s", cfg.name);
+        j.state = JOB_QUEUED;
+        j.total = cfg.iterations;
+        j.created_at = store_now_ms();
+    }
+    reply_job(r, 202, &j, 0);
+    store_job_free(&j);
+}
+
+/* ---- reads ---- */
+
+void h_job_list(Req *r) {
+    int size;
+    const char *token;
+    if (!req_page(r, 50, 1000, &size, &token)) return;
+    Store *st = req_store(r);
+    if (!st) return;
+    StoreJob *rows = NULL;
+    int n = 0, more = 0;
+    MsError err = {0};
+    MsStatus s = store_job_list(st, token, size, &rows, &n, &more, &err);
+    if (s == MS_ERR_INVALID) {
+        reply_problem(r, 422, "validation", "page_token: not a token this service issued");
+        return;
+    }
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    Build b = {0};
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *list = put(&b, doc, "jobs", cJSON_CreateArray());
+    for (int i = 0; i < n && !b.oom; i++) {
+        // a listing row has no metrics text: read the row whole (it may have moved on since,
+        // which only makes it fresher)
+        StoreJob full;
+        s = store_job_get(st, rows[i].id, &full, &err);
+        if (s != MS_OK && s != MS_ERR_NOT_FOUND) break;
+        put(&b, list, NULL, job_json(&b, s == MS_OK ? &full : &rows[i], 0));
+        if (s == MS_OK) store_job_free(&full);
+        s = MS_OK;
+    }
+    put(&b, doc, "next_page_token",
+        more && n > 0 ? cJSON_CreateString(rows[n - 1].id) : cJSON_CreateNull());
+    for (int i = 0; i < n; i++)
+        store_job_free(&rows[i]);
+    free(rows);
+    if (s != MS_OK || b.oom) {
+        cJSON_Delete(doc);
+        if (s != MS_OK)
+            reply_status(r, s, &err);
+        else
+            reply_nomem(r);
+        return;
+    }
+    reply_json(r, 200, doc);
+}
+
+void h_job_get(Req *r) {
+    Store *st = req_store(r);
+    if (!st) return;
+    StoreJob j;
+    MsError err = {0};
+    MsStatus s = store_job_get(st, r->params[0], &j, &err);
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    reply_job(r, 200, &j, 1);
+    store_job_free(&j);
+}
+
+/* ---- cancel ---- */
+
+void h_job_cancel(Req *r) {
+    // any body is ignored: the route takes none
+    Store *st = req_store(r);
+    if (!st) return;
+    MsError err = {0};
+    JobState after = JOB_QUEUED;
+    MsStatus s = store_job_cancel(st, r->params[0], &after, &err);
+    if (s != MS_OK) {
+        reply_status(r, s, &err); // 404 unknown, 409 already finished
+        return;
+    }
+    // the id is well-formed now (the store accepted it); wake the worker running it, if here
+    if (after == JOB_RUNNING) jobpool_cancel(r->app->jobs, r->params[0]);
+    StoreJob j;
+    if ((s = store_job_get(st, r->params[0], &j, &err)) != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    reply_job(r, 200, &j, 0);
+    store_job_free(&j);
+}
+
+/* ---- loss curves ---- */
+
+// Parses a step cursor: a decimal integer in lo..INT64_MAX. Returns 1 on success.
+static int parse_step(const char *s, long long lo, int64_t *out) {
+    if (!s || !*s || strlen(s) > 20) return 0;
+    for (const char *c = s + (*s == '-'); *c; c++)
+        if (*c < '0' || *c > '9') return 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*end || v < lo || v == LLONG_MAX) return 0;
+    *out = v;
+    return 1;
+}
+
+void h_job_metrics(Req *r) {
+    int size;
+    const char *token;
+    if (!req_page(r, 50, 1000, &size, &token)) return;
+    int64_t after = -1;
+    const char *as = req_query(r, "after_step");
+    // a page token (the last step of the previous page) supersedes after_step, so a client
+    // that keeps its first query's parameters and adds the token still pages forward
+    if (token[0]) {
+        if (!parse_step(token, 0, &after)) {
+            reply_problem(r, 422, "validation", "page_token: not a token this service issued");
+            return;
+        }
+    } else if (as && !parse_step(as, -1, &after)) {
+        reply_problem(r, 422, "validation", "after_step: must be an integer >= -1");
+        return;
+    }
+    Store *st = req_store(r);
+    if (!st) return;
+    StoreMetricRow *rows = NULL;
+    int n = 0, more = 0;
+    MsError err = {0};
+    MsStatus s = store_job_metrics(st, r->params[0], after, size, &rows, &n, &more, &err);
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    Build b = {0};
+    cJSON *doc = cJSON_CreateObject();
+    put(&b, doc, "job_id", cJSON_CreateString(r->params[0]));
+    cJSON *pts = put(&b, doc, "points", cJSON_CreateArray());
+    char ts[32];
+    for (int i = 0; i < n && !b.oom; i++) {
+        cJSON *p = put(&b, pts, NULL, cJSON_CreateObject());
+        put(&b, p, "step", cJSON_CreateNumber((double)rows[i].step));
+        put(&b, p, "key", cJSON_CreateString(rows[i].key));
+        put(&b, p, "value",
+            isfinite(rows[i].value) ? cJSON_CreateNumber(rows[i].value) : cJSON_CreateNull());
+        put(&b, p, "ts", rfc3339(ts, rows[i].ts) ? cJSON_CreateString(ts) : cJSON_CreateNull());
+    }
+    char next[24];
+    snprintf(next, sizeof next, "%lld", n > 0 ? (long long)rows[n - 1].step : 0LL);
+    put(&b, doc, "next_page_token", more && n > 0 ? cJSON_CreateString(next) : cJSON_CreateNull());
+    free(rows);
+    if (b.oom) {
+        cJSON_Delete(doc);
+        reply_nomem(r);
+        return;
+    }
+    reply_json(r, 200, doc);
+}

@@ -1,0 +1,352 @@
+/*
+ * Handlers of the model registry routes: listing models, reading a model and one of its
+ * versions, deleting either, moving and removing aliases, and exporting a version's weights.
+ *
+ * Owns nothing but the mapping between the store's records and their wire formats (DESIGN.md §3):
+ * times as RFC 3339 UTC with milliseconds, stored JSON texts (config, hyper, metrics) embedded as
+ * parsed JSON, weights in the {"W", "b"} layer layout printed by the codec ("%.9g" per float).
+ * Every write that can change what a reference resolves to (delete, alias move) ends with
+ * registry_invalidate, so the version cache never serves a deleted version.
+ *
+ * Path parameters: params[0] is the model name or reference, params[1] the version or alias.
+ * Names, references and aliases are validated by the store before they appear in any message;
+ * a version must be a decimal integer in 1..2^31-1 (422 otherwise).
+ *
+ * Workload: metadata reads of a few versions per model; the weights export prints P floats (tens
+ * of thousands for typical networks) taken from the version cache, never from SQLite when warm.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+#include "metaserve/http/codec.h"
+
+#define MODEL_PAGE_DEFAULT 50   // models per page when page_size is absent
+#define MODEL_PAGE_MAX     1000 // largest page_size accepted
+
+/* ---- helpers ---- */
+
+// Formats ms since the epoch as RFC 3339 UTC with milliseconds: "2026-11-28T22:48:26.123Z".
+static void time_text(char out[64], int64_t ms) {
+    int64_t sec = ms / 1000, milli = ms % 1000;
+    if (milli < 0) sec -= 1, milli += 1000;
+    time_t t = (time_t)sec;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        snprintf(out, 64, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)milli);
+}
+
+// Adds a time field; 0 when an allocation failed.
+static int add_time(cJSON *o, const char *key, int64_t ms) {
+    char buf[64];
+    time_text(buf, ms);
+    return cJSON_AddStringToObject(o, key, buf) != NULL;
+}
+
+// Adds a stored JSON text as parsed JSON (null when it does not parse); 0 when an allocation
+// failed.
+static int add_parsed(cJSON *o, const char *key, const char *text) {
+    cJSON *v = text ? cJSON_ParseWithLength(text, strlen(text)) : NULL;
+    if (!v) v = cJSON_CreateNull();
+    if (!v || !cJSON_AddItemToObject(o, key, v)) {
+        cJSON_Delete(v);
+        return 0;
+    }
+    return 1;
+}
+
+// Adds a job id, or null for a version that did not come from a job.
+static int add_job_id(cJSON *o, const char *job_id) {
+    return (job_id[0] ? cJSON_AddStringToObject(o, "job_id", job_id)
+                      : cJSON_AddNullToObject(o, "job_id")) != NULL;
+}
+
+// Replies with doc when every addition succeeded (ok), else 503 (out of memory).
+static void reply_built(Req *r, int status, cJSON *doc, int ok) {
+    if (!doc || !ok) {
+        cJSON_Delete(doc);
+        reply_problem(r, 503, "unavailable", "out of memory while rendering the response");
+        return;
+    }
+    reply_json(r, status, doc);
+}
+
+// json_only_fields, and each allowed key at most once (cJSON keeps duplicates and the first would
+// silently win). Replies 422 and returns 0 otherwise.
+static int fields_once(Req *r, const cJSON *obj, const char *path, const char *const *allowed) {
+    if (!json_only_fields(r, obj, path, allowed)) return 0;
+    for (const char *const *a = allowed; *a; a++) {
+        int seen = 0;
+        for (const cJSON *it = obj->child; it; it = it->next)
+            seen += strcmp(it->string, *a) == 0;
+        if (seen > 1) {
+            reply_problem(r, 422, "validation", "%s.%s: duplicate field", path, *a);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+// 1 when s is a model name as the store writes it (so it can be a page token we issued).
+static int name_like(const char *s) {
+    size_t n = strlen(s);
+    if (n >= STORE_NAME_MAX || s[0] == '.') return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+// Reads the version path parameter: a decimal integer in 1..INT_MAX; replies 422 otherwise.
+static int path_version(Req *r, const char *s, int *out) {
+    size_t n = s ? strlen(s) : 0;
+    long long v = 0;
+    if (n >= 1 && n <= 10 && strspn(s, "0123456789") == n) v = strtoll(s, NULL, 10);
+    if (v < 1 || v > INT_MAX) {
+        reply_problem(r, 422, "validation", "version: must be an integer in 1..%d", INT_MAX);
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+/* ---- models ---- */
+
+void h_model_list(Req *r) {
+    int size;
+    const char *token;
+    if (!req_page(r, MODEL_PAGE_DEFAULT, MODEL_PAGE_MAX, &size, &token)) return;
+    if (!name_like(token)) {
+        reply_problem(r, 422, "validation", "page_token: not a token this service issued");
+        return;
+    }
+    Store *st = req_store(r);
+    if (!st) return;
+    MsError err = {0};
+    StoreModelSummary *rows = NULL;
+    int n = 0, more = 0;
+    MsStatus s = store_model_list(st, token, size, &rows, &n, &more, &err);
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *list = cJSON_AddArrayToObject(doc, "models");
+    int ok = list != NULL;
+    for (int i = 0; i < n && ok; i++) {
+        cJSON *m = cJSON_CreateObject();
+        ok = m && cJSON_AddItemToArray(list, m);
+        if (!ok) {
+            cJSON_Delete(m);
+            break;
+        }
+        ok = cJSON_AddStringToObject(m, "name", rows[i].name) &&
+             cJSON_AddNumberToObject(m, "latest_version", rows[i].latest_version) &&
+             cJSON_AddNumberToObject(m, "versions", rows[i].n_versions) &&
+             cJSON_AddStringToObject(m, "algorithm", rows[i].algorithm) &&
+             add_time(m, "created_at", rows[i].created_at);
+    }
+    if (ok)
+        ok = (more && n > 0 ? cJSON_AddStringToObject(doc, "next_page_token", rows[n - 1].name)
+                            : cJSON_AddNullToObject(doc, "next_page_token")) != NULL;
+    free(rows);
+    reply_built(r, 200, doc, ok);
+}
+
+void h_model_get(Req *r) {
+    Store *st = req_store(r);
+    if (!st) return;
+    MsError err = {0};
+    StoreModel *rows = NULL;
+    int n = 0;
+    MsStatus s = store_model_versions(st, r->params[0], &rows, &n, &err);
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    int ok = cJSON_AddStringToObject(doc, "name", rows[0].name) &&
+             cJSON_AddNumberToObject(doc, "latest_version", rows[n - 1].version);
+    cJSON *list = ok ? cJSON_AddArrayToObject(doc, "versions") : NULL;
+    ok = list != NULL;
+    for (int i = 0; i < n && ok; i++) {
+        cJSON *v = cJSON_CreateObject();
+        ok = v && cJSON_AddItemToArray(list, v);
+        if (!ok) {
+            cJSON_Delete(v);
+            break;
+        }
+        ok = cJSON_AddNumberToObject(v, "version", rows[i].version) &&
+             add_time(v, "created_at", rows[i].created_at) &&
+             cJSON_AddStringToObject(v, "algorithm", rows[i].algorithm) &&
+             add_job_id(v, rows[i].job_id) && add_parsed(v, "metrics", rows[i].metrics);
+    }
+    cJSON *aliases = ok ? cJSON_AddObjectToObject(doc, "aliases") : NULL;
+    ok = aliases != NULL;
+    StoreAlias *al = NULL;
+    int na = 0;
+    if (ok && (s = store_alias_list(st, r->params[0], &al, &na, &err)) != MS_OK) {
+        for (int i = 0; i < n; i++)
+            store_model_free(&rows[i]);
+        free(rows);
+        cJSON_Delete(doc);
+        reply_status(r, s, &err);
+        return;
+    }
+    for (int i = 0; i < na && ok; i++)
+        ok = cJSON_AddNumberToObject(aliases, al[i].alias, al[i].version) != NULL;
+    free(al);
+    for (int i = 0; i < n; i++)
+        store_model_free(&rows[i]);
+    free(rows);
+    reply_built(r, 200, doc, ok);
+}
+
+void h_model_delete(Req *r) {
+    Store *st = req_store(r);
+    if (!st) return;
+    MsError err = {0};
+    MsStatus s = store_model_delete(st, r->params[0], 0, &err);
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    registry_invalidate(r->app->registry, r->params[0]);
+    reply_empty(r, 204);
+}
+
+/* ---- versions ---- */
+
+void h_version_get(Req *r) {
+    int version;
+    if (!path_version(r, r->params[1], &version)) return;
+    Store *st = req_store(r);
+    if (!st) return;
+    MsError err = {0};
+    StoreModel m;
+    MsStatus s = store_model_get(st, r->params[0], version, &m, &err);
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    cJSON *doc = cJSON_CreateObject();
+    int ok = cJSON_AddStringToObject(doc, "name", m.name) &&
+             cJSON_AddNumberToObject(doc, "version", m.version) &&
+             add_time(doc, "created_at", m.created_at) &&
+             cJSON_AddStringToObject(doc, "algorithm", m.algorithm) && add_job_id(doc, m.job_id) &&
+             add_parsed(doc, "config", m.config) && add_parsed(doc, "hyper", m.hyper) &&
+             add_parsed(doc, "metrics", m.metrics) &&
+             cJSON_AddNumberToObject(doc, "n_params", (double)m.n_params);
+    store_model_free(&m);
+    reply_built(r, 200, doc, ok);
+}
+
+void h_version_delete(Req *r) {
+    int version;
+    if (!path_version(r, r->params[1], &version)) return;
+    Store *st = req_store(r);
+    if (!st) return;
+    MsError err = {0};
+    MsStatus s = store_model_delete(st, r->params[0], version, &err);
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    registry_invalidate(r->app->registry, r->params[0]);
+    reply_empty(r, 204);
+}
+
+/* ---- aliases ---- */
+
+void h_alias_put(Req *r) {
+    static const char *const fields[] = {"version", NULL};
+    cJSON *body = req_json(r);
+    if (!body) return;
+    long long version = 0;
+    if (!fields_once(r, body, "body", fields) ||
+        !json_int(r, body, "version", 1, INT_MAX, 1, &version)) {
+        cJSON_Delete(body);
+        return;
+    }
+    cJSON_Delete(body);
+    Store *st = req_store(r);
+    if (!st) return;
+    MsError err = {0};
+    MsStatus s = store_alias_set(st, r->params[0], r->params[1], (int)version, &err);
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    registry_invalidate(r->app->registry, r->params[0]);
+    // both names passed the store's validation: safe to echo
+    cJSON *doc = cJSON_CreateObject();
+    int ok = cJSON_AddStringToObject(doc, "name", r->params[0]) &&
+             cJSON_AddStringToObject(doc, "alias", r->params[1]) &&
+             cJSON_AddNumberToObject(doc, "version", (double)version);
+    reply_built(r, 200, doc, ok);
+}
+
+void h_alias_delete(Req *r) {
+    Store *st = req_store(r);
+    if (!st) return;
+    MsError err = {0};
+    MsStatus s = store_alias_delete(st, r->params[0], r->params[1], &err);
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    registry_invalidate(r->app->registry, r->params[0]);
+    reply_empty(r, 204);
+}
+
+/* ---- weights ---- */
+
+// Adds P reals in the layer layout under key, as the codec prints them; 0 on failure.
+static int add_weights(cJSON *o, const char *key, const MlpSpec *spec, const float *theta) {
+    char *text = NULL;
+    MsError err = {0};
+    if (codec_weights_print(spec, theta, &text, &err) != MS_OK) return 0;
+    int ok = cJSON_AddRawToObject(o, key, text) != NULL;
+    free(text);
+    return ok;
+}
+
+void h_model_weights(Req *r) {
+    Store *st = req_store(r);
+    if (!st) return;
+    MsError err = {0};
+    RegistryModel *m = NULL;
+    MsStatus s = registry_get(r->app->registry, st, r->params[0], &m, &err);
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    const MlpSpec *spec = &m->spec;
+    cJSON *doc = cJSON_CreateObject();
+    int ok = cJSON_AddStringToObject(doc, "name", m->name) &&
+             cJSON_AddNumberToObject(doc, "version", m->version);
+    cJSON *sizes = ok ? cJSON_AddArrayToObject(doc, "sizes") : NULL;
+    ok = sizes != NULL;
+    for (int i = 0; i <= spec->L && ok; i++) {
+        cJSON *v = cJSON_CreateNumber(spec->sizes[i]);
+        ok = v && cJSON_AddItemToArray(sizes, v);
+        if (!ok) cJSON_Delete(v);
+    }
+    ok = ok && cJSON_AddStringToObject(doc, "activation", mlp_act_name(spec->act)) &&
+         cJSON_AddStringToObject(doc, "head", mlp_head_name(spec->head)) &&
+         add_weights(doc, "weights", spec, m->theta) &&
+         (m->lrs ? add_weights(doc, "lrs", spec, m->lrs)
+                 : cJSON_AddNullToObject(doc, "lrs") != NULL);
+    registry_release(r->app->registry, m);
+    reply_built(r, 200, doc, ok);
+}

@@ -1,0 +1,186 @@
+/*
+ * Private to http/: the request context every handler receives, the application state shared by
+ * all request threads, the route table, and the reply helpers. Handlers are thin: they parse and
+ * validate the body (cJSON, length-bounded), call store/, registry/ or jobs/, and reply; the
+ * generic checks (route, method, auth, content type, size, JSON syntax) have run before them.
+ *
+ * Errors are RFC 9457 problem+json documents: {"type", "title", "status", "detail", "instance",
+ * "request_id"}; `type` is a stable URI from the table in problem.c, `detail` names the offending
+ * field. A handler reports through reply_problem / reply_status and returns.
+ */
+#ifndef METASERVE_HTTP_INTERNAL_H
+#define METASERVE_HTTP_INTERNAL_H
+
+#include <cJSON.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metaserve/core/status.h"
+#include "metaserve/http/server.h"
+#include "metaserve/jobs/jobs.h"
+#include "metaserve/registry/registry.h"
+#include "metaserve/store/store.h"
+#include "metaserve/tasks/dataset.h"
+
+typedef enum { ROLE_NONE = 0, ROLE_CLIENT = 1, ROLE_ADMIN = 2 } Role;
+
+struct Metrics;
+
+/** State shared by every request thread; owned by server.c. */
+typedef struct App {
+    ServerConfig cfg;    // copy; strings borrowed from the caller for the server's life
+    Registry *registry;  // model-version cache
+    JobPool *jobs;       // training workers (may be NULL in tests that run none)
+    atomic_int draining; // 1 after SIGTERM: readiness false, new jobs refused
+    struct Metrics *metrics;
+    const char *openapi; // the contract served at /openapi.yaml
+    size_t openapi_len;
+    int64_t started_ms;
+} App;
+
+#define REQ_MAX_PARAMS 4
+#define REQ_ID_MAX     64
+
+/** One request, from the first byte to the reply. */
+typedef struct Req {
+    App *app;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *url;     // path, without the query string
+    char id[REQ_ID_MAX]; // X-Request-ID (accepted when well-formed, else made)
+    char *body;          // NUL-terminated copy of the body (may be empty)
+    size_t body_len;
+    size_t body_cap;
+    int too_large;                      // the body passed max_body_bytes
+    const char *params[REQ_MAX_PARAMS]; // path parameters, in pattern order (point into pbuf)
+    char pbuf[1024];
+    int n_params;
+    Role role;                 // the caller's role after authentication
+    const struct Route *route; // matched route (NULL for 404/405)
+    Store *store;              // the calling thread's connection (lazily opened)
+    // reply
+    int status;
+    char *reply; // malloc'd body
+    size_t reply_len;
+    const char *content_type;
+    char location[256];   // Location header when non-empty
+    char allow[64];       // Allow header when non-empty (405)
+    char retry_after[16]; // Retry-After when non-empty (429, 503)
+    int64_t t0_ns;        // arrival, for the access log and latency metrics
+} Req;
+
+typedef void (*Handler)(Req *r);
+
+typedef struct Route {
+    const char *method;  // "GET", "POST", "PUT", "DELETE"
+    const char *pattern; // "/v1/models/{ref}/adapt": {x} matches one non-empty segment
+    Role role;           // least role allowed (ROLE_NONE: open)
+    int json_body;       // 1: the body must be application/json
+    Handler handler;
+    const char *name; // stable label for metrics and logs (the pattern)
+} Route;
+
+/** The route table (routes.c), terminated by a zeroed entry. */
+extern const Route ROUTES[];
+/** Number of routes in ROUTES. */
+size_t routes_count(void);
+
+/* ---- replies (reply.c) ---- */
+
+/** Replies with a JSON document (takes ownership of doc, deletes it). */
+void reply_json(Req *r, int status, cJSON *doc);
+/** Replies with raw bytes (copied) and a content type. */
+void reply_raw(Req *r, int status, const char *content_type, const char *data, size_t len);
+/** Replies 204 No Content. */
+void reply_empty(Req *r, int status);
+/** Replies with a problem document; type_slug is the stable tail of the type URI (problem.c). */
+void reply_problem(Req *r, int status, const char *type_slug, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/** Maps an MsStatus (and its message) to the HTTP status and problem type of problem.c. */
+void reply_status(Req *r, MsStatus st, const MsError *err);
+/** The HTTP status and problem slug for a status code (one table, problem.c). */
+void problem_for_status(MsStatus st, int *http_status, const char **slug, const char **title);
+/** Title for a slug. */
+const char *problem_title(const char *slug);
+
+/* ---- request helpers (reply.c) ---- */
+
+/** Parses the body as JSON; on a syntax error replies 400 with the byte offset and returns
+ *  NULL. The caller deletes the document. */
+cJSON *req_json(Req *r);
+/** The value of a query parameter, or NULL. */
+const char *req_query(Req *r, const char *name);
+/** page_size (1..max, default def) and page_token ("" when absent); replies 422 and returns
+ *  0 on a bad value. */
+int req_page(Req *r, int def, int max, int *size, const char **token);
+/** The thread's store connection (opened on first use); replies 503 and returns NULL when the
+ *  database cannot be opened. */
+Store *req_store(Req *r);
+
+/* ---- JSON helpers (json.c): strict field readers that name the path in their errors ---- */
+
+/** Checks that obj is an object whose keys are all in allowed (NULL-terminated); replies 422
+ *  naming the first unknown field and returns 0 otherwise. */
+int json_only_fields(Req *r, const cJSON *obj, const char *path, const char *const *allowed);
+/** Reads a finite number in [lo, hi]; absent -> *out unchanged and returns 1 when optional. */
+int json_number(Req *r, const cJSON *obj, const char *key, double lo, double hi, int required,
+                double *out);
+/** Reads an integer in [lo, hi]. */
+int json_int(Req *r, const cJSON *obj, const char *key, long long lo, long long hi, int required,
+             long long *out);
+/** Reads a string of 1..max-1 bytes into out. */
+int json_string(Req *r, const cJSON *obj, const char *key, size_t max, int required, char *out);
+/**
+ * Reads a matrix of finite numbers ([[...], ...]) with exactly `cols` columns (cols > 0) or any
+ * consistent width (cols = 0, returned in *cols_out), at least 1 and at most max_rows rows, into
+ * a new float array (caller frees). Replies 422 naming "path[i][j]" and returns NULL on error;
+ * 413 when max_rows is exceeded.
+ */
+float *json_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max_rows, int *rows,
+                   int *cols_out);
+
+/** Offset of the first byte that makes s[0..n) invalid JSON (n when the grammar accepts it all). */
+size_t json_error_offset(const char *s, size_t n);
+
+/* ---- metrics (metrics.c) ---- */
+
+/** Records one finished request. */
+void metrics_observe(struct Metrics *m, const char *route, const char *method, int status,
+                     double seconds);
+/** Renders the Prometheus text exposition into a malloc'd string. */
+char *metrics_render(App *app, Store *st, size_t *len);
+struct Metrics *metrics_create(void);
+void metrics_destroy(struct Metrics *m);
+/** Counters kept by handlers. */
+void metrics_count(struct Metrics *m, const char *name, int64_t delta);
+
+/* ---- handlers (h_*.c) ---- */
+void h_livez(Req *r);
+void h_readyz(Req *r);
+void h_metrics(Req *r);
+void h_openapi(Req *r);
+void h_dataset_create(Req *r);
+void h_dataset_list(Req *r);
+void h_dataset_get(Req *r);
+void h_dataset_delete(Req *r);
+void h_job_create(Req *r);
+void h_job_list(Req *r);
+void h_job_get(Req *r);
+void h_job_cancel(Req *r);
+void h_job_metrics(Req *r);
+void h_model_list(Req *r);
+void h_model_get(Req *r);
+void h_model_delete(Req *r);
+void h_version_get(Req *r);
+void h_version_delete(Req *r);
+void h_alias_put(Req *r);
+void h_alias_delete(Req *r);
+void h_model_weights(Req *r);
+void h_model_adapt(Req *r);
+void h_model_predict(Req *r);
+void h_adaptation_get(Req *r);
+void h_adaptation_predict(Req *r);
+void h_adaptation_delete(Req *r);
+
+#endif

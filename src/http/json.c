@@ -1,0 +1,284 @@
+/*
+ * Strict JSON field readers for request bodies: each checks type and range, rejects non-finite
+ * numbers, and on failure replies 422 (or 413 for a size limit) with the field's path, so
+ * handlers read a body in a few lines and never see a bad value. User text echoed in messages is
+ * never included (only paths and limits), so a hostile key cannot shape the reply.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http.h"
+
+int json_only_fields(Req *r, const cJSON *obj, const char *path, const char *const *allowed) {
+    if (!cJSON_IsObject(obj)) {
+        reply_problem(r, 422, "validation", "%s: must be an object", path);
+        return 0;
+    }
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = it->string && strcmp(it->string, *a) == 0;
+        if (!ok) {
+            // name the field only when it is short printable ASCII
+            int printable = it->string && strlen(it->string) < 64;
+            for (const char *c = it->string; printable && *c; c++)
+                printable = *c >= 0x20 && *c < 0x7f && *c != '"' && *c != '\\';
+            if (printable)
+                reply_problem(r, 422, "validation", "%s.%s: unknown field", path, it->string);
+            else
+                reply_problem(r, 422, "validation", "%s: unknown field", path);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int json_number(Req *r, const cJSON *obj, const char *key, double lo, double hi, int required,
+                double *out) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it)) {
+        if (required) reply_problem(r, 422, "validation", "%s: is required", key);
+        return !required;
+    }
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble < lo ||
+        it->valuedouble > hi) {
+        reply_problem(r, 422, "validation", "%s: must be a number in [%g, %g]", key, lo, hi);
+        return 0;
+    }
+    *out = it->valuedouble;
+    return 1;
+}
+
+int json_int(Req *r, const cJSON *obj, const char *key, long long lo, long long hi, int required,
+             long long *out) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it)) {
+        if (required) reply_problem(r, 422, "validation", "%s: is required", key);
+        return !required;
+    }
+    double v = cJSON_IsNumber(it) ? it->valuedouble : NAN;
+    if (!isfinite(v) || v != floor(v) || v < (double)lo || v > (double)hi) {
+        reply_problem(r, 422, "validation", "%s: must be an integer in %lld..%lld", key, lo, hi);
+        return 0;
+    }
+    *out = (long long)v;
+    return 1;
+}
+
+int json_string(Req *r, const cJSON *obj, const char *key, size_t max, int required, char *out) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it)) {
+        if (required) reply_problem(r, 422, "validation", "%s: is required", key);
+        return !required;
+    }
+    size_t n = cJSON_IsString(it) ? strlen(it->valuestring) : 0;
+    if (!cJSON_IsString(it) || n == 0 || n >= max) {
+        reply_problem(r, 422, "validation", "%s: must be a string of 1..%zu characters", key,
+                      max - 1);
+        return 0;
+    }
+    memcpy(out, it->valuestring, n + 1);
+    return 1;
+}
+
+float *json_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max_rows, int *rows,
+                   int *cols_out) {
+    if (!cJSON_IsArray(arr)) {
+        reply_problem(r, 422, "validation", "%s: must be an array of rows", path);
+        return NULL;
+    }
+    int n = cJSON_GetArraySize(arr);
+    if (n < 1) {
+        reply_problem(r, 422, "validation", "%s: needs at least one row", path);
+        return NULL;
+    }
+    if (n > max_rows) {
+        reply_problem(r, 413, "payload-too-large", "%s: %d rows, the limit is %d", path, n,
+                      max_rows);
+        return NULL;
+    }
+    const cJSON *first = arr->child;
+    int w = cols > 0 ? cols : cJSON_GetArraySize(first);
+    if (!cJSON_IsArray(first) || w < 1) {
+        reply_problem(r, 422, "validation", "%s[0]: must be a non-empty array of numbers", path);
+        return NULL;
+    }
+    float *m = malloc((size_t)n * (size_t)w * sizeof(float));
+    if (!m) {
+        reply_problem(r, 503, "unavailable", "out of memory");
+        return NULL;
+    }
+    int i = 0;
+    for (const cJSON *row = arr->child; row; row = row->next, i++) {
+        if (!cJSON_IsArray(row) || cJSON_GetArraySize(row) != w) {
+            reply_problem(r, 422, "validation", "%s[%d]: must be an array of %d numbers", path, i,
+                          w);
+            free(m);
+            return NULL;
+        }
+        int j = 0;
+        for (const cJSON *v = row->child; v; v = v->next, j++) {
+            // finite in double and in float: 1e39 would become infinity in the model
+            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 3e38) {
+                reply_problem(r, 422, "validation", "%s[%d][%d]: must be a finite number", path, i,
+                              j);
+                free(m);
+                return NULL;
+            }
+            m[(size_t)i * w + j] = (float)v->valuedouble;
+        }
+    }
+    *rows = n;
+    if (cols_out) *cols_out = w;
+    return m;
+}
+
+/* ---- syntax-error position ---- */
+
+// A strict JSON (RFC 8259) recogniser used only after cJSON refused a body, to name the first
+// offending byte exactly (cJSON's parse end can lie one byte past it). Returns 1 on success with
+// *p past the value, 0 with *p at the first bad byte.
+typedef struct {
+    const char *s, *end;
+    const char *p;
+    int depth;
+} Scan;
+
+static void ws(Scan *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+static int lit(Scan *c, const char *w) {
+    size_t n = strlen(w);
+    for (size_t i = 0; i < n; i++, c->p++)
+        if (c->p >= c->end || *c->p != w[i]) return 0;
+    return 1;
+}
+
+static int digits(Scan *c) {
+    const char *q = c->p;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+        c->p++;
+    return c->p > q;
+}
+
+static int number(Scan *c) {
+    if (c->p < c->end && *c->p == '-') c->p++;
+    if (c->p < c->end && *c->p == '0')
+        c->p++;
+    else if (!digits(c))
+        return 0;
+    if (c->p < c->end && *c->p == '.') {
+        c->p++;
+        if (!digits(c)) return 0;
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        c->p++;
+        if (c->p < c->end && (*c->p == '+' || *c->p == '-')) c->p++;
+        if (!digits(c)) return 0;
+    }
+    return 1;
+}
+
+static int string(Scan *c) {
+    c->p++; // opening quote
+    while (c->p < c->end) {
+        unsigned char ch = (unsigned char)*c->p;
+        if (ch == '"') {
+            c->p++;
+            return 1;
+        }
+        if (ch < 0x20) return 0;
+        if (ch == '\\') {
+            c->p++;
+            if (c->p >= c->end) return 0;
+            if (*c->p == 'u') {
+                for (int i = 0; i < 4; i++) {
+                    c->p++;
+                    if (c->p >= c->end || !strchr("0123456789abcdefABCDEF", *c->p)) return 0;
+                }
+            } else if (!strchr("\"\\/bfnrt", *c->p)) {
+                return 0;
+            }
+        }
+        c->p++;
+    }
+    return 0;
+}
+
+static int value(Scan *c) {
+    ws(c);
+    if (c->p >= c->end || ++c->depth > 1000) return 0;
+    int ok;
+    switch (*c->p) {
+    case '{':
+        c->p++, ws(c);
+        if (c->p < c->end && *c->p == '}') {
+            c->p++;
+            ok = 1;
+            break;
+        }
+        for (ok = 0;;) {
+            ws(c);
+            if (c->p >= c->end || *c->p != '"' || !string(c)) break;
+            ws(c);
+            if (c->p >= c->end || *c->p != ':') break;
+            c->p++;
+            if (!value(c)) break;
+            ws(c);
+            if (c->p < c->end && *c->p == ',') {
+                c->p++;
+                continue;
+            }
+            if (c->p < c->end && *c->p == '}') c->p++, ok = 1;
+            break;
+        }
+        break;
+    case '[':
+        c->p++, ws(c);
+        if (c->p < c->end && *c->p == ']') {
+            c->p++;
+            ok = 1;
+            break;
+        }
+        for (ok = 0;;) {
+            if (!value(c)) break;
+            ws(c);
+            if (c->p < c->end && *c->p == ',') {
+                c->p++;
+                continue;
+            }
+            if (c->p < c->end && *c->p == ']') c->p++, ok = 1;
+            break;
+        }
+        break;
+    case '"':
+        ok = string(c);
+        break;
+    case 't':
+        ok = lit(c, "true");
+        break;
+    case 'f':
+        ok = lit(c, "false");
+        break;
+    case 'n':
+        ok = lit(c, "null");
+        break;
+    default:
+        ok = number(c);
+        break;
+    }
+    c->depth--;
+    return ok;
+}
+
+size_t json_error_offset(const char *s, size_t n) {
+    Scan c = {s, s + n, s, 0};
+    if (value(&c)) {
+        ws(&c);
+        if (c.p == c.end) return n; // valid to this grammar: cJSON's limits refused it
+    }
+    return (size_t)(c.p - s);
+}

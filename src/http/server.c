@@ -1,0 +1,405 @@
+/*
+ * The HTTP daemon: libmicrohttpd with an internal epoll thread pool. Owns the request life cycle
+ * (body accumulation up to max_body_bytes, decided from Content-Length before reading when
+ * present), the generic checks that run before any handler (route 404, method 405 + Allow,
+ * authentication 401/403, size 413, content type 415), request ids, the access log (one JSON
+ * line per request on stderr) and request metrics, and the server's start and orderly stop.
+ *
+ * Workload: thousands of small requests per second (adapt/predict bodies of a few KB) on a few
+ * threads; a request allocates its context and body buffer once, replies from one buffer.
+ */
+#define _GNU_SOURCE
+#include "metaserve/http/server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "metaserve/http/codec.h"
+#include "metaserve/http/openapi.h"
+
+struct Server {
+    struct MHD_Daemon *daemon;
+    App app;
+    int port;
+};
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- request ids ---- */
+
+static int id_ok(const char *s) {
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n >= REQ_ID_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static void make_id(char *out) {
+    unsigned char b[16];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+        // no entropy source: a clock-based id is still unique enough for correlation
+        uint64_t t = (uint64_t)now_ns();
+        memcpy(b, &t, 8);
+        memcpy(b + 8, &t, 8);
+    }
+    for (int i = 0; i < 16; i++)
+        sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+/* ---- routing ---- */
+
+// Matches url against pattern, filling r's path parameters; 1 on a match.
+static int match(Req *r, const char *pattern, const char *url) {
+    const char *p = pattern, *u = url;
+    char *out = r->pbuf;
+    size_t left = sizeof r->pbuf;
+    int n = 0;
+    while (*p && *u) {
+        if (*p == '{') {
+            const char *close = strchr(p, '}');
+            size_t len = strcspn(u, "/");
+            if (!close || len == 0 || len >= left || n >= REQ_MAX_PARAMS) return 0;
+            memcpy(out, u, len);
+            out[len] = '\0';
+            r->params[n++] = out;
+            out += len + 1;
+            left -= len + 1;
+            p = close + 1;
+            u += len;
+        } else {
+            if (*p != *u) return 0;
+            p++, u++;
+        }
+    }
+    if (*p || *u) return 0;
+    r->n_params = n;
+    return 1;
+}
+
+// Finds the route; 404 / 405 (with Allow) replies when none fits. Returns the route or NULL.
+static const Route *route(Req *r) {
+    int path_known = 0;
+    r->allow[0] = '\0';
+    // HEAD is served wherever GET is (libmicrohttpd sends the headers without the body)
+    const char *m = strcmp(r->method, "HEAD") == 0 ? "GET" : r->method;
+    for (const Route *rt = ROUTES; rt->method; rt++) {
+        if (!match(r, rt->pattern, r->url)) continue;
+        if (strcmp(rt->method, m) == 0) return rt;
+        if (!strstr(r->allow, rt->method) &&
+            strlen(r->allow) + strlen(rt->method) + 3 < sizeof r->allow) {
+            if (path_known) strcat(r->allow, ", ");
+            strcat(r->allow, rt->method);
+        }
+        path_known = 1;
+    }
+    if (path_known)
+        reply_problem(r, 405, "method-not-allowed", "method %s is not allowed here; allowed: %s",
+                      id_ok(r->method) ? r->method : "(unknown)", r->allow);
+    else
+        reply_problem(r, 404, "not-found", "no such route");
+    return NULL;
+}
+
+/* ---- authentication ---- */
+
+// Constant-time comparison of a presented key with every configured key; returns the best role
+// matched (ROLE_NONE when none). Every key is compared in full, so timing reveals nothing.
+static Role authenticate(const ServerConfig *c, const char *presented) {
+    Role best = ROLE_NONE;
+    size_t pn = strlen(presented);
+    for (int i = 0; i < c->n_keys; i++) {
+        const char *k = c->keys[i].key;
+        size_t kn = strlen(k);
+        unsigned diff = (unsigned)(pn ^ kn);
+        for (size_t j = 0; j < sizeof c->keys[i].key; j++) {
+            unsigned char a = j < pn ? (unsigned char)presented[j] : 0;
+            unsigned char b = (unsigned char)k[j];
+            diff |= a ^ b;
+        }
+        if (diff == 0 && c->keys[i].role > (int)best) best = (Role)c->keys[i].role;
+    }
+    return best;
+}
+
+// 1 when the request may proceed; else a 401/403 reply is set.
+static int authorize(Req *r, const Route *rt) {
+    const ServerConfig *c = &r->app->cfg;
+    if (c->n_keys == 0) {
+        r->role = ROLE_ADMIN; // open mode (warned about at start)
+        return 1;
+    }
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    r->role = ROLE_NONE;
+    if (h && strncasecmp(h, "Bearer ", 7) == 0 && strlen(h + 7) < 128)
+        r->role = authenticate(c, h + 7);
+    if (rt->role == ROLE_NONE) return 1;
+    if (r->role == ROLE_NONE) {
+        reply_problem(r, 401, "unauthorized",
+                      h ? "the API key is not valid"
+                        : "an API key is required "
+                          "(Authorization: Bearer <key>)");
+        return 0;
+    }
+    if (r->role < rt->role) {
+        reply_problem(r, 403, "forbidden", "this route needs the admin role");
+        return 0;
+    }
+    return 1;
+}
+
+static int json_content_type(Req *r) {
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    if (!ct) return 0;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && ct[n - 1] == ' ')
+        n--;
+    return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+static void dispatch(Req *r) {
+    const Route *rt = route(r);
+    if (!rt) return;
+    r->route = rt;
+    if (!authorize(r, rt)) return;
+    if (r->too_large) {
+        reply_problem(r, 413, "payload-too-large", "body: larger than %zu bytes",
+                      r->app->cfg.max_body_bytes);
+        return;
+    }
+    if (rt->json_body && !json_content_type(r)) {
+        reply_problem(r, 415, "unsupported-media-type", "Content-Type: must be application/json");
+        return;
+    }
+    rt->handler(r);
+    if (!r->status) reply_problem(r, 500, "internal", "the handler gave no reply");
+}
+
+/* ---- replies and logs ---- */
+
+static enum MHD_Result send_reply(Req *r) {
+    struct MHD_Response *resp;
+    if (r->reply && r->reply_len) {
+        resp = MHD_create_response_from_buffer(r->reply_len, r->reply, MHD_RESPMEM_MUST_FREE);
+        r->reply = NULL; // now the response's
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    if (!resp) return MHD_NO;
+    if (r->content_type) MHD_add_response_header(resp, "Content-Type", r->content_type);
+    MHD_add_response_header(resp, "X-Request-ID", r->id);
+    if (r->location[0]) MHD_add_response_header(resp, "Location", r->location);
+    if (r->allow[0] && r->status == 405) MHD_add_response_header(resp, "Allow", r->allow);
+    if (r->retry_after[0]) MHD_add_response_header(resp, "Retry-After", r->retry_after);
+    if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (r->status == 413) MHD_add_response_header(resp, "Connection", "close");
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ok;
+}
+
+static void access_log(const Req *r, double seconds) {
+    char line[768], ts[32];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    int n =
+        snprintf(line, sizeof line,
+                 "{\"ts\":\"%s.%03ldZ\",\"level\":\"info\",\"msg\":\"request\","
+                 "\"request_id\":\"%s\",\"method\":\"%s\",\"route\":\"%s\",\"status\":%d,"
+                 "\"duration_ms\":%.3f,\"bytes_in\":%zu}\n",
+                 ts, now.tv_nsec / 1000000, r->id, id_ok(r->method) ? r->method : "?",
+                 r->route ? r->route->name : "unmatched", r->status, seconds * 1e3, r->body_len);
+    // one write per line: lines from concurrent requests never interleave
+    if (n > 0) {
+        ssize_t w = write(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+        (void)w;
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)conn, (void)toe;
+    App *app = cls;
+    Req *r = *con_cls;
+    if (!r) return;
+    double s = (double)(now_ns() - r->t0_ns) * 1e-9;
+    if (r->status) {
+        access_log(r, s);
+        metrics_observe(app->metrics, r->route ? r->route->name : "unmatched", r->method, r->status,
+                        s);
+    }
+    free(r->body);
+    free(r->reply);
+    free(r);
+    *con_cls = NULL;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+    (void)version;
+    App *app = cls;
+    Req *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        r->app = app;
+        r->conn = conn;
+        r->method = method;
+        r->url = url;
+        r->t0_ns = now_ns();
+        const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-ID");
+        if (id_ok(rid))
+            snprintf(r->id, sizeof r->id, "%s", rid);
+        else
+            make_id(r->id);
+        *con_cls = r;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (*end == '\0' && v > app->cfg.max_body_bytes) {
+                // decided before reading a byte of the body
+                r->too_large = 1;
+                reply_problem(r, 413, "payload-too-large", "body: %llu bytes, the limit is %zu", v,
+                              app->cfg.max_body_bytes);
+                return send_reply(r);
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (r->too_large) return MHD_YES;
+        if (r->body_len + n > app->cfg.max_body_bytes) {
+            r->too_large = 1; // chunked or lying Content-Length: keep reading, then 413
+            free(r->body);
+            r->body = NULL;
+            r->body_len = r->body_cap = 0;
+            return MHD_YES;
+        }
+        if (r->body_len + n + 1 > r->body_cap) {
+            size_t cap = r->body_cap ? r->body_cap : 4096;
+            while (cap < r->body_len + n + 1)
+                cap *= 2;
+            if (cap > app->cfg.max_body_bytes + 1) cap = app->cfg.max_body_bytes + 1;
+            char *b = realloc(r->body, cap);
+            if (!b) return MHD_NO;
+            r->body = b;
+            r->body_cap = cap;
+        }
+        memcpy(r->body + r->body_len, upload, n);
+        r->body_len += n;
+        r->body[r->body_len] = '\0';
+        return MHD_YES;
+    }
+    if (r->status) return MHD_YES; // an early reply was queued already
+    dispatch(r);
+    return send_reply(r);
+}
+
+/* ---- life cycle ---- */
+
+MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
+    *out = NULL;
+    Server *s = calloc(1, sizeof *s);
+    if (!s) return ms_fail(err, MS_ERR_NOMEM, "out of memory");
+    s->app.cfg = *c;
+    s->app.openapi = METASERVE_OPENAPI;
+    s->app.openapi_len = METASERVE_OPENAPI_LEN;
+    s->app.started_ms = store_now_ms();
+    atomic_init(&s->app.draining, 0);
+    MsStatus st = MS_OK;
+    // open and migrate the database once before anything else touches it
+    Store *db = NULL;
+    if ((st = store_open(&db, c->db, err)) != MS_OK) goto fail;
+    store_close(db);
+    if (!(s->app.metrics = metrics_create())) {
+        st = ms_fail(err, MS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((st = registry_create(&s->app.registry, c->cache_models, codec_config_parse, err)))
+        goto fail;
+    JobPoolConfig jc;
+    jobpool_config_defaults(&jc);
+    jc.db_path = s->app.cfg.db;
+    jc.workers = c->workers;
+    jc.checkpoint_every = c->checkpoint_every;
+    jc.checkpoint_seconds = c->checkpoint_seconds;
+    jc.parse_config = codec_config_parse;
+    if (c->workers > 0 && (st = jobpool_start(&s->app.jobs, &jc, err))) goto fail;
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)c->port);
+    if (inet_pton(AF_INET, c->listen, &addr.sin_addr) != 1) {
+        st = ms_fail(err, MS_ERR_INVALID, "METASERVE_LISTEN: not an IPv4 address");
+        goto fail;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)c->port, NULL, NULL, on_request, &s->app, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->http_threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)c->conn_limit, MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s->app,
+        MHD_OPTION_END);
+    if (!s->daemon) {
+        st = ms_fail(err, MS_ERR_IO, "cannot listen on %s:%d (in use, or not permitted)", c->listen,
+                     c->port);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : c->port;
+    *out = s;
+    return MS_OK;
+fail:
+    server_stop(s);
+    return st;
+}
+
+int server_port(const Server *s) {
+    return s->port;
+}
+
+void server_drain(Server *s) {
+    if (s) atomic_store(&s->app.draining, 1);
+}
+
+void server_stop(Server *s) {
+    if (!s) return;
+    atomic_store(&s->app.draining, 1);
+    if (s->daemon) {
+        // stop accepting, give in-flight requests up to 10 s to finish, then close
+        MHD_quiesce_daemon(s->daemon);
+        for (int i = 0; i < 1000; i++) {
+            const union MHD_DaemonInfo *info =
+                MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+            if (!info || info->num_connections == 0) break;
+            usleep(10000);
+        }
+        MHD_stop_daemon(s->daemon);
+    }
+    jobpool_stop(s->app.jobs); // running jobs checkpoint and return to the queue
+    registry_destroy(s->app.registry);
+    metrics_destroy(s->app.metrics);
+    free(s);
+}
