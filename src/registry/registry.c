@@ -20,7 +20,20 @@
 
 _Static_assert(sizeof(real) == sizeof(float), "registry/ runs on the float build of the core");
 
+// A resolved reference: "name" or "name@alias" -> version, trusted for RESOLVE_TTL_MS. Moves made
+// through this process (alias set or delete, model delete) invalidate at once; a version written
+// by a job becomes "latest" for bare names within the TTL.
+#define RESOLVE_SLOTS  256
+#define RESOLVE_TTL_MS 1000
+typedef struct {
+    char ref[2 * STORE_NAME_MAX + 2];
+    char name[STORE_NAME_MAX];
+    int version;
+    int64_t at_ms;
+} Resolved;
+
 struct Registry {
+    Resolved resolved[RESOLVE_SLOTS]; // direct-mapped by a hash of ref
     pthread_mutex_t mu;
     int capacity, size;
     RegistryModel *head, *tail; // most recently used first
@@ -116,11 +129,58 @@ static MsStatus load(Registry *r, Store *st, const char *name, int version, Regi
     return MS_OK;
 }
 
+static size_t ref_slot(const char *ref) {
+    uint64_t h = 1469598103934665603ULL; // FNV-1a
+    for (const char *c = ref; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+    return (size_t)(h % RESOLVE_SLOTS);
+}
+
+// name@N with N all digits: the version is explicit and needs no store to resolve.
+static int explicit_version(const char *ref, char name[STORE_NAME_MAX], int *version) {
+    const char *at = strchr(ref, '@');
+    if (!at || at == ref || (size_t)(at - ref) >= STORE_NAME_MAX || !at[1] || strlen(at + 1) > 9)
+        return 0;
+    for (const char *c = at + 1; *c; c++)
+        if (*c < '0' || *c > '9') return 0;
+    memcpy(name, ref, (size_t)(at - ref));
+    name[at - ref] = '\0';
+    *version = atoi(at + 1);
+    return *version > 0;
+}
+
+// Resolves ref to (name, version) from the resolution cache, or from the store (and records it).
+static MsStatus resolve(Registry *r, Store *st, const char *ref, char name[STORE_NAME_MAX],
+                        int *version, int *explicit_v, MsError *err) {
+    *explicit_v = explicit_version(ref, name, version);
+    if (*explicit_v) return MS_OK;
+    size_t slot = ref_slot(ref);
+    int64_t now = store_now_ms();
+    pthread_mutex_lock(&r->mu);
+    Resolved *e = &r->resolved[slot];
+    if (strcmp(e->ref, ref) == 0 && now - e->at_ms < RESOLVE_TTL_MS) {
+        memcpy(name, e->name, STORE_NAME_MAX);
+        *version = e->version;
+        pthread_mutex_unlock(&r->mu);
+        return MS_OK;
+    }
+    pthread_mutex_unlock(&r->mu);
+    MsStatus s = store_model_resolve(st, ref, name, version, err);
+    if (s != MS_OK || strlen(ref) >= sizeof e->ref) return s;
+    pthread_mutex_lock(&r->mu);
+    snprintf(e->ref, sizeof e->ref, "%s", ref);
+    memcpy(e->name, name, STORE_NAME_MAX);
+    e->version = *version;
+    e->at_ms = now;
+    pthread_mutex_unlock(&r->mu);
+    return MS_OK;
+}
+
 MsStatus registry_get(Registry *r, Store *st, const char *ref, RegistryModel **out, MsError *err) {
     *out = NULL;
     char name[STORE_NAME_MAX];
-    int version = 0;
-    MsStatus s = store_model_resolve(st, ref, name, &version, err);
+    int version = 0, explicit_v = 0;
+    MsStatus s = resolve(r, st, ref, name, &version, &explicit_v, err);
     if (s != MS_OK) return s;
     pthread_mutex_lock(&r->mu);
     for (RegistryModel *m = r->head; m; m = m->next) {
@@ -169,6 +229,8 @@ void registry_release(Registry *r, RegistryModel *m) {
 
 void registry_invalidate(Registry *r, const char *name) {
     pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < RESOLVE_SLOTS; i++)
+        if (strcmp(r->resolved[i].name, name) == 0) r->resolved[i].ref[0] = '\0';
     RegistryModel *m = r->head;
     while (m) {
         RegistryModel *next = m->next;

@@ -94,6 +94,14 @@ START_TEST(cache_hits_misses_evicts_and_invalidates) {
     registry_stats(r, &s);
     ck_assert_int_eq(s.hits, 1);
     registry_release(r, again);
+    // warm gets need no database at all: explicit versions, and names resolved within the TTL
+    // (a NULL store would crash on any access)
+    ck_assert_int_eq(registry_get(r, NULL, "a@2", &again, NULL), MS_OK);
+    ck_assert_ptr_eq(again, m2);
+    registry_release(r, again);
+    ck_assert_int_eq(registry_get(r, NULL, "a", &again, NULL), MS_OK);
+    ck_assert_ptr_eq(again, m3);
+    registry_release(r, again);
     registry_invalidate(r, "a");
     registry_stats(r, &s);
     ck_assert_int_eq(s.size, 0);

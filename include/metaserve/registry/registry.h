@@ -44,7 +44,10 @@ MsStatus registry_create(Registry **out, int capacity, JobConfigParser parse, Ms
 void registry_destroy(Registry *r);
 
 /** Resolves ref ("name", "name@N", "name@alias") and returns the version, from the cache or
- *  loaded from the store. The caller releases with registry_release. */
+ *  loaded from the store. A warm call touches no database: "name@N" is looked up directly, and
+ *  "name" / "name@alias" resolutions are trusted for one second (moves made through this process
+ *  with registry_invalidate take effect at once; a new version written by a job becomes the
+ *  latest within that second). The caller releases with registry_release. */
 MsStatus registry_get(Registry *r, Store *st, const char *ref, RegistryModel **out, MsError *err);
 void registry_release(Registry *r, RegistryModel *m);
 /** Drops every cached version of name (after a delete; aliases are resolved per call). */
