@@ -189,14 +189,9 @@ void h_job_create(Req *r) {
     }
     TrainConfig cfg;
     MsError err = {0};
+    // syntax first (400 with the offset), so that the codec's parse never fails on syntax
+    if (!req_json_syntax_ok(r)) return;
     MsStatus s = codec_config_parse(&cfg, r->body ? r->body : "", r->body_len, &err);
-    if (s == MS_ERR_INVALID) {
-        // a syntax error is 400 with its offset, a bad value 422: parse once more to tell them
-        // apart (only on failure, so a good config is parsed once)
-        cJSON *doc = req_json(r);
-        if (!doc) return;
-        cJSON_Delete(doc);
-    }
     if (s != MS_OK) {
         reply_status(r, s, &err);
         return;

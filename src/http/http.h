@@ -109,6 +109,9 @@ const char *problem_title(const char *slug);
 /** Parses the body as JSON; on a syntax error replies 400 with the byte offset and returns
  *  NULL. The caller deletes the document. */
 cJSON *req_json(Req *r);
+/** 1 when the body is syntactically valid JSON; else replies 400 with the byte offset of the
+ *  first offending byte and returns 0. */
+int req_json_syntax_ok(Req *r);
 /** The value of a query parameter, or NULL. */
 const char *req_query(Req *r, const char *name);
 /** page_size (1..max, default def) and page_token ("" when absent); replies 422 and returns
@@ -140,8 +143,9 @@ int json_string(Req *r, const cJSON *obj, const char *key, size_t max, int requi
 float *json_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max_rows, int *rows,
                    int *cols_out);
 
-/** Offset of the first byte that makes s[0..n) invalid JSON (n when the grammar accepts it all). */
-size_t json_error_offset(const char *s, size_t n);
+/** 1 when s[0..n) is one valid JSON value (RFC 8259, nesting up to 1000); else 0 with *off the
+ *  offset of the first offending byte (n when the text ends too early). */
+int json_syntax(const char *s, size_t n, size_t *off);
 
 /* ---- metrics (metrics.c) ---- */
 

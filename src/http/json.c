@@ -274,11 +274,15 @@ static int value(Scan *c) {
     return ok;
 }
 
-size_t json_error_offset(const char *s, size_t n) {
+int json_syntax(const char *s, size_t n, size_t *off) {
     Scan c = {s, s + n, s, 0};
     if (value(&c)) {
         ws(&c);
-        if (c.p == c.end) return n; // valid to this grammar: cJSON's limits refused it
+        if (c.p == c.end) {
+            *off = n;
+            return 1;
+        }
     }
-    return (size_t)(c.p - s);
+    *off = (size_t)(c.p - s); // n when the text ends too early
+    return 0;
 }
