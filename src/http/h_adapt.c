@@ -37,26 +37,6 @@
 
 /* ---- replies ---- */
 
-// Formats ms since the epoch as RFC 3339 UTC with milliseconds: "2026-11-28T22:48:26.123Z".
-static void time_text(char out[64], int64_t ms) {
-    int64_t sec = ms / 1000, milli = ms % 1000;
-    if (milli < 0) sec -= 1, milli += 1000;
-    time_t t = (time_t)sec;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm)) {
-        snprintf(out, 64, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)milli);
-}
-
-static int add_time(cJSON *o, const char *key, int64_t ms) {
-    char buf[64];
-    time_text(buf, ms);
-    return cJSON_AddStringToObject(o, key, buf) != NULL;
-}
-
 // A finite number, or null (a loss stored before a divergence was caught never prints as NaN).
 static int add_real(cJSON *o, const char *key, double v) {
     return (isfinite(v) ? cJSON_AddNumberToObject(o, key, v) : cJSON_AddNullToObject(o, key)) !=
@@ -320,7 +300,7 @@ void h_model_adapt(Req *r) {
              cJSON_AddNumberToObject(doc, "version", a.version) &&
              add_real(doc, "support_loss_before", a.support_loss_before) &&
              add_real(doc, "support_loss_after", a.support_loss_after) &&
-             add_time(doc, "expires_at", a.expires_at);
+             json_add_time(doc, "expires_at", a.expires_at);
     store_adaptation_free(&a);
     reply_built(r, 201, doc, ok);
 done:
@@ -393,8 +373,8 @@ void h_adaptation_get(Req *r) {
     int ok = cJSON_AddStringToObject(doc, "id", a.id) &&
              cJSON_AddStringToObject(doc, "model", a.model) &&
              cJSON_AddNumberToObject(doc, "version", a.version) &&
-             add_time(doc, "created_at", a.created_at) &&
-             add_time(doc, "expires_at", a.expires_at) &&
+             json_add_time(doc, "created_at", a.created_at) &&
+             json_add_time(doc, "expires_at", a.expires_at) &&
              add_real(doc, "support_loss_before", a.support_loss_before) &&
              add_real(doc, "support_loss_after", a.support_loss_after);
     store_adaptation_free(&a);

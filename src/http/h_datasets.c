@@ -27,47 +27,6 @@
 
 /* ---- small helpers ---- */
 
-// A tree under construction: any failed allocation sets oom, checked once before replying.
-typedef struct {
-    int oom;
-} Build;
-
-// Adds item to parent under key (or appends it when key is NULL); returns item, NULL on failure.
-static cJSON *put(Build *b, cJSON *parent, const char *key, cJSON *item) {
-    if (!item || !parent) {
-        cJSON_Delete(item);
-        b->oom = 1;
-        return NULL;
-    }
-    cJSON_bool ok =
-        key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item);
-    if (!ok) {
-        cJSON_Delete(item);
-        b->oom = 1;
-        return NULL;
-    }
-    return item;
-}
-
-// Writes ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T22:48:26.123Z").
-// Returns 0 when the time cannot be represented.
-static int rfc3339(char out[32], int64_t ms) {
-    int64_t sec = ms / 1000, rem = ms % 1000;
-    if (rem < 0) sec -= 1, rem += 1000;
-    time_t t = (time_t)sec;
-    struct tm tm;
-    if ((int64_t)t != sec || !gmtime_r(&t, &tm)) return 0;
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (n == 0 || n > 24) return 0;
-    snprintf(out + n, 32 - n, ".%03dZ", (int)rem);
-    return 1;
-}
-
-static cJSON *time_json(int64_t ms) {
-    char buf[32];
-    return rfc3339(buf, ms) ? cJSON_CreateString(buf) : cJSON_CreateNull();
-}
-
 static void reply_nomem(Req *r) {
     MsError e = {MS_ERR_NOMEM, "out of memory building the response"};
     reply_status(r, MS_ERR_NOMEM, &e);
@@ -133,22 +92,22 @@ static int32_t *int32_array(Req *r, const cJSON *arr, const char *path, int *n_o
 /* ---- the wire shape ---- */
 
 // The Dataset object; d->meta (NULL in listings) supplies test_classes for kind "classes".
-static cJSON *dataset_json(Build *b, const StoreDataset *d) {
+static cJSON *dataset_json(JsonBuild *b, const StoreDataset *d) {
     cJSON *o = cJSON_CreateObject();
     if (!o) {
         b->oom = 1;
         return NULL;
     }
     int classes = strcmp(d->kind, "classes") == 0;
-    put(b, o, "id", cJSON_CreateString(d->id));
-    put(b, o, "name", cJSON_CreateString(d->name));
-    put(b, o, "kind", cJSON_CreateString(d->kind));
-    put(b, o, "created_at", time_json(d->created_at));
-    put(b, o, "n_rows", cJSON_CreateNumber((double)d->n_rows));
-    put(b, o, "x_dim", cJSON_CreateNumber(d->x_dim));
-    put(b, o, "y_dim", cJSON_CreateNumber(d->y_dim));
-    put(b, o, "bytes", cJSON_CreateNumber((double)d->bytes));
-    put(b, o, classes ? "n_classes" : "n_tasks", cJSON_CreateNumber((double)d->n_items));
+    json_put(b, o, "id", cJSON_CreateString(d->id));
+    json_put(b, o, "name", cJSON_CreateString(d->name));
+    json_put(b, o, "kind", cJSON_CreateString(d->kind));
+    json_put(b, o, "created_at", json_time(d->created_at));
+    json_put(b, o, "n_rows", cJSON_CreateNumber((double)d->n_rows));
+    json_put(b, o, "x_dim", cJSON_CreateNumber(d->x_dim));
+    json_put(b, o, "y_dim", cJSON_CreateNumber(d->y_dim));
+    json_put(b, o, "bytes", cJSON_CreateNumber((double)d->bytes));
+    json_put(b, o, classes ? "n_classes" : "n_tasks", cJSON_CreateNumber((double)d->n_items));
     if (classes && d->meta) {
         cJSON *meta = cJSON_Parse(d->meta);
         cJSON *tc = cJSON_DetachItemFromObjectCaseSensitive(meta, "test_classes");
@@ -157,7 +116,7 @@ static cJSON *dataset_json(Build *b, const StoreDataset *d) {
             cJSON_Delete(tc);
             tc = cJSON_CreateArray();
         }
-        put(b, o, "test_classes", tc);
+        json_put(b, o, "test_classes", tc);
     }
     return o;
 }
@@ -279,11 +238,12 @@ done:
 // read from the flags and labels parts of the index. NULL when out of memory.
 static char *classes_meta(const DatasetPacked *p) {
     const size_t C = (size_t)p->n_items;
-    Build b = {0};
+    JsonBuild b = {0};
     cJSON *meta = cJSON_CreateObject();
-    cJSON *tc = put(&b, meta, "test_classes", cJSON_CreateArray());
+    cJSON *tc = json_put(&b, meta, "test_classes", cJSON_CreateArray());
     for (size_t c = 0; c < C && tc && !b.oom; c++)
-        if (p->index[C + 1 + c]) put(&b, tc, NULL, cJSON_CreateNumber(p->index[2 * C + 1 + c]));
+        if (p->index[C + 1 + c])
+            json_put(&b, tc, NULL, cJSON_CreateNumber(p->index[2 * C + 1 + c]));
     char *s = b.oom || !meta ? NULL : cJSON_PrintUnformatted(meta);
     cJSON_Delete(meta);
     return s;
@@ -350,7 +310,7 @@ void h_dataset_create(Req *r) {
         reply_status(r, s, &err);
         goto done;
     }
-    Build b = {0};
+    JsonBuild b = {0};
     cJSON *doc = dataset_json(&b, &d);
     if (b.oom) {
         cJSON_Delete(doc);
@@ -384,9 +344,9 @@ void h_dataset_list(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    Build b = {0};
+    JsonBuild b = {0};
     cJSON *doc = cJSON_CreateObject();
-    cJSON *list = put(&b, doc, "datasets", cJSON_CreateArray());
+    cJSON *list = json_put(&b, doc, "datasets", cJSON_CreateArray());
     for (int i = 0; i < n && !b.oom; i++) {
         // listings carry no meta: read it for the classes kind, whose test_classes it holds
         StoreDataset full;
@@ -404,11 +364,11 @@ void h_dataset_list(Req *r) {
             d = &full;
             loaded = 1;
         }
-        put(&b, list, NULL, dataset_json(&b, d));
+        json_put(&b, list, NULL, dataset_json(&b, d));
         if (loaded) store_dataset_free(&full);
     }
-    put(&b, doc, "next_page_token",
-        more && n > 0 ? cJSON_CreateString(rows[n - 1].id) : cJSON_CreateNull());
+    json_put(&b, doc, "next_page_token",
+             more && n > 0 ? cJSON_CreateString(rows[n - 1].id) : cJSON_CreateNull());
     free(rows);
     if (b.oom) {
         cJSON_Delete(doc);
@@ -428,7 +388,7 @@ void h_dataset_get(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    Build b = {0};
+    JsonBuild b = {0};
     cJSON *doc = dataset_json(&b, &d);
     store_dataset_free(&d);
     if (b.oom) {

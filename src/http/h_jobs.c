@@ -26,48 +26,6 @@
 
 /* ---- small helpers ---- */
 
-// A tree under construction: any failed allocation sets oom, checked once before replying.
-typedef struct {
-    int oom;
-} Build;
-
-// Adds item to parent under key (or appends it when key is NULL); returns item, NULL on failure.
-static cJSON *put(Build *b, cJSON *parent, const char *key, cJSON *item) {
-    if (!item || !parent) {
-        cJSON_Delete(item);
-        b->oom = 1;
-        return NULL;
-    }
-    cJSON_bool ok =
-        key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item);
-    if (!ok) {
-        cJSON_Delete(item);
-        b->oom = 1;
-        return NULL;
-    }
-    return item;
-}
-
-// Writes ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T22:48:26.123Z").
-// Returns 0 when the time cannot be represented.
-static int rfc3339(char out[32], int64_t ms) {
-    int64_t sec = ms / 1000, rem = ms % 1000;
-    if (rem < 0) sec -= 1, rem += 1000;
-    time_t t = (time_t)sec;
-    struct tm tm;
-    if ((int64_t)t != sec || !gmtime_r(&t, &tm)) return 0;
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (n == 0 || n > 24) return 0;
-    snprintf(out + n, 32 - n, ".%03dZ", (int)rem);
-    return 1;
-}
-
-// A time stamp, or null for 0 ("not yet").
-static cJSON *time_json(int64_t ms) {
-    char buf[32];
-    return ms > 0 && rfc3339(buf, ms) ? cJSON_CreateString(buf) : cJSON_CreateNull();
-}
-
 static void reply_nomem(Req *r) {
     MsError e = {MS_ERR_NOMEM, "out of memory building the response"};
     reply_status(r, MS_ERR_NOMEM, &e);
@@ -82,33 +40,33 @@ static cJSON *stored_json(const char *text, cJSON *(*fallback)(void)) {
 
 /* ---- the wire shape ---- */
 
-static cJSON *job_json(Build *b, const StoreJob *j, int with_config) {
+static cJSON *job_json(JsonBuild *b, const StoreJob *j, int with_config) {
     cJSON *o = cJSON_CreateObject();
     if (!o) {
         b->oom = 1;
         return NULL;
     }
-    put(b, o, "id", cJSON_CreateString(j->id));
-    put(b, o, "state", cJSON_CreateString(store_job_state_name(j->state)));
-    put(b, o, "iteration", cJSON_CreateNumber((double)j->iteration));
-    put(b, o, "total", cJSON_CreateNumber((double)j->total));
-    put(b, o, "created_at", time_json(j->created_at));
-    put(b, o, "started_at", time_json(j->started_at));
-    put(b, o, "finished_at", time_json(j->finished_at));
-    put(b, o, "cancel_requested", cJSON_CreateBool(j->cancel_requested != 0));
-    put(b, o, "metrics", stored_json(j->metrics, cJSON_CreateObject));
-    cJSON *model = put(b, o, "model", cJSON_CreateObject());
-    put(b, model, "name", cJSON_CreateString(j->name));
-    put(b, model, "version",
-        j->result_version > 0 ? cJSON_CreateNumber(j->result_version) : cJSON_CreateNull());
-    put(b, o, "error", j->error[0] ? cJSON_CreateString(j->error) : cJSON_CreateNull());
-    if (with_config) put(b, o, "config", stored_json(j->config, cJSON_CreateNull));
+    json_put(b, o, "id", cJSON_CreateString(j->id));
+    json_put(b, o, "state", cJSON_CreateString(store_job_state_name(j->state)));
+    json_put(b, o, "iteration", cJSON_CreateNumber((double)j->iteration));
+    json_put(b, o, "total", cJSON_CreateNumber((double)j->total));
+    json_put(b, o, "created_at", json_time(j->created_at));
+    json_put(b, o, "started_at", json_time(j->started_at));
+    json_put(b, o, "finished_at", json_time(j->finished_at));
+    json_put(b, o, "cancel_requested", cJSON_CreateBool(j->cancel_requested != 0));
+    json_put(b, o, "metrics", stored_json(j->metrics, cJSON_CreateObject));
+    cJSON *model = json_put(b, o, "model", cJSON_CreateObject());
+    json_put(b, model, "name", cJSON_CreateString(j->name));
+    json_put(b, model, "version",
+             j->result_version > 0 ? cJSON_CreateNumber(j->result_version) : cJSON_CreateNull());
+    json_put(b, o, "error", j->error[0] ? cJSON_CreateString(j->error) : cJSON_CreateNull());
+    if (with_config) json_put(b, o, "config", stored_json(j->config, cJSON_CreateNull));
     return o;
 }
 
 // Replies with one job document (status 200 or 202).
 static void reply_job(Req *r, int status, const StoreJob *j, int with_config) {
-    Build b = {0};
+    JsonBuild b = {0};
     cJSON *doc = job_json(&b, j, with_config);
     if (b.oom) {
         cJSON_Delete(doc);
@@ -258,21 +216,21 @@ void h_job_list(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    Build b = {0};
+    JsonBuild b = {0};
     cJSON *doc = cJSON_CreateObject();
-    cJSON *list = put(&b, doc, "jobs", cJSON_CreateArray());
+    cJSON *list = json_put(&b, doc, "jobs", cJSON_CreateArray());
     for (int i = 0; i < n && !b.oom; i++) {
         // a listing row has no metrics text: read the row whole (it may have moved on since,
         // which only makes it fresher)
         StoreJob full;
         s = store_job_get(st, rows[i].id, &full, &err);
         if (s != MS_OK && s != MS_ERR_NOT_FOUND) break;
-        put(&b, list, NULL, job_json(&b, s == MS_OK ? &full : &rows[i], 0));
+        json_put(&b, list, NULL, job_json(&b, s == MS_OK ? &full : &rows[i], 0));
         if (s == MS_OK) store_job_free(&full);
         s = MS_OK;
     }
-    put(&b, doc, "next_page_token",
-        more && n > 0 ? cJSON_CreateString(rows[n - 1].id) : cJSON_CreateNull());
+    json_put(&b, doc, "next_page_token",
+             more && n > 0 ? cJSON_CreateString(rows[n - 1].id) : cJSON_CreateNull());
     for (int i = 0; i < n; i++)
         store_job_free(&rows[i]);
     free(rows);
@@ -366,22 +324,24 @@ void h_job_metrics(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    Build b = {0};
+    JsonBuild b = {0};
     cJSON *doc = cJSON_CreateObject();
-    put(&b, doc, "job_id", cJSON_CreateString(r->params[0]));
-    cJSON *pts = put(&b, doc, "points", cJSON_CreateArray());
+    json_put(&b, doc, "job_id", cJSON_CreateString(r->params[0]));
+    cJSON *pts = json_put(&b, doc, "points", cJSON_CreateArray());
     char ts[32];
     for (int i = 0; i < n && !b.oom; i++) {
-        cJSON *p = put(&b, pts, NULL, cJSON_CreateObject());
-        put(&b, p, "step", cJSON_CreateNumber((double)rows[i].step));
-        put(&b, p, "key", cJSON_CreateString(rows[i].key));
-        put(&b, p, "value",
-            isfinite(rows[i].value) ? cJSON_CreateNumber(rows[i].value) : cJSON_CreateNull());
-        put(&b, p, "ts", rfc3339(ts, rows[i].ts) ? cJSON_CreateString(ts) : cJSON_CreateNull());
+        cJSON *p = json_put(&b, pts, NULL, cJSON_CreateObject());
+        json_put(&b, p, "step", cJSON_CreateNumber((double)rows[i].step));
+        json_put(&b, p, "key", cJSON_CreateString(rows[i].key));
+        json_put(&b, p, "value",
+                 isfinite(rows[i].value) ? cJSON_CreateNumber(rows[i].value) : cJSON_CreateNull());
+        json_put(&b, p, "ts",
+                 json_time_text(ts, rows[i].ts) ? cJSON_CreateString(ts) : cJSON_CreateNull());
     }
     char next[24];
     snprintf(next, sizeof next, "%lld", n > 0 ? (long long)rows[n - 1].step : 0LL);
-    put(&b, doc, "next_page_token", more && n > 0 ? cJSON_CreateString(next) : cJSON_CreateNull());
+    json_put(&b, doc, "next_page_token",
+             more && n > 0 ? cJSON_CreateString(next) : cJSON_CreateNull());
     free(rows);
     if (b.oom) {
         cJSON_Delete(doc);

@@ -29,27 +29,6 @@
 
 /* ---- helpers ---- */
 
-// Formats ms since the epoch as RFC 3339 UTC with milliseconds: "2026-11-28T22:48:26.123Z".
-static void time_text(char out[64], int64_t ms) {
-    int64_t sec = ms / 1000, milli = ms % 1000;
-    if (milli < 0) sec -= 1, milli += 1000;
-    time_t t = (time_t)sec;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm)) {
-        snprintf(out, 64, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)milli);
-}
-
-// Adds a time field; 0 when an allocation failed.
-static int add_time(cJSON *o, const char *key, int64_t ms) {
-    char buf[64];
-    time_text(buf, ms);
-    return cJSON_AddStringToObject(o, key, buf) != NULL;
-}
-
 // Adds a stored JSON text as parsed JSON (null when it does not parse); 0 when an allocation
 // failed.
 static int add_parsed(cJSON *o, const char *key, const char *text) {
@@ -154,7 +133,7 @@ void h_model_list(Req *r) {
              cJSON_AddNumberToObject(m, "latest_version", rows[i].latest_version) &&
              cJSON_AddNumberToObject(m, "versions", rows[i].n_versions) &&
              cJSON_AddStringToObject(m, "algorithm", rows[i].algorithm) &&
-             add_time(m, "created_at", rows[i].created_at);
+             json_add_time(m, "created_at", rows[i].created_at);
     }
     if (ok)
         ok = (more && n > 0 ? cJSON_AddStringToObject(doc, "next_page_token", rows[n - 1].name)
@@ -187,7 +166,7 @@ void h_model_get(Req *r) {
             break;
         }
         ok = cJSON_AddNumberToObject(v, "version", rows[i].version) &&
-             add_time(v, "created_at", rows[i].created_at) &&
+             json_add_time(v, "created_at", rows[i].created_at) &&
              cJSON_AddStringToObject(v, "algorithm", rows[i].algorithm) &&
              add_job_id(v, rows[i].job_id) && add_parsed(v, "metrics", rows[i].metrics);
     }
@@ -242,7 +221,7 @@ void h_version_get(Req *r) {
     cJSON *doc = cJSON_CreateObject();
     int ok = cJSON_AddStringToObject(doc, "name", m.name) &&
              cJSON_AddNumberToObject(doc, "version", m.version) &&
-             add_time(doc, "created_at", m.created_at) &&
+             json_add_time(doc, "created_at", m.created_at) &&
              cJSON_AddStringToObject(doc, "algorithm", m.algorithm) && add_job_id(doc, m.job_id) &&
              add_parsed(doc, "config", m.config) && add_parsed(doc, "hyper", m.hyper) &&
              add_parsed(doc, "metrics", m.metrics) &&

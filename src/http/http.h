@@ -147,6 +147,21 @@ float *json_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max
  *  offset of the first offending byte (n when the text ends too early). */
 int json_syntax(const char *s, size_t n, size_t *off);
 
+/** A reply under construction: a failed allocation sets oom, checked once before replying. */
+typedef struct {
+    int oom;
+} JsonBuild;
+/** Adds item to parent under key (appends when key is NULL); item, or NULL (oom set, item
+ *  deleted) on failure. */
+cJSON *json_put(JsonBuild *b, cJSON *parent, const char *key, cJSON *item);
+/** ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T22:48:26.123Z"); 0 when
+ *  not representable. */
+int json_time_text(char out[32], int64_t ms);
+/** That text as a JSON string, or null for ms <= 0 ("not yet"). */
+cJSON *json_time(int64_t ms);
+/** Adds json_time(ms) to o under key; 0 on allocation failure. */
+int json_add_time(cJSON *o, const char *key, int64_t ms);
+
 /* ---- metrics (metrics.c) ---- */
 
 /** Records one finished request. */

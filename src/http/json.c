@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "http.h"
 
@@ -284,5 +285,47 @@ int json_syntax(const char *s, size_t n, size_t *off) {
         }
     }
     *off = (size_t)(c.p - s); // n when the text ends too early
+    return 0;
+}
+
+/* ---- building replies ---- */
+
+cJSON *json_put(JsonBuild *b, cJSON *parent, const char *key, cJSON *item) {
+    if (!item || !parent) {
+        cJSON_Delete(item);
+        b->oom = 1;
+        return NULL;
+    }
+    cJSON_bool ok =
+        key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item);
+    if (!ok) {
+        cJSON_Delete(item);
+        b->oom = 1;
+        return NULL;
+    }
+    return item;
+}
+
+int json_time_text(char out[32], int64_t ms) {
+    int64_t sec = ms / 1000, rem = ms % 1000;
+    if (rem < 0) sec -= 1, rem += 1000;
+    time_t t = (time_t)sec;
+    struct tm tm;
+    if ((int64_t)t != sec || !gmtime_r(&t, &tm)) return 0;
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (n == 0 || n > 24) return 0;
+    snprintf(out + n, 32 - n, ".%03dZ", (int)rem);
+    return 1;
+}
+
+cJSON *json_time(int64_t ms) {
+    char buf[32];
+    return ms > 0 && json_time_text(buf, ms) ? cJSON_CreateString(buf) : cJSON_CreateNull();
+}
+
+int json_add_time(cJSON *o, const char *key, int64_t ms) {
+    cJSON *t = json_time(ms);
+    if (t && cJSON_AddItemToObject(o, key, t)) return 1;
+    cJSON_Delete(t);
     return 0;
 }

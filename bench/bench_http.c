@@ -1,0 +1,687 @@
+/*
+ * bench_http: what adaptation and prediction cost over HTTP, against the real server started
+ * in-process on an ephemeral loopback port (workers 0, 2 HTTP threads, no API keys) with a
+ * temporary SQLite file under /tmp (removed at the end). The model is the classic sinusoid MAML
+ * net (1-40-40-1 relu, train_config_defaults), trained here for 2000 meta-iterations and stored
+ * as "sine" version 1. Prints one JSON object per case on stdout and nothing else there; notes
+ * and errors go to stderr.
+ *
+ * Cases:
+ *   adapt_compute       the server-side compute of one adaptation (K = 10 support points, 10
+ *                       steps): registry_get (warm) + registry_adapt_params, the same without
+ *                       registry_get, and store_adaptation_put (what persisting it adds).
+ *   adapt_roundtrip     sequential POST /v1/models/sine/adapt, POST .../predict (10 rows) and
+ *                       GET /livez over loopback, each on its own reused libcurl handle
+ *                       (keep-alive), interleaved so that noise hits all three alike.
+ *   predict_throughput  32 keep-alive connections driven by one libcurl multi handle, each
+ *                       re-issuing as soon as its reply arrives, against POST .../predict and
+ *                       GET /livez (a constant reply: the ceiling) in alternating segments.
+ *
+ * Client and server share the process and the machine's cores, so absolute rates and latencies
+ * include the client's own cost; the ratios to /livez, measured in the same run on the same
+ * connections, compare like with like. The server's access log (one line per request on fd 2) goes
+ * to /dev/null, or to --server-log PATH; notes keep the original stderr.
+ */
+#define _GNU_SOURCE
+#include <cblas.h>
+#include <curl/curl.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "metaserve/core/rng.h"
+#include "metaserve/core/status.h"
+#include "metaserve/http/codec.h"
+#include "metaserve/http/server.h"
+#include "metaserve/meta/meta.h"
+#include "metaserve/meta/train.h"
+#include "metaserve/nn/blas.h"
+#include "metaserve/registry/registry.h"
+#include "metaserve/store/store.h"
+
+#define MODEL        "sine" // the stored model's name
+#define K_SUPPORT    10     // support points of one adaptation
+#define STEPS        10     // inner steps of one adaptation
+#define X_ROWS       10     // rows of one prediction
+#define TRAIN_ITERS  2000   // meta-iterations of the stored model
+#define CONNS        32     // keep-alive connections of predict_throughput
+#define HTTP_THREADS 2      // the server's libmicrohttpd thread pool
+
+/* ---- options, clocks, percentiles, notes ---- */
+
+typedef struct {
+    int quick;              // 1: short smoke run
+    const char *only;       // non-NULL: run only this case
+    int compute_reps;       // adapt_compute: timed calls of each kind
+    int rt_reps;            // adapt_roundtrip: timed requests of each kind
+    double seconds;         // predict_throughput: counted seconds per endpoint
+    double segment_s;       // predict_throughput: length of one alternating segment
+    const char *server_log; // where the server's fd 2 goes (default /dev/null)
+} Options;
+
+static FILE *g_note; // the original stderr (fd 2 carries the server's access log)
+
+static double now_s(clockid_t id) {
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double now_us(void) {
+    return 1e6 * now_s(CLOCK_MONOTONIC);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+// Nearest-rank percentile (p in (0, 1]) of v[0..n); sorts v in place.
+static double pct(double *v, size_t n, double p) {
+    MS_ASSERT(n > 0);
+    qsort(v, n, sizeof *v, cmp_double);
+    size_t k = (size_t)ceil(p * (double)n);
+    return v[k > 0 ? k - 1 : 0];
+}
+
+static double mean(const double *v, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += v[i];
+    return n ? s / (double)n : NAN;
+}
+
+// A JSON number, or null when x is not finite.
+static void print_num(const char *key, double x, int decimals) {
+    if (isfinite(x))
+        printf(",\"%s\":%.*f", key, decimals, x);
+    else
+        printf(",\"%s\":null", key);
+}
+
+static void report(const char *what, const MsError *err) {
+    fprintf(g_note, "bench_http: %s: %s: %s\n", what, ms_status_str(err->code), err->msg);
+}
+
+/* ---- the temporary directory and the model ---- */
+
+// Removes every entry of dir (the database, its -wal and -shm files), then dir itself.
+static void remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char path[512];
+        while ((e = readdir(d)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            if (unlink(path) != 0) fprintf(g_note, "bench_http: cannot remove %s\n", path);
+        }
+        closedir(d);
+    }
+    if (rmdir(dir) != 0) fprintf(g_note, "bench_http: cannot remove %s\n", dir);
+}
+
+// Trains the classic sinusoid MAML net for TRAIN_ITERS meta-iterations and stores it as MODEL.
+static MsStatus put_trained(Store *st, MsError *err) {
+    TrainConfig c;
+    train_config_defaults(&c);
+    snprintf(c.name, sizeof c.name, "%s", MODEL);
+    c.iterations = TRAIN_ITERS;
+    Trainer tr;
+    char *json = NULL;
+    MsStatus s = trainer_init(&tr, &c, err);
+    if (s != MS_OK) return s;
+    double t0 = now_s(CLOCK_MONOTONIC), loss = NAN;
+    while (s == MS_OK && tr.t < c.iterations) {
+        TrainStats ts;
+        s = trainer_step(&tr, &ts, err);
+        loss = ts.meta_loss;
+    }
+    if (s == MS_OK) s = codec_config_print(&c, &json, err);
+    if (s == MS_OK) {
+        StoreModel m;
+        memset(&m, 0, sizeof m);
+        snprintf(m.name, sizeof m.name, "%s", c.name);
+        snprintf(m.algorithm, sizeof m.algorithm, "%s", meta_algo_name(c.algo));
+        m.config = json;
+        m.hyper = "{}";
+        m.metrics = "{}";
+        m.n_params = tr.spec.P;
+        m.params = tr.params;
+        m.inner_lrs = (float *)trainer_lrs(&tr);
+        int version;
+        s = store_model_put(st, &m, &version, err);
+        fprintf(g_note,
+                "bench_http: trained %s@%d: %ld maml iterations in %.1f s, meta_loss %.3f\n", MODEL,
+                version, tr.t, now_s(CLOCK_MONOTONIC) - t0, loss);
+    }
+    free(json);
+    trainer_free(&tr);
+    return s;
+}
+
+// The support set of every adaptation: K_SUPPORT points of y = 2 sin(x - 1) (a task of the
+// sinusoid family: amplitude in [0.1, 5), phase in [0, pi), x in [-5, 5)), drawn with seed 7.
+static void support_points(float *x, float *y) {
+    Rng rng;
+    rng_seed(&rng, 7);
+    for (int i = 0; i < K_SUPPORT; i++) {
+        x[i] = (float)rng_range(&rng, -5.0, 5.0);
+        y[i] = 2.0f * sinf(x[i] - 1.0f);
+    }
+}
+
+/* ---- adapt_compute ---- */
+
+static int bench_adapt_compute(Store *st, const Options *o) {
+    MsError err = {0};
+    Registry *r = NULL;
+    RegistryModel *held = NULL;
+    float x[K_SUPPORT], y[K_SUPPORT], *theta = NULL;
+    size_t n = (size_t)o->compute_reps;
+    double *get_adapt = malloc(n * sizeof *get_adapt), *adapt = malloc(n * sizeof *adapt);
+    double *put = malloc(n * sizeof *put), before = NAN, after = NAN;
+    int rc = 1;
+    support_points(x, y);
+    AdaptLimits lim;
+    adapt_limits_default(&lim);
+    AdaptRequest q = {.x = x, .y = y, .n = K_SUPPORT, .steps = STEPS, .lr = 0, .ttl_ms = 0};
+    if (!get_adapt || !adapt || !put) {
+        fprintf(g_note, "bench_http: adapt_compute: out of memory\n");
+        goto done;
+    }
+    // The first get misses and loads the version; every timed one hits, as on a warm server.
+    if (registry_create(&r, 4, codec_config_parse, &err) != MS_OK ||
+        registry_get(r, st, MODEL, &held, &err) != MS_OK) {
+        report("adapt_compute: setup", &err);
+        goto done;
+    }
+    const size_t P = held->spec.P;
+    if (!(theta = malloc(P * sizeof *theta))) goto done;
+    StoreAdaptation a;
+    memset(&a, 0, sizeof a);
+    snprintf(a.model, sizeof a.model, "%s", held->name);
+    a.version = held->version;
+    a.n_params = P;
+    a.params = theta;
+    // Warm-up: allocator, caches, the store's prepared statements.
+    for (int i = 0; i < 50; i++) {
+        if (registry_adapt_params(held, &q, &lim, theta, &before, &after, &err) != MS_OK ||
+            store_adaptation_put(st, &a, &err) != MS_OK) {
+            report("adapt_compute: warm-up", &err);
+            goto done;
+        }
+    }
+    // The three measurements are interleaved, so a noisy moment hits all of them alike.
+    for (size_t i = 0; i < n; i++) {
+        RegistryModel *m;
+        double t0 = now_us();
+        MsStatus s = registry_get(r, st, MODEL, &m, &err);
+        if (s == MS_OK) {
+            s = registry_adapt_params(m, &q, &lim, theta, NULL, NULL, &err);
+            registry_release(r, m);
+        }
+        double t1 = now_us();
+        if (s == MS_OK) s = registry_adapt_params(held, &q, &lim, theta, NULL, NULL, &err);
+        double t2 = now_us();
+        a.support_loss_before = before, a.support_loss_after = after;
+        a.expires_at = store_now_ms() + 3600LL * 1000;
+        if (s == MS_OK) s = store_adaptation_put(st, &a, &err);
+        double t3 = now_us();
+        if (s != MS_OK) {
+            report("adapt_compute", &err);
+            goto done;
+        }
+        get_adapt[i] = t1 - t0, adapt[i] = t2 - t1, put[i] = t3 - t2;
+    }
+    printf("{\"case\":\"adapt_compute\",\"model\":\"%s\",\"sizes\":\"1-40-40-1\",\"params\":%zu,"
+           "\"algo\":\"maml\",\"k\":%d,\"steps\":%d,\"reps\":%zu",
+           MODEL, P, K_SUPPORT, STEPS, n);
+    print_num("get_adapt_p50_us", pct(get_adapt, n, 0.5), 2);
+    print_num("get_adapt_p99_us", pct(get_adapt, n, 0.99), 2);
+    print_num("adapt_p50_us", pct(adapt, n, 0.5), 2);
+    print_num("adapt_p99_us", pct(adapt, n, 0.99), 2);
+    print_num("adapt_store_p50_us", pct(put, n, 0.5), 2);
+    print_num("adapt_store_p99_us", pct(put, n, 0.99), 2);
+    print_num("loss_before", before, 4);
+    print_num("loss_after", after, 4);
+    printf(",\"blas_core\":\"%s\"}\n", blas_core_name());
+    fflush(stdout);
+    rc = 0;
+done:
+    if (held) registry_release(r, held);
+    registry_destroy(r);
+    free(theta);
+    free(get_adapt);
+    free(adapt);
+    free(put);
+    return rc;
+}
+
+/* ---- the HTTP client: one libcurl easy handle per connection ---- */
+
+typedef struct {
+    CURL *h;
+    struct curl_slist *headers;
+    char *body; // the last reply (truncated to cap - 1 bytes)
+    size_t len, cap;
+    long expect; // the HTTP status a success replies with
+} Conn;
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud) {
+    Conn *c = ud;
+    size_t n = size * nmemb, room = c->cap - 1 - c->len, k = n < room ? n : room;
+    memcpy(c->body + c->len, p, k);
+    c->len += k;
+    c->body[c->len] = '\0';
+    return n;
+}
+
+// A handle for url: GET when post is NULL, else POST of post (application/json, borrowed for
+// the handle's life). Keep-alive is libcurl's default; Expect: 100-continue is switched off.
+static int conn_init(Conn *c, const char *url, const char *post, long expect) {
+    memset(c, 0, sizeof *c);
+    c->cap = 8192;
+    c->expect = expect;
+    if (!(c->body = malloc(c->cap)) || !(c->h = curl_easy_init())) return 0;
+    c->body[0] = '\0';
+    curl_easy_setopt(c->h, CURLOPT_URL, url);
+    curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c->h, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c->h, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(c->h, CURLOPT_PRIVATE, c);
+    if (post) {
+        c->headers = curl_slist_append(NULL, "Content-Type: application/json");
+        c->headers = curl_slist_append(c->headers, "Expect:");
+        if (!c->headers) return 0;
+        curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->headers);
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, post);
+        curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE, (long)strlen(post));
+    }
+    return 1;
+}
+
+static void conn_free(Conn *c) {
+    curl_easy_cleanup(c->h);
+    curl_slist_free_all(c->headers);
+    free(c->body);
+    memset(c, 0, sizeof *c);
+}
+
+// 1 when the finished transfer succeeded with the expected status; else a note (first `quiet`
+// failures only) and 0.
+static int conn_ok(Conn *c, CURLcode rc, int quiet) {
+    long status = 0;
+    curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
+    if (rc == CURLE_OK && status == c->expect) return 1;
+    if (!quiet) {
+        char *url = NULL;
+        curl_easy_getinfo(c->h, CURLINFO_EFFECTIVE_URL, &url);
+        fprintf(g_note, "bench_http: %s: %s, HTTP %ld (expected %ld): %.200s\n", url ? url : "?",
+                curl_easy_strerror(rc), status, c->expect, c->body);
+    }
+    return 0;
+}
+
+// One blocking request on c; its wall time in *us. The reply stays in c->body.
+static int conn_do(Conn *c, double *us) {
+    c->len = 0;
+    double t0 = now_us();
+    CURLcode rc = curl_easy_perform(c->h);
+    *us = now_us() - t0;
+    return conn_ok(c, rc, 0);
+}
+
+// The request bodies: adapt {"support": {"x", "y"}, "steps"} and predict {"x"} of X_ROWS rows.
+static void make_bodies(char *adapt, size_t na, char *predict, size_t np) {
+    float x[K_SUPPORT], y[K_SUPPORT];
+    support_points(x, y);
+    size_t k = (size_t)snprintf(adapt, na, "{\"support\":{\"x\":[");
+    for (int i = 0; i < K_SUPPORT; i++)
+        k += (size_t)snprintf(adapt + k, na - k, "%s[%.9g]", i ? "," : "", (double)x[i]);
+    k += (size_t)snprintf(adapt + k, na - k, "],\"y\":[");
+    for (int i = 0; i < K_SUPPORT; i++)
+        k += (size_t)snprintf(adapt + k, na - k, "%s[%.9g]", i ? "," : "", (double)y[i]);
+    snprintf(adapt + k, na - k, "]},\"steps\":%d}", STEPS);
+    k = (size_t)snprintf(predict, np, "{\"x\":[");
+    for (int i = 0; i < X_ROWS; i++)
+        k += (size_t)snprintf(predict + k, np - k, "%s[%.9g]", i ? "," : "",
+                              -4.5 + 9.0 * i / (X_ROWS - 1));
+    snprintf(predict + k, np - k, "]}");
+}
+
+typedef struct {
+    char adapt_url[128], predict_url[128], livez_url[128];
+    char adapt_body[1024], predict_body[512];
+} Target;
+
+static void target_init(Target *t, int port) {
+    snprintf(t->adapt_url, sizeof t->adapt_url, "http://127.0.0.1:%d/v1/models/%s/adapt", port,
+             MODEL);
+    snprintf(t->predict_url, sizeof t->predict_url, "http://127.0.0.1:%d/v1/models/%s/predict",
+             port, MODEL);
+    snprintf(t->livez_url, sizeof t->livez_url, "http://127.0.0.1:%d/livez", port);
+    make_bodies(t->adapt_body, sizeof t->adapt_body, t->predict_body, sizeof t->predict_body);
+}
+
+/* ---- adapt_roundtrip ---- */
+
+static int bench_roundtrip(const Target *t, const Options *o) {
+    enum { ADAPT, PREDICT, LIVEZ, KINDS };
+    static const char *const names[KINDS] = {"adapt", "predict", "livez"};
+    Conn c[KINDS];
+    double *us[KINDS] = {NULL};
+    size_t n = (size_t)o->rt_reps;
+    int rc = 1, ok = conn_init(&c[ADAPT], t->adapt_url, t->adapt_body, 201) &&
+                     conn_init(&c[PREDICT], t->predict_url, t->predict_body, 200) &&
+                     conn_init(&c[LIVEZ], t->livez_url, NULL, 200);
+    for (int k = 0; k < KINDS; k++)
+        ok = ok && (us[k] = malloc(n * sizeof(double))) != NULL;
+    if (!ok) {
+        fprintf(g_note, "bench_http: adapt_roundtrip: setup failed\n");
+        goto done;
+    }
+    // Warm-up: connections, the server's per-thread store connections and registry entry. The
+    // first replies are checked for their content, not only their status.
+    double dummy;
+    for (int i = 0; i < 100; i++)
+        for (int k = 0; k < KINDS; k++)
+            if (!conn_do(&c[k], &dummy)) goto done;
+    if (!strstr(c[ADAPT].body, "\"support_loss_after\"") || !strstr(c[PREDICT].body, "\"y\":[[") ||
+        !strstr(c[LIVEZ].body, "\"ok\"")) {
+        fprintf(g_note, "bench_http: adapt_roundtrip: unexpected replies: %.200s | %.200s\n",
+                c[ADAPT].body, c[PREDICT].body);
+        goto done;
+    }
+    // Round-robin, so that a noisy moment hits the three kinds alike.
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < KINDS; k++)
+            if (!conn_do(&c[k], &us[k][i])) goto done;
+    double p50[KINDS];
+    printf("{\"case\":\"adapt_roundtrip\",\"k\":%d,\"steps\":%d,\"rows\":%d,\"reps\":%zu",
+           K_SUPPORT, STEPS, X_ROWS, n);
+    for (int k = 0; k < KINDS; k++) {
+        char key[32];
+        double m = mean(us[k], n) / 1e3;
+        p50[k] = pct(us[k], n, 0.5) / 1e3;
+        snprintf(key, sizeof key, "%s_p50_ms", names[k]);
+        print_num(key, p50[k], 4);
+        snprintf(key, sizeof key, "%s_p99_ms", names[k]);
+        print_num(key, pct(us[k], n, 0.99) / 1e3, 4);
+        snprintf(key, sizeof key, "%s_mean_ms", names[k]);
+        print_num(key, m, 4);
+    }
+    print_num("adapt_livez_ratio", p50[ADAPT] / p50[LIVEZ], 2);
+    print_num("predict_livez_ratio", p50[PREDICT] / p50[LIVEZ], 2);
+    printf("}\n");
+    fflush(stdout);
+    rc = 0;
+done:
+    for (int k = 0; k < KINDS; k++) {
+        conn_free(&c[k]);
+        free(us[k]);
+    }
+    return rc;
+}
+
+/* ---- predict_throughput ---- */
+
+typedef struct {
+    double seconds;      // counted wall time
+    long done, errors;   // successful replies inside the counted window; failures at any time
+    long connects;       // new connections libcurl opened (CONNS when every one was kept alive)
+    double cpu_s;        // process CPU time (client and server threads)
+    double client_cpu_s; // this thread's CPU time (the client)
+    double wall_s;       // wall time of the whole segment (warm-up included)
+} Load;
+
+// Drives every handle of conns for warm_s + count_s seconds, each re-issued as soon as it
+// finishes, and adds to *l the replies completed inside the last count_s seconds. Transfers still
+// running at the end are finished but not counted. Returns 0 when libcurl itself fails.
+static int run_load(CURLM *multi, Conn *conns, int n, double warm_s, double count_s, Load *l) {
+    double w0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
+    double t0 = now_s(CLOCK_THREAD_CPUTIME_ID);
+    double from = w0 + warm_s, until = from + count_s;
+    int active = 0, still = 0;
+    for (int i = 0; i < n; i++, active++) {
+        conns[i].len = 0;
+        if (curl_multi_add_handle(multi, conns[i].h) != CURLM_OK) return 0;
+    }
+    while (active > 0) {
+        if (curl_multi_perform(multi, &still) != CURLM_OK) return 0;
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+            if (msg->msg != CURLMSG_DONE) continue;
+            CURL *h = msg->easy_handle;
+            CURLcode rc = msg->data.result;
+            Conn *c;
+            long nc = 0;
+            curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&c);
+            curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nc);
+            l->connects += nc;
+            double t = now_s(CLOCK_MONOTONIC);
+            if (!conn_ok(c, rc, l->errors > 3))
+                l->errors++;
+            else if (t >= from && t < until)
+                l->done++;
+            curl_multi_remove_handle(multi, h);
+            c->len = 0;
+            if (t < until && curl_multi_add_handle(multi, h) == CURLM_OK) continue;
+            active--;
+        }
+        if (active > 0 && curl_multi_poll(multi, NULL, 0, 100, NULL) != CURLM_OK) return 0;
+    }
+    l->seconds += count_s;
+    l->wall_s += now_s(CLOCK_MONOTONIC) - w0;
+    l->cpu_s += now_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    l->client_cpu_s += now_s(CLOCK_THREAD_CPUTIME_ID) - t0;
+    return 1;
+}
+
+static void print_load(const char *name, const Load *l) {
+    char key[48];
+    snprintf(key, sizeof key, "%s_rps", name);
+    print_num(key, (double)l->done / l->seconds, 0);
+    printf(",\"%s_requests\":%ld,\"%s_errors\":%ld,\"%s_new_connections\":%ld", name, l->done, name,
+           l->errors, name, l->connects);
+    snprintf(key, sizeof key, "%s_cpu_cores", name);
+    print_num(key, l->cpu_s / l->wall_s, 2);
+    snprintf(key, sizeof key, "%s_client_cpu_share", name);
+    print_num(key, l->client_cpu_s / l->cpu_s, 2);
+}
+
+static int bench_throughput(const Target *t, const Options *o) {
+    enum { PREDICT, LIVEZ, KINDS };
+    Conn c[KINDS][CONNS];
+    CURLM *multi[KINDS] = {NULL};
+    Load l[KINDS];
+    memset(c, 0, sizeof c);
+    memset(l, 0, sizeof l);
+    int rc = 1, ok = 1;
+    for (int k = 0; k < KINDS; k++) {
+        ok = ok && (multi[k] = curl_multi_init()) != NULL;
+        for (int i = 0; i < CONNS; i++)
+            ok = ok && (k == PREDICT ? conn_init(&c[k][i], t->predict_url, t->predict_body, 200)
+                                     : conn_init(&c[k][i], t->livez_url, NULL, 200));
+        // at most CONNS connections per endpoint, all kept in the multi handle's cache
+        if (ok) curl_multi_setopt(multi[k], CURLMOPT_MAXCONNECTS, (long)CONNS);
+    }
+    if (!ok) {
+        fprintf(g_note, "bench_http: predict_throughput: setup failed\n");
+        goto done;
+    }
+    fprintf(g_note,
+            "bench_http: predict_throughput: %d connections, %.1f s per endpoint in %.1f s "
+            "segments; the client (one thread) and the server (%d threads) share the machine's "
+            "%ld cores, so both rates are lower than with the client elsewhere, but the ratio "
+            "compares like with like\n",
+            CONNS, o->seconds, o->segment_s, HTTP_THREADS, sysconf(_SC_NPROCESSORS_ONLN));
+    // Alternating segments: drift in the machine's load hits both endpoints alike. Each segment
+    // starts with 0.2 s uncounted, to get back to a steady state.
+    int segments = (int)ceil(o->seconds / o->segment_s - 1e-9);
+    for (int s = 0; s < segments; s++) {
+        for (int k = 0; k < KINDS; k++) {
+            if (!run_load(multi[k], c[k], CONNS, 0.2, o->seconds / segments, &l[k])) {
+                fprintf(g_note, "bench_http: predict_throughput: libcurl multi failed\n");
+                goto done;
+            }
+        }
+    }
+    printf("{\"case\":\"predict_throughput\",\"connections\":%d,\"http_threads\":%d,\"rows\":%d",
+           CONNS, HTTP_THREADS, X_ROWS);
+    print_num("seconds", l[PREDICT].seconds, 1);
+    print_load("predict", &l[PREDICT]);
+    print_load("livez", &l[LIVEZ]);
+    print_num("ratio", (double)l[PREDICT].done / (double)l[LIVEZ].done, 3);
+    printf("}\n");
+    fflush(stdout);
+    rc = l[PREDICT].errors + l[LIVEZ].errors > 0;
+    if (rc)
+        fprintf(g_note, "bench_http: predict_throughput: %ld failed requests\n",
+                l[PREDICT].errors + l[LIVEZ].errors);
+done:
+    for (int k = 0; k < KINDS; k++) {
+        for (int i = 0; i < CONNS; i++)
+            conn_free(&c[k][i]);
+        curl_multi_cleanup(multi[k]);
+    }
+    return rc;
+}
+
+/* ---- main ---- */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: bench_http [--quick] [--case NAME] [--seconds S] [--server-log PATH]\n"
+            "  --quick            short smoke run (~10 s with training)\n"
+            "  --case NAME        run only adapt_compute, adapt_roundtrip or predict_throughput\n"
+            "  --seconds S        predict_throughput: counted seconds per endpoint (default 5)\n"
+            "  --server-log PATH  write the server's access log there (default /dev/null)\n");
+}
+
+static const char *const CASES[] = {"adapt_compute", "adapt_roundtrip", "predict_throughput"};
+
+static int wanted(const Options *o, const char *name) {
+    return !o->only || !strcmp(o->only, name);
+}
+
+static int parse_args(int argc, char **argv, Options *o) {
+    *o = (Options){.compute_reps = 2000, .rt_reps = 1000, .seconds = 5, .segment_s = 1};
+    double seconds = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) {
+            o->quick = 1;
+        } else if (!strcmp(argv[i], "--case") && i + 1 < argc) {
+            o->only = argv[++i];
+            int known = 0;
+            for (size_t k = 0; k < sizeof CASES / sizeof CASES[0]; k++)
+                known |= !strcmp(o->only, CASES[k]);
+            if (!known) return -1;
+        } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+            char *end;
+            seconds = strtod(argv[++i], &end);
+            if (*end || !(seconds >= 0.1 && seconds <= 3600)) return -1;
+        } else if (!strcmp(argv[i], "--server-log") && i + 1 < argc) {
+            o->server_log = argv[++i];
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            exit(0);
+        } else {
+            return -1;
+        }
+    }
+    if (o->quick) o->compute_reps = 300, o->rt_reps = 200, o->seconds = 1, o->segment_s = 0.5;
+    if (seconds > 0) o->seconds = seconds;
+    return 0;
+}
+
+// Run on the kernels the service runs on (see bench_meta.c): restart with OPENBLAS_CORETYPE
+// naming the kernels this CPU supports when OpenBLAS fell back to generic ones (nn/blas.h).
+static void blas_autocore(char **argv) {
+    if (blas_setup_env()) execv("/proc/self/exe", argv);
+}
+
+// Notes keep the original stderr; fd 2, where the server writes its access log, goes to path.
+static int split_stderr(const char *path) {
+    int keep = dup(2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (keep < 0 || fd < 0 || !(g_note = fdopen(keep, "w")) || dup2(fd, 2) < 0) {
+        fprintf(stderr, "bench_http: cannot redirect the server's log to %s\n", path);
+        return 0;
+    }
+    close(fd);
+    setvbuf(g_note, NULL, _IOLBF, 0);
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    blas_autocore(argv);
+    g_note = stderr;
+    Options o;
+    if (parse_args(argc, argv, &o) != 0) {
+        usage(stderr);
+        return 2;
+    }
+    openblas_set_num_threads(1);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return 1;
+    char dir[] = "/tmp/bench_http_XXXXXX", db[64];
+    if (!mkdtemp(dir)) {
+        perror("bench_http: mkdtemp");
+        return 1;
+    }
+    snprintf(db, sizeof db, "%s/bench.db", dir);
+    fprintf(stderr, "bench_http: database %s, OpenBLAS core %s, 1 BLAS thread, libcurl %s\n", db,
+            blas_core_name(), curl_version_info(CURLVERSION_NOW)->version);
+    MsError err = {0};
+    Store *st = NULL;
+    Server *srv = NULL;
+    int failed = 0;
+    if (store_open(&st, db, &err) != MS_OK || put_trained(st, &err) != MS_OK) {
+        report("setup", &err);
+        failed = 1;
+        goto done;
+    }
+    if (wanted(&o, "adapt_compute")) failed += bench_adapt_compute(st, &o);
+    if (!wanted(&o, "adapt_roundtrip") && !wanted(&o, "predict_throughput")) goto done;
+    if (!split_stderr(o.server_log ? o.server_log : "/dev/null")) {
+        failed++;
+        goto done;
+    }
+    ServerConfig c;
+    server_config_defaults(&c);
+    snprintf(c.listen, sizeof c.listen, "127.0.0.1");
+    snprintf(c.db, sizeof c.db, "%s", db);
+    c.port = 0;
+    c.workers = 0;
+    c.http_threads = HTTP_THREADS;
+    c.n_keys = 0;
+    if (server_start(&srv, &c, &err) != MS_OK) {
+        report("server_start", &err);
+        failed++;
+        goto done;
+    }
+    Target t;
+    target_init(&t, server_port(srv));
+    fprintf(g_note, "bench_http: server on 127.0.0.1:%d, %d HTTP threads, no job workers\n",
+            server_port(srv), HTTP_THREADS);
+    if (wanted(&o, "adapt_roundtrip")) failed += bench_roundtrip(&t, &o);
+    if (wanted(&o, "predict_throughput")) failed += bench_throughput(&t, &o);
+done:
+    server_stop(srv);
+    store_close(st);
+    remove_dir(dir);
+    curl_global_cleanup();
+    if (failed) fprintf(g_note, "bench_http: %d case(s) failed\n", failed);
+    return failed ? 1 : 0;
+}
