@@ -308,16 +308,9 @@ MsStatus store_dataset_list(Store *s, const char *after, int limit, StoreDataset
             *more = 1;
             break;
         }
-        if (cnt == cap) {
-            int nc = cap ? 2 * cap : 16;
-            StoreDataset *g = realloc(r, (size_t)nc * sizeof *g);
-            if (!g) {
-                st = ms_fail(err, MS_ERR_NOMEM, "out of memory listing datasets");
-                goto done;
-            }
-            r = g;
-            cap = nc;
-        }
+        if ((st = store_grow((void **)&r, &cap, cnt, sizeof *r, 16, "listing datasets", err)) !=
+            MS_OK)
+            goto done;
         memset(&r[cnt], 0, sizeof r[cnt]);
         dataset_row(q, &r[cnt++]);
     }

@@ -132,4 +132,9 @@ MsStatus store_model_check(const StoreModel *m, MsError *err);
 MsStatus store_model_insert(Store *s, StoreModel *m, const char *job_id, int *version,
                             MsError *err);
 
+/** Makes room for element cnt of the array *arr (capacity *cap elements of elem bytes),
+ *  doubling from `first`; MS_ERR_NOMEM naming `what` ("listing jobs") on failure, *arr kept. */
+MsStatus store_grow(void **arr, int *cap, int cnt, size_t elem, int first, const char *what,
+                    MsError *err);
+
 #endif

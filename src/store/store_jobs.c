@@ -244,16 +244,8 @@ MsStatus store_job_list(Store *s, const char *after, int limit, StoreJob **rows,
             *more = 1;
             break;
         }
-        if (cnt == cap) {
-            int nc = cap ? 2 * cap : 16;
-            StoreJob *g = realloc(r, (size_t)nc * sizeof *g);
-            if (!g) {
-                st = ms_fail(err, MS_ERR_NOMEM, "out of memory listing jobs");
-                goto done;
-            }
-            r = g;
-            cap = nc;
-        }
+        if ((st = store_grow((void **)&r, &cap, cnt, sizeof *r, 16, "listing jobs", err)) != MS_OK)
+            goto done;
         memset(&r[cnt], 0, sizeof r[cnt]);
         if ((st = job_row(q, &r[cnt++], 0, err)) != MS_OK) goto done;
     }
@@ -650,16 +642,9 @@ MsStatus store_job_metrics(Store *s, const char *id, int64_t after_step, int lim
             *more = 1;
             break;
         }
-        if (cnt == cap) {
-            int nc = cap ? 2 * cap : 64;
-            StoreMetricRow *g = realloc(r, (size_t)nc * sizeof *g);
-            if (!g) {
-                st = ms_fail(err, MS_ERR_NOMEM, "out of memory listing metrics");
-                goto done;
-            }
-            r = g;
-            cap = nc;
-        }
+        if ((st = store_grow((void **)&r, &cap, cnt, sizeof *r, 64, "listing metrics", err)) !=
+            MS_OK)
+            goto done;
         StoreMetricRow *m = &r[cnt++];
         m->step = step;
         store_col_copy(m->key, sizeof m->key, q, 1);

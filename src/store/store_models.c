@@ -296,16 +296,9 @@ MsStatus store_model_versions(Store *s, const char *name, StoreModel **rows, int
         goto done;
     }
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (cnt == cap) {
-            int nc = cap ? 2 * cap : 8;
-            StoreModel *g = realloc(r, (size_t)nc * sizeof *g);
-            if (!g) {
-                st = ms_fail(err, MS_ERR_NOMEM, "out of memory listing model versions");
-                goto done;
-            }
-            r = g;
-            cap = nc;
-        }
+        if ((st = store_grow((void **)&r, &cap, cnt, sizeof *r, 8, "listing model versions",
+                             err)) != MS_OK)
+            goto done;
         memset(&r[cnt], 0, sizeof r[cnt]);
         cnt++;
         if ((st = model_row(q, &r[cnt - 1], err)) != MS_OK) goto done;
@@ -359,16 +352,9 @@ MsStatus store_model_list(Store *s, const char *after, int limit, StoreModelSumm
             *more = 1;
             break;
         }
-        if (cnt == cap) {
-            int nc = cap ? 2 * cap : 16;
-            StoreModelSummary *g = realloc(r, (size_t)nc * sizeof *g);
-            if (!g) {
-                st = ms_fail(err, MS_ERR_NOMEM, "out of memory listing models");
-                goto done;
-            }
-            r = g;
-            cap = nc;
-        }
+        if ((st = store_grow((void **)&r, &cap, cnt, sizeof *r, 16, "listing models", err)) !=
+            MS_OK)
+            goto done;
         StoreModelSummary *m = &r[cnt++];
         memset(m, 0, sizeof *m);
         store_col_copy(m->name, sizeof m->name, q, 0);
@@ -506,16 +492,9 @@ MsStatus store_alias_list(Store *s, const char *name, StoreAlias **rows, int *n,
         goto done;
     }
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (cnt == cap) {
-            int nc = cap ? 2 * cap : 8;
-            StoreAlias *g = realloc(r, (size_t)nc * sizeof *g);
-            if (!g) {
-                st = ms_fail(err, MS_ERR_NOMEM, "out of memory listing aliases");
-                goto done;
-            }
-            r = g;
-            cap = nc;
-        }
+        if ((st = store_grow((void **)&r, &cap, cnt, sizeof *r, 8, "listing aliases", err)) !=
+            MS_OK)
+            goto done;
         const unsigned char *a = sqlite3_column_text(q, 0);
         snprintf(r[cnt].alias, sizeof r[cnt].alias, "%s", a ? (const char *)a : "");
         r[cnt].version = sqlite3_column_int(q, 1);

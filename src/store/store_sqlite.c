@@ -600,3 +600,14 @@ done:
     sqlite3_blob_close(b);
     return st;
 }
+
+MsStatus store_grow(void **arr, int *cap, int cnt, size_t elem, int first, const char *what,
+                    MsError *err) {
+    if (cnt < *cap) return MS_OK;
+    int nc = *cap ? 2 * *cap : first;
+    void *g = realloc(*arr, (size_t)nc * elem);
+    if (!g) return ms_fail(err, MS_ERR_NOMEM, "out of memory %s", what);
+    *arr = g;
+    *cap = nc;
+    return MS_OK;
+}
