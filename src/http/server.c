@@ -58,8 +58,12 @@ static void make_id(char *out) {
         memcpy(b, &t, 8);
         memcpy(b + 8, &t, 8);
     }
-    for (int i = 0; i < 16; i++)
-        sprintf(out + 2 * i, "%02x", b[i]);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[32] = '\0';
 }
 
 /* ---- routing ---- */
