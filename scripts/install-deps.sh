@@ -17,6 +17,8 @@ PACKAGES=(
     libsqlite3-dev
     check
     libcurl4-openssl-dev
+    curl
+    nginx
     ca-certificates
     git
 )

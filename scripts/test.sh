@@ -26,6 +26,10 @@ esac
 
 bash scripts/install-deps.sh
 BUILD_DIR="$BUILD_DIR" bash scripts/build.sh "$@"
+# The container image's install steps (deploy/Dockerfile), exercised here so CI runs them too.
+bash scripts/install-runtime-deps.sh
+BUILD_DIR="$BUILD_DIR" bash scripts/install.sh "$BUILD_DIR/install-check" --strip
+"$BUILD_DIR/install-check/bin/metaserve" --help >/dev/null
 
 bash scripts/lint-openapi.sh # the API contract must lint clean before any test runs
 printf 'test.sh: running tier "%s"\n' "$TEST_TIER"
