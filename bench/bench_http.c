@@ -47,6 +47,8 @@
 #include "metaserve/registry/registry.h"
 #include "metaserve/store/store.h"
 
+#include "bench_util.h"
+
 #define MODEL        "sine" // the stored model's name
 #define K_SUPPORT    10     // support points of one adaptation
 #define STEPS        10     // inner steps of one adaptation
@@ -69,65 +71,11 @@ typedef struct {
 
 static FILE *g_note; // the original stderr (fd 2 carries the server's access log)
 
-static double now_s(clockid_t id) {
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double now_us(void) {
-    return 1e6 * now_s(CLOCK_MONOTONIC);
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-// Nearest-rank percentile (p in (0, 1]) of v[0..n); sorts v in place.
-static double pct(double *v, size_t n, double p) {
-    MS_ASSERT(n > 0);
-    qsort(v, n, sizeof *v, cmp_double);
-    size_t k = (size_t)ceil(p * (double)n);
-    return v[k > 0 ? k - 1 : 0];
-}
-
-static double mean(const double *v, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++)
-        s += v[i];
-    return n ? s / (double)n : NAN;
-}
-
-// A JSON number, or null when x is not finite.
-static void print_num(const char *key, double x, int decimals) {
-    if (isfinite(x))
-        printf(",\"%s\":%.*f", key, decimals, x);
-    else
-        printf(",\"%s\":null", key);
-}
-
 static void report(const char *what, const MsError *err) {
     fprintf(g_note, "bench_http: %s: %s: %s\n", what, ms_status_str(err->code), err->msg);
 }
 
 /* ---- the temporary directory and the model ---- */
-
-// Removes every entry of dir (the database, its -wal and -shm files), then dir itself.
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char path[512];
-        while ((e = readdir(d)) != NULL) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            if (unlink(path) != 0) fprintf(g_note, "bench_http: cannot remove %s\n", path);
-        }
-        closedir(d);
-    }
-    if (rmdir(dir) != 0) fprintf(g_note, "bench_http: cannot remove %s\n", dir);
-}
 
 // Trains the classic sinusoid MAML net for TRAIN_ITERS meta-iterations and stores it as MODEL.
 static MsStatus put_trained(Store *st, MsError *err) {
@@ -635,12 +583,6 @@ static int parse_args(int argc, char **argv, Options *o) {
     return 0;
 }
 
-// Run on the kernels the service runs on (see bench_meta.c): restart with OPENBLAS_CORETYPE
-// naming the kernels this CPU supports when OpenBLAS fell back to generic ones (nn/blas.h).
-static void blas_autocore(char **argv) {
-    if (blas_setup_env()) execv("/proc/self/exe", argv);
-}
-
 // Notes keep the original stderr; fd 2, where the server writes its access log, goes to path.
 static int split_stderr(const char *path) {
     int keep = dup(2);
@@ -710,7 +652,7 @@ int main(int argc, char **argv) {
 done:
     server_stop(srv);
     store_close(st);
-    remove_dir(dir);
+    remove_dir(dir, g_note);
     curl_global_cleanup();
     if (failed) fprintf(g_note, "bench_http: %d case(s) failed\n", failed);
     return failed ? 1 : 0;

@@ -35,6 +35,8 @@
 #include "metaserve/nn/mlp.h"
 #include "metaserve/tasks/sampler.h"
 
+#include "bench_util.h"
+
 #define MAX_OPS       128 // distinct (pass, shape) entries in one case's tally
 #define MAX_SHAPES    256 // distinct gemm shapes measured over the whole run
 #define SIZES_STR_MAX 96
@@ -50,18 +52,6 @@ typedef struct {
     double min_train_s; // timed wall time per case when iters == 0
     double min_gemm_s;  // timed wall time per sgemm shape
 } Options;
-
-static double now_s(clockid_t id) {
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; // ru_maxrss is in KiB on Linux
-}
 
 /* ---- FLOP counting ----
  *
@@ -321,14 +311,6 @@ typedef struct {
     int restarts;     // fresh starts after a diverged (non-finite) iteration
 } CaseTiming;
 
-// A JSON number, or null when x is not finite (NaN and inf are not JSON) or not measured.
-static void print_num(const char *key, double x, int decimals) {
-    if (x == x && x - x == 0)
-        printf(",\"%s\":%.*f", key, decimals, x);
-    else
-        printf(",\"%s\":null", key);
-}
-
 static void print_result(const Case *k, const CaseTiming *ct, const Tally *t, const Options *o) {
     char sz[SIZES_STR_MAX];
     sizes_str(sz, sizeof sz, k->sizes, k->n_sizes);
@@ -495,14 +477,6 @@ static int parse_args(int argc, char **argv, Options *o) {
         o->min_gemm_s = 0.02;
     }
     return 0;
-}
-
-// Run on the kernels the service runs on: like src/main.c, restart with OPENBLAS_CORETYPE naming
-// the kernels this CPU supports when OpenBLAS fell back to generic ones (nn/blas.h). Both the
-// engine and the sgemm reference then use the same kernels, so the ratios stay like for like.
-// METASERVE_BLAS_AUTOCORE=0 measures the fallback instead.
-static void blas_autocore(char **argv) {
-    if (blas_setup_env()) execv("/proc/self/exe", argv);
 }
 
 int main(int argc, char **argv) {

@@ -42,6 +42,8 @@
 #include "metaserve/store/store.h"
 #include "metaserve/tasks/dataset.h"
 
+#include "bench_util.h"
+
 #define QUEUE_DEPTH 1000 // queued jobs while claims are timed
 #define N_CLASSES   100  // classes in the dataset_ingest pool
 #define X_DIM       784  // its row width
@@ -58,46 +60,6 @@ typedef struct {
     int ckpt_reps[2];    // checkpoint_cost: timed checkpoints, classic / large
     long train_iters[2]; // checkpoint_cost: timed trainer_step calls, classic / large
 } Options;
-
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return 1e6 * (double)ts.tv_sec + 1e-3 * (double)ts.tv_nsec;
-}
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; // ru_maxrss is in KiB on Linux
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-// Nearest-rank percentile (p in (0, 1]) of v[0..n); sorts v in place.
-static double pct(double *v, size_t n, double p) {
-    MS_ASSERT(n > 0);
-    qsort(v, n, sizeof *v, cmp_double);
-    size_t k = (size_t)ceil(p * (double)n);
-    return v[k > 0 ? k - 1 : 0];
-}
-
-static double mean(const double *v, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++)
-        s += v[i];
-    return n ? s / (double)n : NAN;
-}
-
-// A JSON number, or null when x is not finite.
-static void print_num(const char *key, double x, int decimals) {
-    if (isfinite(x))
-        printf(",\"%s\":%.*f", key, decimals, x);
-    else
-        printf(",\"%s\":null", key);
-}
 
 static void report(const char *what, const MsError *err) {
     fprintf(stderr, "bench_store: %s: %s: %s\n", what, ms_status_str(err->code), err->msg);
@@ -136,22 +98,6 @@ static void net_config(TrainConfig *c, int large) {
         large_config(c);
     else
         classic_config(c);
-}
-
-// Removes every entry of dir (the database, its -wal and -shm files), then dir itself.
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char path[512];
-        while ((e = readdir(d)) != NULL) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            if (unlink(path) != 0) fprintf(stderr, "bench_store: cannot remove %s\n", path);
-        }
-        closedir(d);
-    }
-    if (rmdir(dir) != 0) fprintf(stderr, "bench_store: cannot remove %s\n", dir);
 }
 
 /* ---- model_load ---- */
@@ -624,12 +570,6 @@ static int parse_args(int argc, char **argv, Options *o) {
     return 0;
 }
 
-// Run on the kernels the service runs on (see bench_meta.c): restart with OPENBLAS_CORETYPE
-// naming the kernels this CPU supports when OpenBLAS fell back to generic ones (nn/blas.h).
-static void blas_autocore(char **argv) {
-    if (blas_setup_env()) execv("/proc/self/exe", argv);
-}
-
 int main(int argc, char **argv) {
     blas_autocore(argv);
     Options o;
@@ -665,7 +605,7 @@ int main(int argc, char **argv) {
     }
 done:
     store_close(st);
-    remove_dir(dir);
+    remove_dir(dir, stderr);
     if (failed) fprintf(stderr, "bench_store: %d case(s) failed\n", failed);
     return failed ? 1 : 0;
 }

@@ -91,6 +91,22 @@ static JobState wait_final(Store *st, const char *id, StoreJob *out) {
     return JOB_FAILED;
 }
 
+// Waits (polling the store, 60 s deadline) until job id is running past iteration `at` (and has a
+// checkpoint when need_ckpt); fails the test if it finishes first.
+static void wait_running_past(Store *st, const char *id, int64_t at, int need_ckpt) {
+    for (int i = 0;; i++) {
+        ck_assert_int_lt(i, 12000);
+        StoreJob j;
+        ck_assert_int_eq(store_job_get(st, id, &j, NULL), MS_OK);
+        int past = j.iteration >= at && j.iteration > 0 && (!need_ckpt || j.has_checkpoint);
+        int done = j.state >= JOB_SUCCEEDED;
+        store_job_free(&j);
+        ck_assert_msg(!done, "job finished before iteration %lld", (long long)at);
+        if (past) return;
+        sleep_ms(5);
+    }
+}
+
 // The same config trained in-process, uninterrupted: the reference weights.
 static float *reference_params(const char *cfg_json, size_t *P) {
     TrainConfig c;
@@ -207,14 +223,7 @@ START_TEST(cancel_stops_a_running_job) {
     queue(st, cfg, 100000000, id);
     jobpool_notify(p);
     StoreJob j;
-    for (int i = 0;; i++) {
-        ck_assert_int_lt(i, 6000);
-        ck_assert_int_eq(store_job_get(st, id, &j, NULL), MS_OK);
-        int started = j.state == JOB_RUNNING && j.iteration > 0;
-        store_job_free(&j);
-        if (started) break;
-        sleep_ms(10);
-    }
+    wait_running_past(st, id, 1, 0);
     JobState after;
     ck_assert_int_eq(store_job_cancel(st, id, &after, NULL), MS_OK);
     jobpool_cancel(p, id);
@@ -263,14 +272,7 @@ START_TEST(a_graceful_stop_requeues_and_the_restart_finishes_identically) {
     queue(st, cfg, 4000, id);
     jobpool_notify(p);
     StoreJob j;
-    for (int i = 0;; i++) {
-        ck_assert_int_lt(i, 6000);
-        ck_assert_int_eq(store_job_get(st, id, &j, NULL), MS_OK);
-        int going = j.iteration >= 300;
-        store_job_free(&j);
-        if (going) break;
-        sleep_ms(5);
-    }
+    wait_running_past(st, id, 300, 0);
     jobpool_stop(p);
     ck_assert_int_eq(store_job_get(st, id, &j, NULL), MS_OK);
     ck_assert_int_eq(j.state, JOB_QUEUED);
@@ -394,17 +396,7 @@ START_TEST(sigkill_mid_training_then_restart_gives_bit_identical_weights) {
         ck_assert_int_ge(pid, 0);
         if (pid == 0) child_runs_pool();
         ck_assert_int_eq(store_open(&st, g_db, NULL), MS_OK);
-        StoreJob j;
-        for (int i = 0;; i++) {
-            ck_assert_int_lt(i, 12000);
-            ck_assert_int_eq(store_job_get(st, id, &j, NULL), MS_OK);
-            int past = j.iteration >= kill_at[k] && j.has_checkpoint;
-            int done = j.state >= JOB_SUCCEEDED;
-            store_job_free(&j);
-            ck_assert_msg(!done, "job finished before the kill point");
-            if (past) break;
-            sleep_ms(2);
-        }
+        wait_running_past(st, id, kill_at[k], 1);
         kill(pid, SIGKILL);
         int status;
         waitpid(pid, &status, 0);

@@ -64,7 +64,8 @@ MsStatus dataset_kind_parse(const char *name, DatasetKind *out, MsError *err);
 typedef struct {
     int64_t max_rows; // examples in all (default 10,000,000; never above INT32_MAX, since offsets
                       // are int32)
-    size_t max_bytes; // bytes of the packed x + y + index (default 512 MiB: a 100,000 x 784 float pool, 314 MB, fits)
+    size_t max_bytes; // bytes of the packed x + y + index (default 512 MiB: a 100,000 x 784 float
+                      // pool, 314 MB, fits)
 } DatasetLimits;
 
 /** Fills l with the defaults above. */
