@@ -91,7 +91,7 @@ static int32_t *int32_array(Req *r, const cJSON *arr, const char *path, int *n_o
 
 /* ---- the wire shape ---- */
 
-// The Dataset object; d->meta (NULL in listings) supplies test_classes for kind "classes".
+// The Dataset object; d->meta supplies test_classes for kind "classes".
 static cJSON *dataset_json(JsonBuild *b, const StoreDataset *d) {
     cJSON *o = cJSON_CreateObject();
     if (!o) {
@@ -347,28 +347,12 @@ void h_dataset_list(Req *r) {
     JsonBuild b = {0};
     cJSON *doc = cJSON_CreateObject();
     cJSON *list = json_put(&b, doc, "datasets", cJSON_CreateArray());
-    for (int i = 0; i < n && !b.oom; i++) {
-        // listings carry no meta: read it for the classes kind, whose test_classes it holds
-        StoreDataset full;
-        const StoreDataset *d = &rows[i];
-        int loaded = 0;
-        if (strcmp(rows[i].kind, "classes") == 0) {
-            s = store_dataset_get(st, rows[i].id, &full, NULL, &err);
-            if (s == MS_ERR_NOT_FOUND) continue; // deleted since the listing: leave it out
-            if (s != MS_OK) {
-                reply_status(r, s, &err);
-                cJSON_Delete(doc);
-                free(rows);
-                return;
-            }
-            d = &full;
-            loaded = 1;
-        }
-        json_put(&b, list, NULL, dataset_json(&b, d));
-        if (loaded) store_dataset_free(&full);
-    }
+    for (int i = 0; i < n && !b.oom; i++)
+        json_put(&b, list, NULL, dataset_json(&b, &rows[i]));
     json_put(&b, doc, "next_page_token",
              more && n > 0 ? cJSON_CreateString(rows[n - 1].id) : cJSON_CreateNull());
+    for (int i = 0; i < n; i++)
+        store_dataset_free(&rows[i]);
     free(rows);
     if (b.oom) {
         cJSON_Delete(doc);

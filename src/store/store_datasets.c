@@ -257,9 +257,9 @@ done:
 
 static const char SQL_DATASET_CURSOR[] = "SELECT created_at, rowid FROM datasets WHERE id = ?";
 static const char SQL_DATASET_LIST_FIRST[] =
-    "SELECT " DATASET_COLS " FROM datasets ORDER BY created_at DESC, rowid DESC LIMIT ?1";
+    "SELECT " DATASET_COLS ", meta FROM datasets ORDER BY created_at DESC, rowid DESC LIMIT ?1";
 static const char SQL_DATASET_LIST_AFTER[] =
-    "SELECT " DATASET_COLS " FROM datasets"
+    "SELECT " DATASET_COLS ", meta FROM datasets"
     " WHERE created_at < ?2 OR (created_at = ?2 AND rowid < ?3)"
     " ORDER BY created_at DESC, rowid DESC LIMIT ?1";
 
@@ -312,14 +312,20 @@ MsStatus store_dataset_list(Store *s, const char *after, int limit, StoreDataset
             MS_OK)
             goto done;
         memset(&r[cnt], 0, sizeof r[cnt]);
-        dataset_row(q, &r[cnt++]);
+        dataset_row(q, &r[cnt]);
+        if (!(r[cnt++].meta = store_col_strdup(q, 9, "{}"))) {
+            st = ms_fail(err, MS_ERR_NOMEM, "out of memory listing datasets");
+            goto done;
+        }
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         st = store_sqlite_fail(s, rc, "listing datasets", err);
 done:
     store_stmt_done(q);
     if (st != MS_OK) {
-        free(r); // listing rows own no heap text (meta is not loaded)
+        for (int i = 0; i < cnt; i++)
+            store_dataset_free(&r[i]);
+        free(r);
         *more = 0;
         return st;
     }

@@ -54,7 +54,8 @@ void store_job_free(StoreJob *j) {
 static const char SQL_JOB_GET[] = "SELECT " JOB_COLS " FROM jobs WHERE id = ?";
 static const char SQL_JOB_STATE[] = "SELECT state, cancel_requested FROM jobs WHERE id = ?";
 
-static MsStatus job_row(sqlite3_stmt *q, StoreJob *j, int with_text, MsError *err) {
+// with_config: 1 also copies the config text (a single read); listings copy the metrics only.
+static MsStatus job_row(sqlite3_stmt *q, StoreJob *j, int with_config, MsError *err) {
     store_col_copy(j->id, sizeof j->id, q, 0);
     if (!state_parse((const char *)sqlite3_column_text(q, 1), &j->state))
         return ms_fail(err, MS_ERR_DB, "job %s: corrupt: unknown state", j->id);
@@ -69,12 +70,10 @@ static MsStatus job_row(sqlite3_stmt *q, StoreJob *j, int with_text, MsError *er
     store_col_copy(j->result_model, sizeof j->result_model, q, 10);
     j->result_version = sqlite3_column_int(q, 11);
     j->has_checkpoint = sqlite3_column_int(q, 12);
-    if (with_text) {
-        j->config = store_col_strdup(q, 13, "{}");
-        j->metrics = store_col_strdup(q, 14, "{}");
-        if (!j->config || !j->metrics)
-            return ms_fail(err, MS_ERR_NOMEM, "out of memory reading job %s", j->id);
-    }
+    if (with_config && !(j->config = store_col_strdup(q, 13, "{}")))
+        return ms_fail(err, MS_ERR_NOMEM, "out of memory reading job %s", j->id);
+    if (!(j->metrics = store_col_strdup(q, 14, "{}")))
+        return ms_fail(err, MS_ERR_NOMEM, "out of memory reading job %s", j->id);
     return MS_OK;
 }
 
@@ -253,7 +252,9 @@ MsStatus store_job_list(Store *s, const char *after, int limit, StoreJob **rows,
 done:
     store_stmt_done(q);
     if (st != MS_OK) {
-        free(r); // listing rows own no heap text
+        for (int i = 0; i < cnt; i++)
+            store_job_free(&r[i]);
+        free(r);
         *more = 0;
         return st;
     }

@@ -143,7 +143,8 @@ MsStatus store_job_create(Store *s, const char *config_json, const char *model_n
                           int max_queued, char id_out[STORE_ID_MAX], MsError *err);
 MsStatus store_job_get(Store *s, const char *id, StoreJob *out, MsError *err);
 /** Lists jobs newest first, after the id `after` ("" = from the start); like store_model_list.
- *  config and metrics are not loaded (NULL). MS_ERR_INVALID when `after` names no job. */
+ *  metrics is loaded, config is not (NULL); free each row with store_job_free, then free(*rows).
+ *  MS_ERR_INVALID when `after` names no job. */
 MsStatus store_job_list(Store *s, const char *after, int limit, StoreJob **rows, int *n, int *more,
                         MsError *err);
 /** Counts jobs per state into counts[5] (indexed by JobState). */
@@ -242,7 +243,8 @@ MsStatus store_dataset_put(Store *s, StoreDataset *d, const StoreDatasetData *da
 /** Reads the description, and the arrays when data != NULL. */
 MsStatus store_dataset_get(Store *s, const char *id, StoreDataset *out, StoreDatasetData *data,
                            MsError *err);
-/** Newest first, like store_job_list; meta not loaded (rows own no heap memory: free(*rows)).
+/** Newest first, like store_job_list, meta included (free each row with store_dataset_free, then
+ *  free(*rows)).
  *  MS_ERR_INVALID when `after` names no dataset (e.g. it was deleted meanwhile). */
 MsStatus store_dataset_list(Store *s, const char *after, int limit, StoreDataset **rows, int *n,
                             int *more, MsError *err);
