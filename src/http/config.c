@@ -30,6 +30,7 @@ void server_config_defaults(ServerConfig *c) {
     c->cache_models = 64;
     c->checkpoint_seconds = 10;
     c->checkpoint_every = 1000;
+    c->adapt_sweep_s = 10;
 }
 
 typedef enum { T_INT, T_SIZE, T_DOUBLE, T_STR, T_KEYS, T_KEYFILE } Type;
@@ -47,6 +48,8 @@ static const Opt OPTS[] = {
     {"METASERVE_LISTEN", "--listen", T_STR, OFF(listen), 0, 64},
     {"METASERVE_PORT", "--port", T_INT, OFF(port), 0, 65535},
     {"METASERVE_DB", "--db", T_STR, OFF(db), 0, 512},
+    {"METASERVE_DB_READONLY", "--db-readonly", T_INT, OFF(db_read_only), 0, 1},
+    {"METASERVE_DB_MAX_PAGES", "--db-max-pages", T_SIZE, OFF(db_max_pages), 0, 4294967294.0},
     {"METASERVE_WORKERS", "--workers", T_INT, OFF(workers), 0, 64},
     {"METASERVE_HTTP_THREADS", "--http-threads", T_INT, OFF(http_threads), 1, 256},
     {"METASERVE_MAX_BODY_BYTES", "--max-body-bytes", T_SIZE, OFF(max_body_bytes), 1024,
@@ -57,6 +60,7 @@ static const Opt OPTS[] = {
     {"METASERVE_CACHE_MODELS", "--cache-models", T_INT, OFF(cache_models), 1, 100000},
     {"METASERVE_CHECKPOINT_S", "--checkpoint-s", T_DOUBLE, OFF(checkpoint_seconds), 0, 86400},
     {"METASERVE_CHECKPOINT_EVERY", "--checkpoint-every", T_SIZE, OFF(checkpoint_every), 0, 1e9},
+    {"METASERVE_ADAPT_SWEEP_S", "--adapt-sweep-s", T_DOUBLE, OFF(adapt_sweep_s), 0.1, 86400},
     {"METASERVE_API_KEYS", "--api-keys", T_KEYS, 0, 0, 0},
     {"METASERVE_API_KEYS_FILE", "--api-keys-file", T_KEYFILE, 0, 0, 0},
 };
@@ -107,7 +111,7 @@ static MsStatus set(ServerConfig *c, const Opt *o, const char *v, const char *wh
             *(int *)p = (int)d;
         else if (o->type == T_DOUBLE)
             *(double *)p = d;
-        else if (o->off == OFF(checkpoint_every))
+        else if (o->off == OFF(checkpoint_every) || o->off == OFF(db_max_pages))
             *(int64_t *)p = (int64_t)d;
         else
             *(size_t *)p = (size_t)d;
@@ -174,13 +178,16 @@ void server_config_log(const ServerConfig *c, void *file) {
         c->keys[i].role == ROLE_ADMIN ? admins++ : clients++;
     fprintf((FILE *)file,
             "{\"level\":\"info\",\"msg\":\"config\",\"listen\":\"%s\",\"port\":%d,\"db\":\"%s\","
-            "\"workers\":%d,\"http_threads\":%d,\"max_body_bytes\":%zu,\"conn_timeout_s\":%d,"
+            "\"db_readonly\":%d,\"db_max_pages\":%lld,\"workers\":%d,\"http_threads\":%d,"
+            "\"max_body_bytes\":%zu,\"conn_timeout_s\":%d,"
             "\"conn_limit\":%d,\"max_queued_jobs\":%d,\"cache_models\":%d,"
-            "\"checkpoint_s\":%g,\"checkpoint_every\":%lld,\"api_keys\":\"%d admin, %d client "
+            "\"checkpoint_s\":%g,\"checkpoint_every\":%lld,\"adapt_sweep_s\":%g,"
+            "\"api_keys\":\"%d admin, %d client "
             "(redacted)\"}\n",
-            c->listen, c->port, c->db, c->workers, c->http_threads, c->max_body_bytes,
-            c->conn_timeout_s, c->conn_limit, c->max_queued_jobs, c->cache_models,
-            c->checkpoint_seconds, (long long)c->checkpoint_every, admins, clients);
+            c->listen, c->port, c->db, c->db_read_only, (long long)c->db_max_pages, c->workers,
+            c->http_threads, c->max_body_bytes, c->conn_timeout_s, c->conn_limit,
+            c->max_queued_jobs, c->cache_models, c->checkpoint_seconds,
+            (long long)c->checkpoint_every, c->adapt_sweep_s, admins, clients);
     if (c->n_keys == 0)
         fprintf((FILE *)file, "{\"level\":\"warn\",\"msg\":\"no API keys configured: every "
                               "route is open to anyone who can reach the port\"}\n");

@@ -137,8 +137,8 @@ static int read_knobs(Req *r, const cJSON *body, const AdaptLimits *lim, int *st
 
 // Reads a support set {"x": n x D, "y": n x target columns} for spec into new arrays (the caller
 // frees *x and *y, also on failure). Replies 422 / 413 and returns 0 on error.
-static int read_support(Req *r, const cJSON *sup, const MlpSpec *spec, const AdaptLimits *lim,
-                        float **x, float **y, int *n) {
+int adapt_read_support(Req *r, const cJSON *sup, const MlpSpec *spec, const AdaptLimits *lim,
+                       float **x, float **y, int *n) {
     static const char *const fields[] = {"x", "y", NULL};
     if (!fields_once(r, sup, "support", fields)) return 0;
     const cJSON *jx = cJSON_GetObjectItemCaseSensitive(sup, "x");
@@ -162,7 +162,7 @@ static int read_support(Req *r, const cJSON *sup, const MlpSpec *spec, const Ada
 
 // Reads the rows to predict ("x": rows x D) and checks the prediction limits. Caller frees the
 // result; NULL after replying 422 / 413.
-static float *read_x(Req *r, const cJSON *body, const MlpSpec *spec, int *rows) {
+float *predict_read_x(Req *r, const cJSON *body, const MlpSpec *spec, int *rows) {
     const cJSON *jx = cJSON_GetObjectItemCaseSensitive(body, "x");
     if (!jx) {
         reply_problem(r, 422, "validation", "x: is required");
@@ -253,8 +253,21 @@ done:
 
 /* ---- models: adapt and predict ---- */
 
-void h_model_adapt(Req *r) {
+int adapt_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr,
+                    long long *ttl_s, const cJSON **sup) {
     static const char *const fields[] = {"support", "steps", "lr", "ttl_s", NULL};
+    if (!fields_once(r, body, "body", fields) || !read_knobs(r, body, lim, steps, lr) ||
+        !json_int(r, body, "ttl_s", 1, lim->max_ttl_ms / 1000, 0, ttl_s))
+        return 0;
+    *sup = cJSON_GetObjectItemCaseSensitive(body, "support");
+    if (!*sup || cJSON_IsNull(*sup)) {
+        reply_problem(r, 422, "validation", "support: is required");
+        return 0;
+    }
+    return 1;
+}
+
+void h_model_adapt(Req *r) {
     Registry *reg = r->app->registry;
     AdaptLimits lim;
     adapt_limits_default(&lim);
@@ -265,30 +278,33 @@ void h_model_adapt(Req *r) {
     int steps, n = 0;
     double lr;
     long long ttl_s = 0;
+    const cJSON *sup = NULL;
     cJSON *body = req_json(r);
     if (!body) return;
-    if (!fields_once(r, body, "body", fields) || !read_knobs(r, body, &lim, &steps, &lr) ||
-        !json_int(r, body, "ttl_s", 1, lim.max_ttl_ms / 1000, 0, &ttl_s))
-        goto done;
-    const cJSON *sup = cJSON_GetObjectItemCaseSensitive(body, "support");
-    if (!sup || cJSON_IsNull(sup)) {
-        reply_problem(r, 422, "validation", "support: is required");
-        goto done;
-    }
+    if (!adapt_read_body(r, body, &lim, &steps, &lr, &ttl_s, &sup)) goto done;
     Store *st = req_store(r);
     if (!st) goto done;
     if ((s = registry_get(reg, st, r->params[0], &m, &err)) != MS_OK) {
         reply_status(r, s, &err);
         goto done;
     }
-    if (!read_support(r, sup, &m->spec, &lim, &x, &y, &n)) goto done;
+    if (!adapt_read_support(r, sup, &m->spec, &lim, &x, &y, &n)) goto done;
 
     // pin the version resolved above, so an alias moving meanwhile cannot change the width
     char ref[REF_MAX];
     snprintf(ref, sizeof ref, "%s@%d", m->name, m->version);
     AdaptRequest q = {.x = x, .y = y, .n = n, .steps = steps, .lr = lr, .ttl_ms = ttl_s * 1000};
+    // once stored, the adaptation must be answered 201 even out of memory: the fallback reply's
+    // buffer is reserved before registry_adapt writes it
+    const size_t cap = 256 + STORE_NAME_MAX;
+    char *reserve = malloc(cap);
+    if (!reserve) {
+        reply_problem(r, 503, "unavailable", "out of memory");
+        goto done;
+    }
     StoreAdaptation a;
     if ((s = registry_adapt(reg, st, ref, &q, &lim, &a, &err)) != MS_OK) {
+        free(reserve);
         reply_status(r, s, &err);
         goto done;
     }
@@ -301,8 +317,19 @@ void h_model_adapt(Req *r) {
              add_real(doc, "support_loss_before", a.support_loss_before) &&
              add_real(doc, "support_loss_after", a.support_loss_after) &&
              json_add_time(doc, "expires_at", a.expires_at);
+    if (!ok) cJSON_Delete(doc), doc = NULL;
+    char before[32] = "null", after[32] = "null", t[32] = "";
+    if (isfinite(a.support_loss_before))
+        snprintf(before, sizeof before, "%.17g", a.support_loss_before);
+    if (isfinite(a.support_loss_after))
+        snprintf(after, sizeof after, "%.17g", a.support_loss_after);
+    json_time_text(t, a.expires_at);
+    reply_json_committed(
+        r, 201, doc, reserve, cap,
+        "{\"id\":\"%s\",\"model\":\"%s\",\"version\":%d,\"support_loss_before\":%s,"
+        "\"support_loss_after\":%s,\"expires_at\":\"%s\"}",
+        a.id, a.model, a.version, before, after, t);
     store_adaptation_free(&a);
-    reply_built(r, 201, doc, ok);
 done:
     registry_release(reg, m);
     free(x);
@@ -310,8 +337,17 @@ done:
     cJSON_Delete(body);
 }
 
-void h_model_predict(Req *r) {
+int predict_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr,
+                      const cJSON **sup) {
     static const char *const fields[] = {"x", "support", "steps", "lr", NULL};
+    // steps and lr are checked even without a support set, where they have no effect
+    if (!fields_once(r, body, "body", fields) || !read_knobs(r, body, lim, steps, lr)) return 0;
+    *sup = cJSON_GetObjectItemCaseSensitive(body, "support");
+    if (cJSON_IsNull(*sup)) *sup = NULL;
+    return 1;
+}
+
+void h_model_predict(Req *r) {
     Registry *reg = r->app->registry;
     AdaptLimits lim;
     adapt_limits_default(&lim);
@@ -321,21 +357,19 @@ void h_model_predict(Req *r) {
     MsStatus s;
     int steps, rows = 0, n = 0;
     double lr;
+    const cJSON *sup = NULL;
     cJSON *body = req_json(r);
     if (!body) return;
-    // steps and lr are checked even without a support set, where they have no effect
-    if (!fields_once(r, body, "body", fields) || !read_knobs(r, body, &lim, &steps, &lr)) goto done;
-    const cJSON *sup = cJSON_GetObjectItemCaseSensitive(body, "support");
-    if (cJSON_IsNull(sup)) sup = NULL;
+    if (!predict_read_body(r, body, &lim, &steps, &lr, &sup)) goto done;
     Store *st = req_store(r);
     if (!st) goto done;
     if ((s = registry_get(reg, st, r->params[0], &m, &err)) != MS_OK) {
         reply_status(r, s, &err);
         goto done;
     }
-    if (!(x = read_x(r, body, &m->spec, &rows))) goto done;
+    if (!(x = predict_read_x(r, body, &m->spec, &rows))) goto done;
     if (sup) {
-        if (!read_support(r, sup, &m->spec, &lim, &sx, &sy, &n)) goto done;
+        if (!adapt_read_support(r, sup, &m->spec, &lim, &sx, &sy, &n)) goto done;
         if (!(theta = malloc(m->spec.P * sizeof *theta))) {
             reply_problem(r, 503, "unavailable", "out of memory");
             goto done;
@@ -425,7 +459,7 @@ void h_adaptation_predict(Req *r) {
         reply_status(r, s, &err);
         goto done;
     }
-    if (!(x = read_x(r, body, &m->spec, &rows))) goto done;
+    if (!(x = predict_read_x(r, body, &m->spec, &rows))) goto done;
     reply_prediction(r, a.model, a.version, 1, &m->spec, a.params, x, rows);
 done:
     registry_release(reg, m);

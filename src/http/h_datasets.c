@@ -109,9 +109,14 @@ static cJSON *dataset_json(JsonBuild *b, const StoreDataset *d) {
     json_put(b, o, "bytes", cJSON_CreateNumber((double)d->bytes));
     json_put(b, o, classes ? "n_classes" : "n_tasks", cJSON_CreateNumber((double)d->n_items));
     if (classes && d->meta) {
-        cJSON *meta = cJSON_Parse(d->meta);
+        int oom;
+        cJSON *meta = json_parse_stored(d->meta, &oom);
         cJSON *tc = cJSON_DetachItemFromObjectCaseSensitive(meta, "test_classes");
         cJSON_Delete(meta);
+        if (oom) {
+            b->oom = 1;
+            return o;
+        }
         if (!cJSON_IsArray(tc)) {
             cJSON_Delete(tc);
             tc = cJSON_CreateArray();
@@ -251,18 +256,13 @@ static char *classes_meta(const DatasetPacked *p) {
 
 /* ---- handlers ---- */
 
-void h_dataset_create(Req *r) {
+int dataset_upload_read(Req *r, cJSON *body, char *name, DatasetKind *kind, DatasetPacked *p) {
     static const char *const TASKS_FIELDS[] = {"name", "kind", "tasks", NULL};
     static const char *const CLASSES_FIELDS[] = {"name",   "kind",         "x",
                                                  "labels", "test_classes", NULL};
-    Store *st = req_store(r);
-    if (!st) return;
-    cJSON *body = req_json(r);
-    if (!body) return;
-    DatasetPacked p = {0};
-    StoreDataset d = {0};
-    DatasetKind kind = DATASET_TASKS;
     MsError err = {0};
+    int ok = 0;
+    *kind = DATASET_TASKS;
     if (!cJSON_IsObject(body)) {
         reply_problem(r, 422, "validation", "body: must be a JSON object");
         goto done;
@@ -272,14 +272,14 @@ void h_dataset_create(Req *r) {
         reply_problem(r, 422, "validation", "kind: is required");
         goto done;
     }
-    if (!cJSON_IsString(jk) || dataset_kind_parse(jk->valuestring, &kind, &err) != MS_OK) {
+    if (!cJSON_IsString(jk) || dataset_kind_parse(jk->valuestring, kind, &err) != MS_OK) {
         reply_problem(r, 422, "validation", "kind: must be \"tasks\" or \"classes\"");
         goto done;
     }
-    if (!fields_once(r, body, "body", kind == DATASET_TASKS ? TASKS_FIELDS : CLASSES_FIELDS))
+    if (!fields_once(r, body, "body", *kind == DATASET_TASKS ? TASKS_FIELDS : CLASSES_FIELDS))
         goto done;
-    if (!json_string(r, body, "name", STORE_NAME_MAX, 1, d.name)) goto done;
-    if (!name_ok(d.name)) {
+    if (!json_string(r, body, "name", STORE_NAME_MAX, 1, name)) goto done;
+    if (!name_ok(name)) {
         reply_problem(r, 422, "validation",
                       "name: 1..%d characters of [A-Za-z0-9._-], not starting with '.'",
                       STORE_NAME_MAX - 1);
@@ -287,11 +287,23 @@ void h_dataset_create(Req *r) {
     }
     DatasetLimits lim;
     dataset_limits_default(&lim);
-    int ok =
-        kind == DATASET_TASKS ? upload_tasks(r, body, &lim, &p) : upload_classes(r, body, &lim, &p);
+    ok = *kind == DATASET_TASKS ? upload_tasks(r, body, &lim, p) : upload_classes(r, body, &lim, p);
+done:
     cJSON_Delete(body);
-    body = NULL;
-    if (!ok) goto done;
+    return ok;
+}
+
+void h_dataset_create(Req *r) {
+    Store *st = req_store(r);
+    if (!st) return;
+    cJSON *body = req_json(r);
+    if (!body) return;
+    DatasetPacked p = {0};
+    StoreDataset d = {0};
+    DatasetKind kind;
+    MsError err = {0};
+    char *reserve = NULL;
+    if (!dataset_upload_read(r, body, d.name, &kind, &p)) goto done;
 
     snprintf(d.kind, sizeof d.kind, "%s", dataset_kind_name(kind));
     d.n_items = p.n_items;
@@ -299,6 +311,13 @@ void h_dataset_create(Req *r) {
     d.x_dim = p.x_dim;
     d.y_dim = p.y_dim;
     if (!(d.meta = kind == DATASET_CLASSES ? classes_meta(&p) : strdup("{}"))) {
+        reply_problem(r, 503, "unavailable", "out of memory");
+        goto done;
+    }
+    // once stored, the upload must be answered 201 even out of memory: the fallback reply's
+    // buffer (the description; test_classes from meta) is reserved before the write
+    size_t cap = 640 + strlen(d.meta);
+    if (!(reserve = malloc(cap))) {
         reply_problem(r, 503, "unavailable", "out of memory");
         goto done;
     }
@@ -312,15 +331,23 @@ void h_dataset_create(Req *r) {
     }
     JsonBuild b = {0};
     cJSON *doc = dataset_json(&b, &d);
-    if (b.oom) {
-        cJSON_Delete(doc);
-        reply_nomem(r);
-        goto done;
-    }
+    if (b.oom) cJSON_Delete(doc), doc = NULL;
     snprintf(r->location, sizeof r->location, "/v1/datasets/%s", d.id);
-    reply_json(r, 201, doc);
+    int classes = kind == DATASET_CLASSES;
+    const char *tc = classes ? strchr(d.meta, '[') : NULL, *tc_end = tc ? strrchr(tc, ']') : NULL;
+    char t[32] = "";
+    json_time_text(t, d.created_at);
+    int tc_len = !classes ? 0 : tc_end ? (int)(tc_end - tc + 1) : 2;
+    reply_json_committed(
+        r, 201, doc, reserve, cap,
+        "{\"id\":\"%s\",\"name\":\"%s\",\"kind\":\"%s\",\"created_at\":\"%s\","
+        "\"n_rows\":%lld,\"x_dim\":%d,\"y_dim\":%d,\"bytes\":%zu,\"%s\":%lld%s%.*s}",
+        d.id, d.name, d.kind, t, (long long)d.n_rows, d.x_dim, d.y_dim, d.bytes,
+        classes ? "n_classes" : "n_tasks", (long long)d.n_items,
+        classes ? ",\"test_classes\":" : "", tc_len, tc_end ? tc : "[]");
+    reserve = NULL; // the reply's now
 done:
-    cJSON_Delete(body);
+    free(reserve);
     dataset_packed_free(&p);
     store_dataset_free(&d);
 }

@@ -32,9 +32,14 @@ static void reply_nomem(Req *r) {
 }
 
 // A JSON document stored by the service (config, metrics), or fallback when absent or
-// unreadable.
-static cJSON *stored_json(const char *text, cJSON *(*fallback)(void)) {
-    cJSON *doc = text ? cJSON_Parse(text) : NULL;
+// unreadable; NULL (and b->oom) when it could not be parsed for want of memory.
+static cJSON *stored_json(JsonBuild *b, const char *text, cJSON *(*fallback)(void)) {
+    int oom;
+    cJSON *doc = json_parse_stored(text, &oom);
+    if (oom) {
+        b->oom = 1;
+        return NULL;
+    }
     return doc ? doc : fallback();
 }
 
@@ -54,13 +59,13 @@ static cJSON *job_json(JsonBuild *b, const StoreJob *j, int with_config) {
     json_put(b, o, "started_at", json_time(j->started_at));
     json_put(b, o, "finished_at", json_time(j->finished_at));
     json_put(b, o, "cancel_requested", cJSON_CreateBool(j->cancel_requested != 0));
-    json_put(b, o, "metrics", stored_json(j->metrics, cJSON_CreateObject));
+    json_put(b, o, "metrics", stored_json(b, j->metrics, cJSON_CreateObject));
     cJSON *model = json_put(b, o, "model", cJSON_CreateObject());
     json_put(b, model, "name", cJSON_CreateString(j->name));
     json_put(b, model, "version",
              j->result_version > 0 ? cJSON_CreateNumber(j->result_version) : cJSON_CreateNull());
     json_put(b, o, "error", j->error[0] ? cJSON_CreateString(j->error) : cJSON_CreateNull());
-    if (with_config) json_put(b, o, "config", stored_json(j->config, cJSON_CreateNull));
+    if (with_config) json_put(b, o, "config", stored_json(b, j->config, cJSON_CreateNull));
     return o;
 }
 
@@ -124,10 +129,14 @@ static int dataset_fits(Req *r, Store *st, const TrainConfig *cfg) {
         ok = 1;
         if (classes) {
             // n_way <= training classes; test_classes are held out of meta-training
-            cJSON *meta = cJSON_Parse(d.meta ? d.meta : "{}");
+            int oom;
+            cJSON *meta = json_parse_stored(d.meta ? d.meta : "{}", &oom);
             const cJSON *tc = cJSON_GetObjectItemCaseSensitive(meta, "test_classes");
             int64_t train = d.n_items - (cJSON_IsArray(tc) ? cJSON_GetArraySize(tc) : 0);
-            if (meta && train < O) {
+            if (oom) {
+                reply_nomem(r);
+                ok = 0;
+            } else if (meta && train < O) {
                 reply_problem(r, 422, "validation",
                               "tasks.n_way: is %d but dataset %s has %lld training classes", O,
                               d.id, (long long)train);
@@ -150,6 +159,9 @@ void h_job_create(Req *r) {
     // syntax first (400 with the offset), so that the codec's parse never fails on syntax
     if (!req_json_syntax_ok(r)) return;
     MsStatus s = codec_config_parse(&cfg, r->body ? r->body : "", r->body_len, &err);
+    // the syntax is valid (checked above), so cJSON failed for want of memory
+    if (s == MS_ERR_INVALID && strncmp(err.msg, "body: invalid JSON", 18) == 0)
+        s = ms_fail(&err, MS_ERR_NOMEM, "out of memory parsing the body");
     if (s != MS_OK) {
         reply_status(r, s, &err);
         return;
@@ -168,10 +180,21 @@ void h_job_create(Req *r) {
         reply_status(r, s, &err);
         return;
     }
+    // once queued, the job must be answered 202 even out of memory (a 503 would invite a
+    // duplicate submission): the fallback reply's buffer is reserved before the write
+    const size_t cap = 512 + STORE_NAME_MAX;
+    char *reserve = malloc(cap);
+    if (!reserve) {
+        free(json);
+        reply_problem(r, 503, "unavailable", "out of memory");
+        return;
+    }
     char id[STORE_ID_MAX];
     s = store_job_create(st, json, cfg.name, cfg.iterations, r->app->cfg.max_queued_jobs, id, &err);
     free(json);
-    if (s == MS_ERR_BUSY) {
+    if (s != MS_OK) free(reserve);
+    // MS_ERR_BUSY is either the queue limit (429) or the database's write lock (503, below)
+    if (s == MS_ERR_BUSY && strncmp(err.msg, "job queue full", 14) == 0) {
         reply_problem(r, 429, "queue-full", "%s", err.msg);
         return;
     }
@@ -192,7 +215,18 @@ void h_job_create(Req *r) {
         j.total = cfg.iterations;
         j.created_at = store_now_ms();
     }
-    reply_job(r, 202, &j, 0);
+    JsonBuild b = {0};
+    cJSON *doc = job_json(&b, &j, 0);
+    if (b.oom) cJSON_Delete(doc), doc = NULL;
+    // the fallback is the job as accepted (what a GET returns until a worker claims it)
+    char t[32] = "";
+    json_time_text(t, j.created_at);
+    reply_json_committed(r, 202, doc, reserve, cap,
+                         "{\"id\":\"%s\",\"state\":\"queued\",\"iteration\":0,\"total\":%lld,"
+                         "\"created_at\":\"%s\",\"started_at\":null,\"finished_at\":null,"
+                         "\"cancel_requested\":false,\"metrics\":{},\"model\":{\"name\":\"%s\","
+                         "\"version\":null},\"error\":null}",
+                         id, (long long)j.total, t, j.name);
     store_job_free(&j);
 }
 

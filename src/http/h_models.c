@@ -32,7 +32,9 @@
 // Adds a stored JSON text as parsed JSON (null when it does not parse); 0 when an allocation
 // failed.
 static int add_parsed(cJSON *o, const char *key, const char *text) {
-    cJSON *v = text ? cJSON_ParseWithLength(text, strlen(text)) : NULL;
+    int oom;
+    cJSON *v = json_parse_stored(text, &oom);
+    if (oom) return 0;
     if (!v) v = cJSON_CreateNull();
     if (!v || !cJSON_AddItemToObject(o, key, v)) {
         cJSON_Delete(v);

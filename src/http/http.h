@@ -37,6 +37,8 @@ typedef struct App {
     const char *openapi; // the contract served at /openapi.yaml
     size_t openapi_len;
     int64_t started_ms;
+    // from cfg: how every connection opens the database
+    StoreOptions store_opts;
 } App;
 
 #define REQ_MAX_PARAMS 4
@@ -53,6 +55,7 @@ typedef struct Req {
     size_t body_len;
     size_t body_cap;
     int too_large;                      // the body passed max_body_bytes
+    int oom;                            // the body could not be buffered (out of memory)
     const char *params[REQ_MAX_PARAMS]; // path parameters, in pattern order (point into pbuf)
     char pbuf[1024];
     int n_params;
@@ -67,6 +70,7 @@ typedef struct Req {
     char location[256];   // Location header when non-empty
     char allow[64];       // Allow header when non-empty (405)
     char retry_after[16]; // Retry-After when non-empty (429, 503)
+    char problem[2048];   // a problem document's text (reply_problem; never allocates)
     int64_t t0_ns;        // arrival, for the access log and latency metrics
 } Req;
 
@@ -90,6 +94,14 @@ size_t routes_count(void);
 
 /** Replies with a JSON document (takes ownership of doc, deletes it). */
 void reply_json(Req *r, int status, cJSON *doc);
+/**
+ * reply_json for the reply to a write that is committed already, which must not be reported as
+ * failed: when doc is NULL (building it ran out of memory) or cannot be printed, the same
+ * document is printed by fmt into reserve, a buffer of cap bytes the handler allocated before
+ * committing, without allocating. Takes ownership of doc and reserve (either may be NULL).
+ */
+void reply_json_committed(Req *r, int status, cJSON *doc, char *reserve, size_t cap,
+                          const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /** Replies with raw bytes (copied) and a content type. */
 void reply_raw(Req *r, int status, const char *content_type, const char *data, size_t len);
 /** Replies 204 No Content. */
@@ -110,7 +122,7 @@ const char *problem_title(const char *slug);
  *  NULL. The caller deletes the document. */
 cJSON *req_json(Req *r);
 /** 1 when the body is syntactically valid JSON; else replies 400 with the byte offset of the
- *  first offending byte and returns 0. */
+ *  first offending byte (422 when a string holds a \u0000 escape) and returns 0. */
 int req_json_syntax_ok(Req *r);
 /** The value of a query parameter, or NULL. */
 const char *req_query(Req *r, const char *name);
@@ -143,9 +155,18 @@ int json_string(Req *r, const cJSON *obj, const char *key, size_t max, int requi
 float *json_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max_rows, int *rows,
                    int *cols_out);
 
-/** 1 when s[0..n) is one valid JSON value (RFC 8259, nesting up to 1000); else 0 with *off the
- *  offset of the first offending byte (n when the text ends too early). */
+/** 1 when s[0..n) is one valid JSON value (RFC 8259: UTF-8, nesting up to 1000, no lone UTF-16
+ *  surrogate escape, which cJSON refuses); else 0 with *off the offset of the first offending
+ *  byte (n when the text ends too early). */
 int json_syntax(const char *s, size_t n, size_t *off);
+/** The byte offset of the first \u0000 escape inside a string of the valid JSON text s[0..n), or
+ *  n when there is none (cJSON would silently end the string there). */
+size_t json_nul_escape(const char *s, size_t n);
+
+/** Parses a JSON text the service stored itself (a config, metrics, a dataset's meta). NULL
+ *  with *oom = 1 when the text is valid JSON that could not be parsed (out of memory); NULL
+ *  with *oom = 0 when text is NULL or not JSON (a damaged row: the caller's fallback applies). */
+cJSON *json_parse_stored(const char *text, int *oom);
 
 /** A reply under construction: a failed allocation sets oom, checked once before replying. */
 typedef struct {
@@ -161,6 +182,28 @@ int json_time_text(char out[32], int64_t ms);
 cJSON *json_time(int64_t ms);
 /** Adds json_time(ms) to o under key; 0 on allocation failure. */
 int json_add_time(cJSON *o, const char *key, int64_t ms);
+
+/* ---- request bodies, readable without a store or a model (the fuzz targets call these) ---- */
+
+/** The fields of an adapt body read before the model is looked up (h_adapt.c): only known
+ *  fields, each once, optional "steps", "lr" and "ttl_s" in range, "support" present (*sup
+ *  borrowed from body). Replies 422 and returns 0 otherwise. */
+int adapt_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr,
+                    long long *ttl_s, const cJSON **sup);
+/** The same for a model's predict body; *sup is NULL when there is no support set. */
+int predict_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr,
+                      const cJSON **sup);
+/** Reads a support set {"x": n x D, "y": n x target columns} for spec into new arrays (caller
+ *  frees *x and *y, also on failure). Replies 422 / 413 and returns 0 on error. */
+int adapt_read_support(Req *r, const cJSON *sup, const MlpSpec *spec, const AdaptLimits *lim,
+                       float **x, float **y, int *n);
+/** Reads body's "x" (rows x D for spec) and checks the prediction limits. Caller frees; NULL
+ *  after replying 422 / 413. */
+float *predict_read_x(Req *r, const cJSON *body, const MlpSpec *spec, int *rows);
+/** Validates and packs a dataset upload (h_datasets.c): takes ownership of body (deleted here).
+ *  name receives the dataset name (STORE_NAME_MAX bytes). Caller frees *p with
+ *  dataset_packed_free, also on failure. Replies 422 / 413 and returns 0 on error. */
+int dataset_upload_read(Req *r, cJSON *body, char *name, DatasetKind *kind, DatasetPacked *p);
 
 /* ---- metrics (metrics.c) ---- */
 

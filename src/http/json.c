@@ -105,7 +105,14 @@ float *json_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max
         reply_problem(r, 422, "validation", "%s[0]: must be a non-empty array of numbers", path);
         return NULL;
     }
-    float *m = malloc((size_t)n * (size_t)w * sizeof(float));
+    // The loop below stops at the first row of another shape, so only the rows before it need
+    // room: sizing by n x w instead would let a first row of w numbers followed by n empty rows
+    // (a few bytes each) ask for n x w floats.
+    int fit = 0;
+    for (const cJSON *row = first; row && cJSON_IsArray(row) && cJSON_GetArraySize(row) == w;
+         row = row->next)
+        fit++;
+    float *m = malloc((size_t)(fit > 0 ? fit : 1) * (size_t)w * sizeof(float));
     if (!m) {
         reply_problem(r, 503, "unavailable", "out of memory");
         return NULL;
@@ -183,6 +190,42 @@ static int number(Scan *c) {
     return 1;
 }
 
+// Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
+// nothing above U+10FFFF), or 0 when it is not one.
+static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF; // range of the second byte
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        n = 2;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        n = 3, lo = p[0] == 0xE0 ? 0xA0 : 0x80, hi = p[0] == 0xED ? 0x9F : 0xBF;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        n = 4, lo = p[0] == 0xF0 ? 0x90 : 0x80, hi = p[0] == 0xF4 ? 0x8F : 0xBF;
+    else
+        return 0;
+    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+    return n;
+}
+
+// The value of the 4 hex digits after *c->p (the 'u'), leaving c->p on the last; 0 with c->p at
+// the first byte that is not one.
+static int hex4(Scan *c, unsigned *code) {
+    *code = 0;
+    for (int i = 0; i < 4; i++) {
+        c->p++;
+        char h = c->p < c->end ? *c->p : '\0';
+        int v = h >= '0' && h <= '9'   ? h - '0'
+                : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                       : -1;
+        if (v < 0) return 0;
+        *code = *code * 16 + (unsigned)v;
+    }
+    return 1;
+}
+
 static int string(Scan *c) {
     c->p++; // opening quote
     while (c->p < c->end) {
@@ -192,16 +235,39 @@ static int string(Scan *c) {
             return 1;
         }
         if (ch < 0x20) return 0;
+        if (ch >= 0x80) {
+            // JSON text is UTF-8 (RFC 8259 §8.1): a stray or truncated byte is a syntax error
+            size_t k = utf8_len((const unsigned char *)c->p, (const unsigned char *)c->end);
+            if (!k) return 0;
+            c->p += k;
+            continue;
+        }
         if (ch == '\\') {
-            c->p++;
+            const char *esc = c->p++;
             if (c->p >= c->end) return 0;
             if (*c->p == 'u') {
-                for (int i = 0; i < 4; i++) {
-                    c->p++;
-                    if (c->p >= c->end || !strchr("0123456789abcdefABCDEF", *c->p)) return 0;
+                // a UTF-16 surrogate must be a high one followed by a low one: cJSON refuses a
+                // lone one, so the escape that starts it is the offending byte
+                unsigned code, low;
+                if (!hex4(c, &code)) return 0;
+                if (code >= 0xDC00 && code <= 0xDFFF) {
+                    c->p = esc;
+                    return 0;
                 }
-            } else if (!strchr("\"\\/bfnrt", *c->p)) {
-                return 0;
+                if (code >= 0xD800 && code <= 0xDBFF) {
+                    if (c->end - c->p < 3 || c->p[1] != '\\' || c->p[2] != 'u') {
+                        c->p = esc;
+                        return 0;
+                    }
+                    c->p += 2;
+                    if (!hex4(c, &low)) return 0;
+                    if (low < 0xDC00 || low > 0xDFFF) {
+                        c->p = esc;
+                        return 0;
+                    }
+                }
+            } else if (*c->p == '\0' || !strchr("\"\\/bfnrt", *c->p)) {
+                return 0; // (strchr alone would match a NUL byte: its set's terminator)
             }
         }
         c->p++;
@@ -286,6 +352,30 @@ int json_syntax(const char *s, size_t n, size_t *off) {
     }
     *off = (size_t)(c.p - s); // n when the text ends too early
     return 0;
+}
+
+size_t json_nul_escape(const char *s, size_t n) {
+    int in = 0; // inside a string
+    for (size_t i = 0; i < n; i++) {
+        if (!in) {
+            in = s[i] == '"';
+        } else if (s[i] == '"') {
+            in = 0;
+        } else if (s[i] == '\\') {
+            if (n - i >= 6 && memcmp(s + i + 1, "u0000", 5) == 0) return i;
+            i++; // the escaped character (of a \uXXXX, the rest is plain text)
+        }
+    }
+    return n;
+}
+
+cJSON *json_parse_stored(const char *text, int *oom) {
+    *oom = 0;
+    if (!text) return NULL;
+    size_t n = strlen(text), off;
+    cJSON *doc = cJSON_ParseWithLength(text, n);
+    if (!doc) *oom = json_syntax(text, n, &off);
+    return doc;
 }
 
 /* ---- building replies ---- */

@@ -13,6 +13,7 @@ typedef struct {
 
 static const ProblemType TYPES[] = {
     {"malformed-json", "Malformed JSON"},
+    {"bad-request", "Bad request"},
     {"unauthorized", "Missing or invalid credentials"},
     {"forbidden", "Insufficient role"},
     {"not-found", "Not found"},
@@ -26,6 +27,7 @@ static const ProblemType TYPES[] = {
     {"storage-full", "Storage full"},
     {"numeric", "Numeric failure"},
     {"internal", "Internal error"},
+    {"not-implemented", "Not implemented"},
 };
 
 const char *problem_title(const char *slug) {

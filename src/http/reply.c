@@ -16,14 +16,13 @@
 void reply_raw(Req *r, int status, const char *content_type, const char *data, size_t len) {
     free(r->reply);
     r->reply = malloc(len + 1);
-    if (r->reply) {
-        memcpy(r->reply, data, len);
-        r->reply[len] = '\0';
-        r->reply_len = len;
-    } else {
-        r->reply_len = 0;
-        status = 500;
+    if (!r->reply) {
+        reply_problem(r, 503, "unavailable", "out of memory copying the response");
+        return;
     }
+    memcpy(r->reply, data, len);
+    r->reply[len] = '\0';
+    r->reply_len = len;
     r->status = status;
     r->content_type = content_type;
 }
@@ -32,7 +31,31 @@ void reply_json(Req *r, int status, cJSON *doc) {
     char *s = doc ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
     if (!s) {
-        reply_problem(r, 500, "internal", "could not render the response");
+        // a NULL doc is a handler's failed cJSON_Create*, a NULL text a failed print: both OOM
+        reply_problem(r, 503, "unavailable", "out of memory rendering the response");
+        return;
+    }
+    free(r->reply);
+    r->reply = s;
+    r->reply_len = strlen(s);
+    r->status = status;
+    r->content_type = "application/json";
+}
+
+void reply_json_committed(Req *r, int status, cJSON *doc, char *reserve, size_t cap,
+                          const char *fmt, ...) {
+    char *s = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!s && reserve) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(reserve, cap, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < cap) s = reserve, reserve = NULL;
+    }
+    free(reserve);
+    if (!s) {
+        reply_problem(r, 503, "unavailable", "out of memory rendering the response");
         return;
     }
     free(r->reply);
@@ -50,26 +73,59 @@ void reply_empty(Req *r, int status) {
     r->content_type = NULL;
 }
 
+// Appends s to out at *n as a JSON string, escaped as cJSON escapes, taking at most max bytes
+// of out (max >= 8) and cutting s at a UTF-8 character boundary when it does not fit.
+static void put_json_string(char *out, size_t *n, const char *s, size_t max) {
+    size_t k = *n, end = *n + max - 1; // the closing quote goes at end at the latest
+    out[k++] = '"';
+    for (size_t i = 0; s[i]; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (k + 6 >= end) {
+            // no room: drop a partial UTF-8 sequence (bytes >= 0x80 are copied one for one)
+            while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80 && (unsigned char)s[i - 1] >= 0x80)
+                i--, k--;
+            break;
+        }
+        if (c == '"' || c == '\\') {
+            out[k++] = '\\';
+            out[k++] = (char)c;
+        } else if (c < 0x20) {
+            k += (size_t)sprintf(out + k, "\\u%04x", c);
+        } else {
+            out[k++] = (char)c;
+        }
+    }
+    out[k++] = '"';
+    out[k] = '\0';
+    *n = k;
+}
+
+// Problem documents are rendered into the request's own buffer, without allocating, so that
+// an out-of-memory error can always be reported.
 void reply_problem(Req *r, int status, const char *slug, const char *fmt, ...) {
     char detail[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    cJSON *d = cJSON_CreateObject();
-    char type[128];
-    snprintf(type, sizeof type, "https://metaserve.dev/problems/%s", slug);
-    cJSON_AddStringToObject(d, "type", type);
-    cJSON_AddStringToObject(d, "title", problem_title(slug));
-    cJSON_AddNumberToObject(d, "status", status);
-    cJSON_AddStringToObject(d, "detail", detail);
-    cJSON_AddStringToObject(d, "instance", r->url ? r->url : "");
-    cJSON_AddStringToObject(d, "request_id", r->id);
-    char *s = cJSON_PrintUnformatted(d);
-    cJSON_Delete(d);
+    // field budgets: 96 + 96 + 24 + 1040 + 12 + 600 + 14 + 2 * REQ_ID_MAX + 1 < sizeof problem
+    _Static_assert(sizeof r->problem >= 2048, "problem buffer budget");
+    char *d = r->problem;
+    size_t n = (size_t)snprintf(d, 96, "{\"type\":\"https://metaserve.dev/problems/%s\",", slug);
+    memcpy(d + n, "\"title\":", 8), n += 8;
+    put_json_string(d, &n, problem_title(slug), 80);
+    n += (size_t)snprintf(d + n, 24, ",\"status\":%d,", status);
+    memcpy(d + n, "\"detail\":", 9), n += 9;
+    put_json_string(d, &n, detail, 1024);
+    memcpy(d + n, ",\"instance\":", 12), n += 12;
+    put_json_string(d, &n, r->url ? r->url : "", 600);
+    memcpy(d + n, ",\"request_id\":", 14), n += 14;
+    put_json_string(d, &n, r->id, 2 * REQ_ID_MAX);
+    d[n++] = '}';
+    d[n] = '\0';
     free(r->reply);
-    r->reply = s;
-    r->reply_len = s ? strlen(s) : 0;
+    r->reply = NULL;
+    r->reply_len = n;
     r->status = status;
     r->content_type = "application/problem+json";
     if ((status == 503 || status == 429) && !r->retry_after[0])
@@ -89,7 +145,16 @@ void reply_status(Req *r, MsStatus st, const MsError *err) {
 int req_json_syntax_ok(Req *r) {
     const char *b = r->body ? r->body : "";
     size_t off;
-    if (json_syntax(b, r->body_len, &off)) return 1;
+    if (json_syntax(b, r->body_len, &off)) {
+        // valid JSON, but cJSON would cut the string short at the NUL ("x\u0000y" read as "x"):
+        // no field takes a NUL, so refuse it rather than act on a different text
+        if ((off = json_nul_escape(b, r->body_len)) == r->body_len) return 1;
+        reply_problem(r, 422, "validation",
+                      "body: the string at byte offset %zu holds \\u0000 (NUL), which no field "
+                      "accepts",
+                      off);
+        return 0;
+    }
     if (off >= r->body_len)
         reply_problem(r, 400, "malformed-json", "body: JSON ends early at byte offset %zu", off);
     else
@@ -102,7 +167,8 @@ cJSON *req_json(Req *r) {
     // (not thread-safe), so with valid syntax its failure path is never taken.
     if (!req_json_syntax_ok(r)) return NULL;
     cJSON *doc = cJSON_ParseWithLengthOpts(r->body, r->body_len, NULL, 0);
-    if (!doc) reply_problem(r, 400, "malformed-json", "body: JSON nested too deeply");
+    // json_syntax enforces cJSON's nesting limit (1000), so a valid text fails only for memory
+    if (!doc) reply_problem(r, 503, "unavailable", "out of memory parsing the body");
     return doc;
 }
 
@@ -148,7 +214,7 @@ Store *req_store(Req *r) {
     Store *s = pthread_getspecific(store_key);
     if (!s) {
         MsError err = {0};
-        if (store_open(&s, r->app->cfg.db, &err) != MS_OK) {
+        if (store_open_opts(&s, r->app->cfg.db, &r->app->store_opts, &err) != MS_OK) {
             reply_problem(r, 503, "unavailable", "database unavailable: %s", err.msg);
             return NULL;
         }

@@ -68,6 +68,32 @@ static void make_id(char *out) {
 
 /* ---- routing ---- */
 
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// Decodes the %HH escapes of the path and of query arguments in place, except %00: an encoded
+// NUL stays the three characters "%00", so it can never cut a path or a parameter short
+// ("/v1/models/a%00b" must not name model "a"); what is left names nothing valid (404 / 422).
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+    (void)cls, (void)c;
+    char *w = s;
+    for (const char *p = s; *p; p++) {
+        int hi = *p == '%' ? hexval(p[1]) : -1, lo = hi >= 0 ? hexval(p[2]) : -1;
+        if (lo >= 0 && (hi | lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 // Matches url against pattern, filling r's path parameters; 1 on a match.
 static int match(Req *r, const char *pattern, const char *url) {
     const char *p = pattern, *u = url;
@@ -150,8 +176,11 @@ static int authorize(Req *r, const Route *rt) {
     }
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
     r->role = ROLE_NONE;
-    if (h && strncasecmp(h, "Bearer ", 7) == 0 && strlen(h + 7) < 128)
-        r->role = authenticate(c, h + 7);
+    // "Bearer" 1*SP token (RFC 6750 §2.1): any run of spaces separates the scheme from the key
+    const char *presented = h && strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
+    while (presented && *presented == ' ')
+        presented++;
+    if (presented && strlen(presented) < 128) r->role = authenticate(c, presented);
     if (rt->role == ROLE_NONE) return 1;
     if (r->role == ROLE_NONE) {
         reply_problem(r, 401, "unauthorized",
@@ -167,13 +196,67 @@ static int authorize(Req *r, const Route *rt) {
     return 1;
 }
 
-static int json_content_type(Req *r) {
+// NULL when the Content-Type is application/json, else the detail of the 415. Parameters are
+// allowed, but a charset only when it is utf-8: JSON exchanged between systems is UTF-8 (RFC 8259
+// §8.1), so a body declared latin1 is not one we can read as sent.
+static const char *json_content_type(Req *r) {
     const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
-    if (!ct) return 0;
+    if (!ct) return "Content-Type: must be application/json";
     size_t n = strcspn(ct, ";");
     while (n > 0 && ct[n - 1] == ' ')
         n--;
-    return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
+    if (n != 16 || strncasecmp(ct, "application/json", 16) != 0)
+        return "Content-Type: must be application/json";
+    for (const char *p = strchr(ct, ';'); p; p = strchr(p + 1, ';')) {
+        const char *v = p + 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (strncasecmp(v, "charset=", 8) != 0) continue;
+        v += 8;
+        size_t vn = *v == '"' ? strcspn(++v, "\"") : strcspn(v, "; \t");
+        if (vn != 5 || strncasecmp(v, "utf-8", 5) != 0)
+            return "Content-Type: charset must be utf-8 (JSON is UTF-8)";
+    }
+    return NULL;
+}
+
+// Framing headers seen on a request: Content-Length values (the first kept) and
+// Transfer-Encoding (chunked, or a coding libmicrohttpd cannot decode).
+typedef struct {
+    int n_length, lengths_differ, chunked, other_coding;
+    const char *length;
+} Framing;
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value) {
+    (void)kind;
+    Framing *f = cls;
+    if (strcasecmp(key, "Content-Length") == 0) {
+        if (f->n_length++ == 0)
+            f->length = value ? value : "";
+        else if (strcmp(f->length, value ? value : "") != 0)
+            f->lengths_differ = 1;
+    } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        f->chunked = 1;
+        f->other_coding |= !value || strcasecmp(value, "chunked") != 0;
+    }
+    return MHD_YES;
+}
+
+// NULL when the body's length is unambiguous, else the detail of a 400 (*status) or, for a
+// transfer coding other than chunked, of a 501 (RFC 9112 §6.1; the body could not be read).
+// Two different Content-Lengths, or one beside Transfer-Encoding, are how requests are smuggled
+// past a proxy that reads the other one (RFC 9112 §6.3). Either way the connection is closed
+// after the reply.
+static const char *framing_problem(struct MHD_Connection *conn, int *status) {
+    Framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &f);
+    *status = 400;
+    if (f.lengths_differ) return "Content-Length: given more than once with different values";
+    if (f.n_length && f.chunked) return "Content-Length: not allowed with Transfer-Encoding";
+    *status = 501;
+    if (f.other_coding) return "Transfer-Encoding: only chunked is supported";
+    return NULL;
 }
 
 static void dispatch(Req *r) {
@@ -186,8 +269,13 @@ static void dispatch(Req *r) {
                       r->app->cfg.max_body_bytes);
         return;
     }
-    if (rt->json_body && !json_content_type(r)) {
-        reply_problem(r, 415, "unsupported-media-type", "Content-Type: must be application/json");
+    if (r->oom) {
+        reply_problem(r, 503, "unavailable", "out of memory buffering the request body");
+        return;
+    }
+    const char *why = rt->json_body ? json_content_type(r) : NULL;
+    if (why) {
+        reply_problem(r, 415, "unsupported-media-type", "%s", why);
         return;
     }
     rt->handler(r);
@@ -201,6 +289,9 @@ static enum MHD_Result send_reply(Req *r) {
     if (r->reply && r->reply_len) {
         resp = MHD_create_response_from_buffer(r->reply_len, r->reply, MHD_RESPMEM_MUST_FREE);
         r->reply = NULL; // now the response's
+    } else if (r->reply_len) {
+        // a problem document, in the request's own buffer (reply_problem)
+        resp = MHD_create_response_from_buffer(r->reply_len, r->problem, MHD_RESPMEM_MUST_COPY);
     } else {
         resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     }
@@ -211,8 +302,32 @@ static enum MHD_Result send_reply(Req *r) {
     if (r->allow[0] && r->status == 405) MHD_add_response_header(resp, "Allow", r->allow);
     if (r->retry_after[0]) MHD_add_response_header(resp, "Retry-After", r->retry_after);
     if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
-    if (r->status == 413) MHD_add_response_header(resp, "Connection", "close");
+    // after a 413, or a 400 / 501 before routing (framing), the rest of what the client sends
+    // cannot be trusted to start a new request
+    if (r->status == 413 || ((r->status == 400 || r->status == 501) && !r->route))
+        MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ok;
+}
+
+// The reply when not even the request's context can be allocated: a problem document built on
+// the stack (libmicrohttpd copies it), answered before the body is read.
+static enum MHD_Result reply_nomem_early(struct MHD_Connection *conn) {
+    char id[REQ_ID_MAX], doc[320];
+    make_id(id);
+    int n = snprintf(doc, sizeof doc,
+                     "{\"type\":\"https://metaserve.dev/problems/unavailable\","
+                     "\"title\":\"%s\",\"status\":503,\"detail\":\"out of memory accepting "
+                     "the request\",\"instance\":\"\",\"request_id\":\"%s\"}",
+                     problem_title("unavailable"), id);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer((size_t)n, doc, MHD_RESPMEM_MUST_COPY);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/problem+json");
+    MHD_add_response_header(resp, "X-Request-ID", id);
+    MHD_add_response_header(resp, "Retry-After", "1");
+    enum MHD_Result ok = MHD_queue_response(conn, 503, resp);
     MHD_destroy_response(resp);
     return ok;
 }
@@ -264,7 +379,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     Req *r = *con_cls;
     if (!r) {
         r = calloc(1, sizeof *r);
-        if (!r) return MHD_NO;
+        if (!r) return reply_nomem_early(conn);
         r->app = app;
         r->conn = conn;
         r->method = method;
@@ -276,6 +391,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         else
             make_id(r->id);
         *con_cls = r;
+        int bad_status;
+        const char *bad = framing_problem(conn, &bad_status);
+        if (bad) {
+            reply_problem(r, bad_status, bad_status == 400 ? "bad-request" : "not-implemented",
+                          "%s", bad);
+            return send_reply(r);
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl) {
             char *end;
@@ -293,7 +415,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (r->too_large) return MHD_YES;
+        if (r->too_large || r->oom || r->status) return MHD_YES; // refused early: discard
         if (r->body_len + n > app->cfg.max_body_bytes) {
             r->too_large = 1; // chunked or lying Content-Length: keep reading, then 413
             free(r->body);
@@ -307,7 +429,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 cap *= 2;
             if (cap > app->cfg.max_body_bytes + 1) cap = app->cfg.max_body_bytes + 1;
             char *b = realloc(r->body, cap);
-            if (!b) return MHD_NO;
+            if (!b) {
+                // keep reading (and dropping) the body, then answer 503 (dispatch)
+                r->oom = 1;
+                free(r->body);
+                r->body = NULL;
+                r->body_len = r->body_cap = 0;
+                return MHD_YES;
+            }
             r->body = b;
             r->body_cap = cap;
         }
@@ -328,6 +457,8 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     Server *s = calloc(1, sizeof *s);
     if (!s) return ms_fail(err, MS_ERR_NOMEM, "out of memory");
     s->app.cfg = *c;
+    s->app.store_opts.read_only = c->db_read_only;
+    s->app.store_opts.max_pages = c->db_max_pages;
     s->app.openapi = METASERVE_OPENAPI;
     s->app.openapi_len = METASERVE_OPENAPI_LEN;
     s->app.started_ms = store_now_ms();
@@ -335,7 +466,7 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     MsStatus st = MS_OK;
     // open and migrate the database once before anything else touches it
     Store *db = NULL;
-    if ((st = store_open(&db, c->db, err)) != MS_OK) goto fail;
+    if ((st = store_open_opts(&db, c->db, &s->app.store_opts, err)) != MS_OK) goto fail;
     store_close(db);
     if (!(s->app.metrics = metrics_create())) {
         st = ms_fail(err, MS_ERR_NOMEM, "out of memory");
@@ -346,11 +477,15 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     JobPoolConfig jc;
     jobpool_config_defaults(&jc);
     jc.db_path = s->app.cfg.db;
+    jc.store_opts = &s->app.store_opts;
     jc.workers = c->workers;
     jc.checkpoint_every = c->checkpoint_every;
     jc.checkpoint_seconds = c->checkpoint_seconds;
+    jc.adaptation_sweep_seconds = c->adapt_sweep_s;
     jc.parse_config = codec_config_parse;
-    if (c->workers > 0 && (st = jobpool_start(&s->app.jobs, &jc, err))) goto fail;
+    // a read-only database can queue nothing and finish nothing: no workers (jobs are 503)
+    if (c->workers > 0 && !c->db_read_only && (st = jobpool_start(&s->app.jobs, &jc, err)))
+        goto fail;
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
@@ -365,7 +500,7 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
         (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->http_threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)c->conn_limit, MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s->app,
-        MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (!s->daemon) {
         st = ms_fail(err, MS_ERR_IO, "cannot listen on %s:%d (in use, or not permitted)", c->listen,
                      c->port);

@@ -279,7 +279,7 @@ static void *worker_main(void *arg) {
     JobPool *p = w->pool;
     Store *st = NULL;
     MsError err = {0};
-    while (store_open(&st, p->cfg.db_path, &err) != MS_OK) {
+    while (store_open_opts(&st, p->cfg.db_path, p->cfg.store_opts, &err) != MS_OK) {
         // the file may be briefly locked by a migration in another thread; retry until stopped
         pthread_mutex_lock(&p->mu);
         if (p->stopping) {
@@ -319,7 +319,7 @@ static void *worker_main(void *arg) {
 static void *sweeper_main(void *arg) {
     JobPool *p = arg;
     Store *st = NULL;
-    if (store_open(&st, p->cfg.db_path, NULL) != MS_OK) return NULL;
+    if (store_open_opts(&st, p->cfg.db_path, p->cfg.store_opts, NULL) != MS_OK) return NULL;
     pthread_mutex_lock(&p->mu);
     while (!p->stopping) {
         pthread_mutex_unlock(&p->mu);
@@ -329,6 +329,8 @@ static void *sweeper_main(void *arg) {
             p->stats.adaptations_expired += n;
             pthread_mutex_unlock(&p->mu);
         }
+        // keeps the WAL bounded under steady traffic; a busy attempt is retried next sweep
+        store_wal_truncate(st, 200, NULL);
         pthread_mutex_lock(&p->mu);
         if (!p->stopping) timed_wait(p, p->cfg.adaptation_sweep_seconds);
     }
@@ -348,7 +350,7 @@ MsStatus jobpool_start(JobPool **out, const JobPoolConfig *cfg, MsError *err) {
         return ms_fail(err, MS_ERR_INVALID, "jobs: a checkpoint or progress setting is negative");
     // Jobs left running by a previous process resume from their checkpoints.
     Store *st = NULL;
-    MsStatus s = store_open(&st, cfg->db_path, err);
+    MsStatus s = store_open_opts(&st, cfg->db_path, cfg->store_opts, err);
     int n = 0;
     if (s == MS_OK) s = store_job_requeue_running(st, &n, err);
     store_close(st);

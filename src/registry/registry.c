@@ -110,6 +110,16 @@ static MsStatus load(Registry *r, Store *st, const char *name, int version, Regi
     snprintf(m->name, sizeof m->name, "%s", sm.name);
     m->version = sm.version;
     s = r->parse(&m->cfg, sm.config, strlen(sm.config), err);
+    if (s == MS_ERR_INVALID) {
+        // the config was printed by the codec when the job was queued; cJSON's failure does not
+        // tell running out of memory from a damaged file, so the message names both
+        char why[160];
+        snprintf(why, sizeof why, "%.150s", err ? err->msg : "");
+        s = ms_fail(err, MS_ERR_DB,
+                    "model %s@%d: its stored config could not be read (out of memory, or the "
+                    "file is damaged): %s",
+                    name, version, why);
+    }
     if (s == MS_OK)
         s = mlp_spec_init(&m->spec, m->cfg.sizes, m->cfg.n_sizes, m->cfg.act, m->cfg.head, err);
     if (s == MS_OK && m->spec.P != sm.n_params)
@@ -295,12 +305,17 @@ static MsStatus check_request(const RegistryModel *m, const AdaptRequest *q, con
     return MS_OK;
 }
 
+MsStatus registry_adapt_check(const RegistryModel *m, const AdaptRequest *q, const AdaptLimits *lim,
+                              MsError *err) {
+    return check_request(m, q, lim, q->steps < 0 ? m->cfg.inner_steps : q->steps, err);
+}
+
 MsStatus registry_adapt_params(const RegistryModel *m, const AdaptRequest *q,
                                const AdaptLimits *lim, float *out_theta, double *loss_before,
                                double *loss_after, MsError *err) {
     const MlpSpec *s = &m->spec;
     const int steps = q->steps < 0 ? m->cfg.inner_steps : q->steps;
-    MsStatus st = check_request(m, q, lim, steps, err);
+    MsStatus st = registry_adapt_check(m, q, lim, err);
     if (st != MS_OK) return st;
     const double alpha = q->lr > 0 ? q->lr : m->cfg.inner_lr;
     MlpWork w;

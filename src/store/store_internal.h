@@ -18,7 +18,9 @@
 #include "metaserve/store/store.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000 // how long a writer waits for the write lock before MS_ERR_BUSY
-#define STORE_STMT_CACHE      96   // distinct SQL texts in the backend (about 50; asserted)
+// PRAGMA journal_size_limit: a WAL restarted from its start is cut back to this size (64 MiB)
+#define STORE_WAL_LIMIT_BYTES "67108864"
+#define STORE_STMT_CACHE      96 // distinct SQL texts in the backend (about 50; asserted)
 
 struct Store {
     sqlite3 *db;

@@ -262,7 +262,8 @@ static MsStatus set_pragmas(Store *s, MsError *err) {
     // jobs and models fit in it many times over.
     rc = sqlite3_exec(s->db,
                       "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-                      " PRAGMA cache_size = -2000; PRAGMA mmap_size = 0;",
+                      " PRAGMA cache_size = -2000; PRAGMA mmap_size = 0;"
+                      " PRAGMA journal_size_limit = " STORE_WAL_LIMIT_BYTES ";",
                       NULL, NULL, NULL);
     if (rc != SQLITE_OK) st = store_sqlite_fail(s, rc, "setting pragmas", err);
 done:
@@ -270,18 +271,32 @@ done:
     return st;
 }
 
-MsStatus store_open_at(Store **out, const char *path, int target, MsError *err) {
+static MsStatus open_with(Store **out, const char *path, int target, const StoreOptions *opt,
+                          MsError *err) {
     MS_ASSERT(out && path);
     MS_ASSERT(target >= 0 && target <= STORE_SCHEMA_VERSION);
+    const StoreOptions none = {0};
+    if (!opt) opt = &none;
+    MS_ASSERT(opt->max_pages >= 0);
     *out = NULL;
     MsStatus st = MS_OK;
     Store *s = calloc(1, sizeof *s);
     if (!s) return ms_fail(err, MS_ERR_NOMEM, "cannot allocate a store");
-    int rc = sqlite3_open_v2(
-        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int flags = opt->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        st = ms_fail(err, MS_ERR_DB, "cannot open database %s: %s", path,
+        st = ms_fail(err, MS_ERR_DB, "cannot open database %s%s: %s", path,
+                     opt->read_only ? " read-only" : "",
                      s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        goto done;
+    }
+    // SQLite silently falls back to read-only when the file cannot be written; every write
+    // would then fail later. Say so now, naming the cause.
+    if (!opt->read_only && sqlite3_db_readonly(s->db, "main") == 1) {
+        st = ms_fail(err, MS_ERR_DB,
+                     "database %s is read-only to this process (file or directory permissions, "
+                     "or a read-only mount); open it read-only to serve it without writes",
+                     path);
         goto done;
     }
     sqlite3_extended_result_codes(s->db, 1);
@@ -293,7 +308,23 @@ MsStatus store_open_at(Store **out, const char *path, int target, MsError *err) 
         st = refuse_newer(v, err);
         goto done;
     }
+    if (opt->read_only && v != target) {
+        st = ms_fail(err, MS_ERR_DB,
+                     "database %s is at schema version %d, not %d: a read-only database must "
+                     "be migrated by a writable start first",
+                     path, v, target);
+        goto done;
+    }
     if ((st = set_pragmas(s, err)) != MS_OK) goto done;
+    if (opt->max_pages > 0) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", (long long)opt->max_pages);
+        rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            st = store_sqlite_fail(s, rc, "setting max_page_count", err);
+            goto done;
+        }
+    }
     st = migrate(s, target, err);
 done:
     if (st != MS_OK) {
@@ -304,19 +335,48 @@ done:
     return MS_OK;
 }
 
-MsStatus store_open(Store **out, const char *path, MsError *err) {
-    return store_open_at(out, path, STORE_SCHEMA_VERSION, err);
+MsStatus store_open_at(Store **out, const char *path, int target, MsError *err) {
+    return open_with(out, path, target, NULL, err);
 }
 
-// No explicit wal_checkpoint(TRUNCATE): SQLite already checkpoints and removes the WAL when the
-// last connection to the file closes, and a TRUNCATE checkpoint run while other connections are
-// still reading would wait on them for the whole busy timeout.
+MsStatus store_open_opts(Store **out, const char *path, const StoreOptions *opt, MsError *err) {
+    return open_with(out, path, STORE_SCHEMA_VERSION, opt, err);
+}
+
+MsStatus store_open(Store **out, const char *path, MsError *err) {
+    return open_with(out, path, STORE_SCHEMA_VERSION, NULL, err);
+}
+
+// No explicit wal_checkpoint(TRUNCATE) here: SQLite already checkpoints and removes the WAL when
+// the last connection to the file closes, and a TRUNCATE checkpoint run while other connections
+// are still reading would wait on them for the whole busy timeout (see store_wal_truncate).
 void store_close(Store *s) {
     if (!s) return;
     for (int i = 0; i < s->n_stmts; i++)
         sqlite3_finalize(s->stmts[i].st);
     sqlite3_close_v2(s->db);
     free(s);
+}
+
+// SQLite's automatic checkpoints copy the WAL back into the file but restart the WAL from its
+// start only at a moment when no reader is using it. Under steady traffic some reader always is,
+// so the WAL grows without bound (0.75 GB after five minutes of the load test). A TRUNCATE
+// checkpoint waits for the readers of the old WAL to finish (new readers read the file), then
+// empties it. It holds the write lock while it waits, so it waits at most wait_ms, not the 5 s
+// busy timeout: a request holding a long read (a large dataset streamed out) makes it give up
+// (MS_ERR_BUSY) and the next call tries again. It also holds the write lock while it copies
+// frames and syncs the file, so a PASSIVE checkpoint (which takes no write lock) first copies
+// and syncs what it can, leaving the TRUNCATE only the frames written in between.
+MsStatus store_wal_truncate(Store *s, int wait_ms, MsError *err) {
+    sqlite3_wal_checkpoint_v2(s->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    sqlite3_busy_timeout(s->db, wait_ms);
+    int rc = sqlite3_wal_checkpoint_v2(s->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+    if (rc == SQLITE_OK) return MS_OK;
+    if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+        return ms_fail(err, MS_ERR_BUSY, "WAL checkpoint: readers still active after %d ms",
+                       wait_ms);
+    return store_sqlite_fail(s, rc, "checkpointing the WAL", err);
 }
 
 sqlite3 *store_sqlite_db(Store *s) {

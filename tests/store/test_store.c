@@ -1522,6 +1522,64 @@ START_TEST(adaptations_round_trip_and_expire) {
 }
 END_TEST
 
+// The sweep deletes in batches of 256 rows, each its own transaction: 600 expired rows take
+// three batches (256 + 256 + 88), and rows that have not expired stay.
+START_TEST(a_sweep_of_several_batches_removes_every_expired_row_and_no_live_one) {
+    put_model("base", 6, 1);
+    int64_t now = store_now_ms();
+    StoreAdaptation a = {0};
+    snprintf(a.model, sizeof a.model, "base");
+    a.version = 1;
+    a.n_params = 6;
+    a.params = random_floats(6, 3);
+    char live[5][STORE_ID_MAX];
+    for (int i = 0; i < 605; i++) {
+        a.expires_at = i < 600 ? now - 1 - i : now + 3600000;
+        OK(store_adaptation_put(g_st, &a, &e_));
+        if (i >= 600) snprintf(live[i - 600], sizeof live[0], "%s", a.id);
+    }
+    int n = -1;
+    OK(store_adaptation_expire(g_st, store_now_ms(), &n, &e_));
+    ck_assert_int_eq(n, 600);
+    ck_assert_int_eq(raw_int(store_sqlite_db(g_st), "SELECT count(*) FROM adaptations"), 5);
+    StoreAdaptation g;
+    for (int i = 0; i < 5; i++) {
+        OK(store_adaptation_get(g_st, live[i], &g, &e_));
+        store_adaptation_free(&g);
+    }
+    free(a.params);
+}
+END_TEST
+
+// A reader holding a snapshot of the old WAL makes the truncating checkpoint give up after its
+// wait (busy, nothing lost); once the reader is done the WAL is emptied to 0 bytes.
+START_TEST(the_wal_is_truncated_once_no_reader_holds_it) {
+    char wal[600];
+    snprintf(wal, sizeof wal, "%s-wal", g_path);
+    char id[STORE_ID_MAX];
+    for (int i = 0; i < 50; i++)
+        OK(store_job_create(g_st, "{}", "w", 1, 0, id, &e_));
+    struct stat sb;
+    ck_assert_int_eq(stat(wal, &sb), 0);
+    ck_assert_int_gt(sb.st_size, 0);
+    sqlite3 *reader = raw_open(g_path);
+    raw_exec(reader, "BEGIN");
+    ck_assert_int_eq(raw_int(reader, "SELECT count(*) FROM jobs"), 50);
+    OK(store_job_create(g_st, "{}", "w", 1, 0, id, &e_)); // a frame the reader does not see
+    MsError e = {0};
+    expect(store_wal_truncate(g_st, 50, &e), &e, MS_ERR_BUSY, "readers");
+    ck_assert_int_eq(raw_int(reader, "SELECT count(*) FROM jobs"), 50); // its snapshot holds
+    raw_exec(reader, "COMMIT");
+    sqlite3_close(reader);
+    OK(store_wal_truncate(g_st, 50, &e_));
+    ck_assert_int_eq(stat(wal, &sb), 0);
+    ck_assert_int_eq(sb.st_size, 0);
+    int64_t counts[5];
+    OK(store_job_counts(g_st, counts, &e_));
+    ck_assert_int_eq(counts[0] + counts[1] + counts[2] + counts[3] + counts[4], 51);
+}
+END_TEST
+
 /* ---- failures of the database ---- */
 
 START_TEST(a_held_write_lock_gives_busy_after_the_timeout) {
@@ -1849,6 +1907,8 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, a_damaged_dataset_array_is_reported_as_corrupt_and_nothing_is_returned);
     tcase_add_test(tc, a_dataset_write_that_fails_leaves_no_row);
     tcase_add_test(tc, adaptations_round_trip_and_expire);
+    tcase_add_test(tc, a_sweep_of_several_batches_removes_every_expired_row_and_no_live_one);
+    tcase_add_test(tc, the_wal_is_truncated_once_no_reader_holds_it);
     tcase_add_test(tc, a_held_write_lock_gives_busy_after_the_timeout);
     tcase_add_test(tc, disk_full_and_read_only_are_reported_as_such);
     tcase_add_test(tc, closing_the_last_connection_folds_the_wal_and_integrity_check_finds_damage);

@@ -26,6 +26,8 @@ typedef struct {
     char listen[64];           // METASERVE_LISTEN, --listen: address (default 0.0.0.0)
     int port;                  // METASERVE_PORT, --port (default 8080; 0: ephemeral)
     char db[512];              // METASERVE_DB, --db: SQLite path (default metaserve.db)
+    int db_read_only;          // METASERVE_DB_READONLY: 1 serves the file read-only (default 0)
+    int64_t db_max_pages;      // METASERVE_DB_MAX_PAGES: file size cap in 4 KiB pages (0: none)
     int workers;               // METASERVE_WORKERS, --workers: training threads (default 1)
     int http_threads;          // METASERVE_HTTP_THREADS, --http-threads (default: cores)
     size_t max_body_bytes;     // METASERVE_MAX_BODY_BYTES, --max-body-bytes (default 64 MiB)
@@ -35,6 +37,7 @@ typedef struct {
     int cache_models;          // METASERVE_CACHE_MODELS: versions kept in memory (default 64)
     double checkpoint_seconds; // METASERVE_CHECKPOINT_S (default 10)
     int64_t checkpoint_every;  // METASERVE_CHECKPOINT_EVERY: iterations (default 1000)
+    double adapt_sweep_s;      // METASERVE_ADAPT_SWEEP_S: expired-adaptation sweep (default 10)
     int n_keys;                // METASERVE_API_KEYS "role:key,..." and/or METASERVE_API_KEYS_FILE
     struct {
         int role; // 1 client, 2 admin

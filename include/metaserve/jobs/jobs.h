@@ -28,6 +28,7 @@
 
 #include "metaserve/core/status.h"
 #include "metaserve/meta/train.h"
+#include "metaserve/store/store.h"
 
 /** Parses a job's stored config JSON into c (the HTTP layer's codec; injected so that jobs/ does
  *  not depend on the JSON library). */
@@ -35,6 +36,7 @@ typedef MsStatus (*JobConfigParser)(TrainConfig *c, const char *json, size_t len
 
 typedef struct {
     const char *db_path;             // borrowed for the pool's lifetime
+    const StoreOptions *store_opts;  // how connections are opened (NULL: defaults); borrowed
     int workers;                     // training threads, 1..64
     int64_t checkpoint_every;        // iterations between checkpoints; 0: by time only
     double checkpoint_seconds;       // seconds between checkpoints; 0: by count only

@@ -80,6 +80,14 @@ typedef struct {
 } AdaptRequest;
 
 /**
+ * The checks registry_adapt_params makes before adapting (support rows, steps, work, lr, ttl,
+ * finite values, class indices in range), without adapting. MS_ERR_INVALID naming the field,
+ * MS_ERR_TOO_LARGE for a limit.
+ */
+MsStatus registry_adapt_check(const RegistryModel *m, const AdaptRequest *req,
+                              const AdaptLimits *lim, MsError *err);
+
+/**
  * Checks req against m (x width, label range, finite values) and the limits, adapts a private
  * copy of m->theta, and writes the adapted parameters to out_theta (m->spec.P floats).
  * MS_ERR_INVALID naming the field ("support.x[3][0]: ...", "steps: ..."), MS_ERR_TOO_LARGE for a

@@ -38,6 +38,18 @@ typedef struct Store Store;
 /** Opens (creating if absent) and migrates the database at path; refuses, with MS_ERR_DB and a
  *  clear message, a file whose schema is newer than STORE_SCHEMA_VERSION. Caller closes. */
 MsStatus store_open(Store **out, const char *path, MsError *err);
+/** How a connection is opened; a zeroed struct (or NULL) gives the defaults. */
+typedef struct {
+    int read_only;     // 1: open read-only (the file must exist at the current schema version);
+                       // every write then fails with MS_ERR_DB "database is read-only"
+    int64_t max_pages; // PRAGMA max_page_count, a cap on the file's size in pages (4 KiB each);
+                       // a write past it fails with MS_ERR_DB "disk full"; 0: no cap of ours
+} StoreOptions;
+
+/** store_open with options (opt may be NULL). Without read_only, a file the process cannot write
+ *  (permissions, read-only mount) is refused with MS_ERR_DB naming the cause, rather than opened
+ *  read-only behind the caller's back. */
+MsStatus store_open_opts(Store **out, const char *path, const StoreOptions *opt, MsError *err);
 /** Closes the connection (checkpointing the WAL when it is the last one). Accepts NULL. */
 void store_close(Store *s);
 /** PRAGMA user_version of the open file (-1 when it cannot be read). */
@@ -273,5 +285,9 @@ MsStatus store_adaptation_get(Store *s, const char *id, StoreAdaptation *out, Ms
 MsStatus store_adaptation_delete(Store *s, const char *id, MsError *err);
 /** Deletes every adaptation with expires_at <= now_ms; *n receives how many. */
 MsStatus store_adaptation_expire(Store *s, int64_t now_ms, int *n, MsError *err);
+/** Checkpoints the WAL into the file and empties it, waiting at most wait_ms for readers of the
+ *  old WAL to finish (writers wait meanwhile); MS_ERR_BUSY when they did not. The adaptation
+ *  sweeper calls it, so the WAL stays bounded under steady traffic. */
+MsStatus store_wal_truncate(Store *s, int wait_ms, MsError *err);
 
 #endif
