@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 (bookworm) packages metaserve needs to build, test and run: the C
-# toolchain and CMake, OpenBLAS, cJSON, libmicrohttpd, SQLite, Check (unit tests) and libcurl
-# (HTTP tests). Meant for a fresh machine, as root or through sudo.
+# toolchain and CMake, OpenBLAS, cJSON, libmicrohttpd, SQLite, Check (unit tests), libcurl
+# (HTTP tests), nginx (gateway test) and clang with its libFuzzer runtime (fuzz targets).
+# Meant for a fresh machine, as root or through sudo.
 #
 # Idempotent: when every package is already installed it changes nothing and needs neither root
 # nor the network. Set METASERVE_DEPS_FORCE=1 to run apt-get update and install anyway.
@@ -21,6 +22,8 @@ PACKAGES=(
     nginx
     ca-certificates
     git
+    clang
+    libclang-rt-14-dev
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

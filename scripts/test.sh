@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The test entry point: installs dependencies, builds, and runs the CTest suites.
+# The test entry point: installs dependencies, builds, and runs the CTest suites, then the
+# hardening passes (ASan + UBSan, TSan, bounded fuzzing; docs/reliability.md).
 #
-#     bash scripts/test.sh                    # every test
-#     TEST_TIER=quick bash scripts/test.sh    # only tests labelled quick (no sanitizer pass)
+#     bash scripts/test.sh                    # every test and every hardening pass
+#     FUZZ_SECONDS=10 bash scripts/test.sh    # the same with shorter fuzzing (default 60 s each)
+#     TEST_TIER=quick bash scripts/test.sh    # only tests labelled quick (no hardening passes)
 #     TEST_TIER=slow bash scripts/test.sh     # only tests labelled slow (also: http)
 #
 # Arguments are passed to scripts/build.sh (CMake configure options). BUILD_DIR selects the build
@@ -37,13 +39,25 @@ printf 'test.sh: running tier "%s"\n' "$TEST_TIER"
 rc=0
 ctest "${CTEST_ARGS[@]}" || rc=$?
 
-# The whole suite once more under AddressSanitizer + UndefinedBehaviorSanitizer (leaks included);
-# any report fails the test that hit it. Part of the default tier; TEST_TIER=quick|slow|http skip it.
+# The hardening passes of the default tier (docs/reliability.md); TEST_TIER=quick|slow|http skip
+# them. Each runs only when everything before it passed:
+#   1. the whole suite once more under AddressSanitizer + UndefinedBehaviorSanitizer (leaks
+#      included); any report fails the test that hit it;
+#   2. the server and job-runner suites under ThreadSanitizer (scripts/tsan.sh);
+#   3. every libFuzzer target for FUZZ_SECONDS (default 60) each (scripts/fuzz.sh).
 if [ "$TEST_TIER" = all ] && [ "$rc" -eq 0 ]; then
     SAN_DIR="${BUILD_DIR}-asan"
     BUILD_DIR="$SAN_DIR" bash scripts/build.sh -DMS_SANITIZE=ON "$@"
     printf 'test.sh: running every test under ASan + UBSan (%s)\n' "$SAN_DIR"
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
         ctest --test-dir "$SAN_DIR" --output-on-failure --no-tests=error || rc=$?
+fi
+if [ "$TEST_TIER" = all ] && [ "$rc" -eq 0 ]; then
+    printf 'test.sh: running the server and job-runner suites under TSan\n'
+    BUILD_DIR="${BUILD_DIR}-tsan" bash scripts/tsan.sh || rc=$?
+fi
+if [ "$TEST_TIER" = all ] && [ "$rc" -eq 0 ]; then
+    printf 'test.sh: fuzzing every target for %s s\n' "${FUZZ_SECONDS:-60}"
+    BUILD_DIR="${BUILD_DIR}-fuzz" bash scripts/fuzz.sh || rc=$?
 fi
 exit "$rc"

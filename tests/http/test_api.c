@@ -20,61 +20,29 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "httpc.h"
-#include "metaserve/http/server.h"
+#define TEST_ROOT_NAME "ms_api"
+#include "testsrv.h"
 
 #define DEADLINE_S 60.0
 
-static char g_dir[128], g_db[160];
+static char g_dir[128];
 static Server *g_srv;
 static HcClient g_c;
 
 /* ---- server and client ---- */
 
-// Every test's files live under one directory made by the unchecked fixture (in the runner
-// process), so that it is removed even when a test fails in its forked child.
-static char g_root[64];
-
-static void root_make(void) {
-    strcpy(g_root, "/tmp/ms_api_XXXXXX");
-    if (!mkdtemp(g_root)) {
-        perror("mkdtemp");
-        exit(EXIT_FAILURE);
-    }
-}
-
-static void root_remove(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_root);
-}
-
 static void server_up(int workers, int max_queued_jobs, size_t max_body_bytes) {
-    snprintf(g_dir, sizeof g_dir, "%s/t_XXXXXX", g_root);
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
-    snprintf(g_db, sizeof g_db, "%s/api.db", g_dir);
     ServerConfig c;
-    server_config_defaults(&c);
-    strcpy(c.listen, "127.0.0.1");
-    c.port = 0;
-    snprintf(c.db, sizeof c.db, "%s", g_db);
+    testsrv_config_in_new_dir(&c, g_dir, sizeof g_dir, "api.db");
     c.workers = workers;
     c.http_threads = 4;
     c.max_queued_jobs = max_queued_jobs;
     c.max_body_bytes = max_body_bytes;
-    MsError err = {0};
-    ck_assert_msg(server_start(&g_srv, &c, &err) == MS_OK, "server_start: %s", err.msg);
-    ck_assert_int_gt(server_port(g_srv), 0);
-    snprintf(g_c.base, sizeof g_c.base, "http://127.0.0.1:%d", server_port(g_srv));
-    g_c.key = NULL;
+    testsrv_start(&g_srv, &g_c, &c);
 }
 
 static void server_down(void) {
-    server_stop(g_srv);
-    g_srv = NULL;
-    char cmd[192];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    ck_assert_int_eq(system(cmd), 0);
+    testsrv_stop(&g_srv, g_dir);
 }
 
 // 1 when s is a request id the server would accept: 1..63 of [A-Za-z0-9._-].
@@ -104,20 +72,6 @@ static long call_q(HcResp *r, const HcReq *q) {
     check_rid(r, q->method, q->path);
     return r->status;
 }
-
-#define ck_problem(r, st, slug)                                                                    \
-    do {                                                                                           \
-        const char *why_ = hc_problem_mismatch((r), (st), (slug));                                 \
-        ck_assert_msg(why_ == NULL, "%s", why_);                                                   \
-    } while (0)
-
-// The problem's detail names field (a substring of it).
-#define ck_detail_has(r, field)                                                                    \
-    do {                                                                                           \
-        const char *d_ = hc_str((r), "detail");                                                    \
-        ck_assert_msg(d_ != NULL && strstr(d_, (field)) != NULL, "detail '%s' does not name %s",   \
-                      d_ ? d_ : "(none)", (field));                                                \
-    } while (0)
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -1262,7 +1216,7 @@ int main(void) {
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("api");
     tcase_set_timeout(tc, 120);
-    tcase_add_unchecked_fixture(tc, root_make, root_remove);
+    tcase_add_unchecked_fixture(tc, test_root_make, test_root_remove);
     tcase_add_test(tc, journey_trains_adapts_and_predicts_better_than_the_meta_parameters);
     tcase_add_test(tc, datasets_upload_list_train_a_classifier_and_delete);
     tcase_add_test(tc, unknown_routes_and_ids_are_404_and_wrong_methods_405_with_allow);
@@ -1275,10 +1229,7 @@ int main(void) {
     tcase_add_test(tc, request_ids_are_echoed_when_well_formed_and_replaced_otherwise);
     tcase_add_test(tc, adapt_and_predict_from_four_threads_while_a_job_trains);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = test_suite_run(s);
     curl_global_cleanup();
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

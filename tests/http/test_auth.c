@@ -20,8 +20,8 @@
 #include <string.h>
 
 #include "../../src/http/http.h"
-#include "httpc.h"
-#include "metaserve/http/server.h"
+#define TEST_ROOT_NAME "ms_auth"
+#include "testsrv.h"
 
 #define ADMIN_KEY  "admin-0123456789abcdef-key"
 #define CLIENT_KEY "client-0123456789abcdef-key"
@@ -31,32 +31,9 @@ static char g_dir[128];
 static Server *g_srv;
 static HcClient g_c;
 
-// Every test's files live under one directory made by the unchecked fixture (in the runner
-// process), so that it is removed even when a test fails in its forked child.
-static char g_root[64];
-
-static void root_make(void) {
-    strcpy(g_root, "/tmp/ms_auth_XXXXXX");
-    if (!mkdtemp(g_root)) {
-        perror("mkdtemp");
-        exit(EXIT_FAILURE);
-    }
-}
-
-static void root_remove(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_root);
-}
-
 static void server_up(int with_keys) {
-    snprintf(g_dir, sizeof g_dir, "%s/t_XXXXXX", g_root);
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
     ServerConfig c;
-    server_config_defaults(&c);
-    strcpy(c.listen, "127.0.0.1");
-    c.port = 0;
-    snprintf(c.db, sizeof c.db, "%s/auth.db", g_dir);
+    testsrv_config_in_new_dir(&c, g_dir, sizeof g_dir, "auth.db");
     c.workers = 0;
     c.http_threads = 2;
     if (with_keys) {
@@ -66,17 +43,11 @@ static void server_up(int with_keys) {
         c.keys[1].role = ROLE_CLIENT;
         snprintf(c.keys[1].key, sizeof c.keys[1].key, "%s", CLIENT_KEY);
     }
-    MsError err = {0};
-    ck_assert_msg(server_start(&g_srv, &c, &err) == MS_OK, "server_start: %s", err.msg);
-    snprintf(g_c.base, sizeof g_c.base, "http://127.0.0.1:%d", server_port(g_srv));
+    testsrv_start(&g_srv, &g_c, &c);
 }
 
 static void server_down(void) {
-    server_stop(g_srv);
-    g_srv = NULL;
-    char cmd[192];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    ck_assert_int_eq(system(cmd), 0);
+    testsrv_stop(&g_srv, g_dir);
 }
 
 // The route's pattern with each {param} replaced by a plausible value.
@@ -223,15 +194,12 @@ int main(void) {
     Suite *s = suite_create("auth");
     TCase *tc = tcase_create("auth");
     tcase_set_timeout(tc, 60);
-    tcase_add_unchecked_fixture(tc, root_make, root_remove);
+    tcase_add_unchecked_fixture(tc, test_root_make, test_root_remove);
     tcase_add_test(tc, every_route_admits_exactly_the_roles_it_should);
     tcase_add_test(tc, malformed_credentials_are_401_on_protected_routes);
     tcase_add_test(tc, without_keys_the_service_is_open);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = test_suite_run(s);
     curl_global_cleanup();
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

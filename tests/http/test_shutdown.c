@@ -14,21 +14,18 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "httpc.h"
-
-extern char **environ;
+#include "proc.h"
+#define TEST_ROOT_NAME "ms_shutdown"
+#include "testroot.h"
 
 #define DEADLINE_S 60.0
 
@@ -51,163 +48,33 @@ static void sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
-// Every test's files live under one directory made by the unchecked fixture (in the runner
-// process), so that it is removed even when a test fails in its forked child.
-static char g_root[64];
-
-static void root_make(void) {
-    strcpy(g_root, "/tmp/ms_shutdown_XXXXXX");
-    if (!mkdtemp(g_root)) {
-        perror("mkdtemp");
-        exit(EXIT_FAILURE);
-    }
-}
-
-static void root_remove(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_root);
-}
-
 /* ---- a server process ---- */
-
-typedef struct {
-    pid_t pid;
-    int fd; // read end of the child's stderr
-    pthread_t reader;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int port;        // 0 until the "listening" line
-    int eof;         // stderr closed
-    char line[1024]; // the line being assembled
-    size_t line_len;
-    char tail[4096]; // the last bytes of stderr, for failure messages
-    size_t tail_len;
-    HcClient c;
-} Proc;
-
-// Takes one complete stderr line: the port from the "listening" line.
-static void on_line(Proc *p, const char *line) {
-    if (!strstr(line, "\"msg\":\"listening\"")) return;
-    const char *at = strstr(line, "\"port\":");
-    if (at) p->port = atoi(at + 7);
-}
-
-static void *read_stderr(void *arg) {
-    Proc *p = arg;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = read(p->fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        pthread_mutex_lock(&p->mu);
-        if (n <= 0) {
-            p->eof = 1;
-            pthread_cond_broadcast(&p->cv);
-            pthread_mutex_unlock(&p->mu);
-            return NULL;
-        }
-        for (ssize_t i = 0; i < n; i++) {
-            if (p->tail_len == sizeof p->tail - 1) {
-                memmove(p->tail, p->tail + 1024, p->tail_len - 1024);
-                p->tail_len -= 1024;
-            }
-            p->tail[p->tail_len++] = buf[i];
-            p->tail[p->tail_len] = '\0';
-            if (buf[i] == '\n' || p->line_len == sizeof p->line - 1) {
-                p->line[p->line_len] = '\0';
-                on_line(p, p->line);
-                p->line_len = 0;
-            } else {
-                p->line[p->line_len++] = buf[i];
-            }
-        }
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-    }
-}
 
 // Starts `metaserve serve` on db (1 worker, ephemeral loopback port) and waits for its port.
 static void proc_start(Proc *p, const char *db) {
     const char *bin = getenv("METASERVE_BIN");
     ck_assert_msg(bin && *bin, "METASERVE_BIN is not set");
-    memset(p, 0, sizeof *p);
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-
-    // the environment, built before fork: the parent has threads, so the child may only exec
-    static char vars[6][600];
-    snprintf(vars[0], sizeof vars[0], "METASERVE_DB=%s", db);
-    snprintf(vars[1], sizeof vars[1], "METASERVE_PORT=0");
-    snprintf(vars[2], sizeof vars[2], "METASERVE_LISTEN=127.0.0.1");
-    snprintf(vars[3], sizeof vars[3], "METASERVE_WORKERS=1");
-    snprintf(vars[4], sizeof vars[4], "METASERVE_HTTP_THREADS=2");
-    snprintf(vars[5], sizeof vars[5], "OPENBLAS_NUM_THREADS=1");
-    size_t n_env = 0;
-    while (environ[n_env])
-        n_env++;
-    char **envp = calloc(n_env + 7, sizeof *envp);
-    ck_assert_ptr_nonnull(envp);
-    size_t k = 0;
-    for (size_t i = 0; i < n_env; i++)
-        if (strncmp(environ[i], "METASERVE_", 10) != 0 &&
-            strncmp(environ[i], "OPENBLAS_NUM_THREADS=", 21) != 0)
-            envp[k++] = environ[i];
-    for (int i = 0; i < 6; i++)
-        envp[k++] = vars[i];
-    envp[k] = NULL;
-    char *argv[] = {(char *)bin, "serve", NULL};
-
-    int fds[2];
-    ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
-    pid_t parent = getpid();
-    p->pid = fork();
-    ck_assert_int_ge(p->pid, 0);
-    if (p->pid == 0) {
-        // a failed assertion ends the test process: the server must not outlive it
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127);
-        dup2(fds[1], 2); // clears close-on-exec on fd 2 only
-        execve(bin, argv, envp);
-        _exit(127);
-    }
-    close(fds[1]);
-    free(envp);
-    p->fd = fds[0];
-    ck_assert_int_eq(pthread_create(&p->reader, NULL, read_stderr, p), 0);
-
-    pthread_mutex_lock(&p->mu);
-    double t0 = now_s();
-    while (!p->port && !p->eof && now_s() - t0 < 30) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50000000L;
-        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-    }
-    int port = p->port;
-    pthread_mutex_unlock(&p->mu);
-    ck_assert_msg(port > 0, "no listening line from %s; stderr:\n%s", bin, p->tail);
-    snprintf(p->c.base, sizeof p->c.base, "http://127.0.0.1:%d", port);
-    p->c.key = NULL;
+    char db_var[600];
+    snprintf(db_var, sizeof db_var, "METASERVE_DB=%s", db);
+    const char *vars[] = {db_var,
+                          "METASERVE_PORT=0",
+                          "METASERVE_LISTEN=127.0.0.1",
+                          "METASERVE_WORKERS=1",
+                          "METASERVE_HTTP_THREADS=2",
+                          "OPENBLAS_NUM_THREADS=1"};
+    const char *why = proc_spawn(p, bin, vars, 6);
+    ck_assert_msg(why == NULL, "starting %s: %s", bin, why);
+    ck_assert_msg(proc_wait_port(p, 30) > 0, "no listening line from %s; stderr:\n%s", bin,
+                  p->tail);
 }
 
 // Sends SIGTERM and waits (30 s at most) for the process to exit; returns its wait status.
 static int proc_term(Proc *p) {
     ck_assert_int_eq(kill(p->pid, SIGTERM), 0);
     int status = 0;
-    double t0 = now_s();
-    pid_t w;
-    while ((w = waitpid(p->pid, &status, WNOHANG)) == 0 && now_s() - t0 < 30)
-        sleep_ms(20);
-    if (w == 0) {
-        kill(p->pid, SIGKILL); // do not leave it behind; the assertion below fails the test
-        waitpid(p->pid, &status, 0);
-        ck_assert_msg(0, "no exit within 30 s of SIGTERM; stderr:\n%s", p->tail);
-    }
-    pthread_join(p->reader, NULL);
-    close(p->fd);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
+    // killed if still there: the assertion fails the test without leaving the process behind
+    ck_assert_msg(proc_wait_exit(p, 30, &status), "no exit within 30 s of SIGTERM; stderr:\n%s",
+                  p->tail);
     return status;
 }
 
@@ -281,7 +148,7 @@ static float *weights(Proc *p, size_t *n) {
 
 START_TEST(sigterm_mid_job_resumes_after_restart_to_bit_identical_weights) {
     char db_a[128], db_b[128], id_a[64], id_b[64];
-    const char *dir = g_root;
+    const char *dir = test_root;
     snprintf(db_a, sizeof db_a, "%s/interrupted.db", dir);
     snprintf(db_b, sizeof db_b, "%s/reference.db", dir);
     static Proc a, b;
@@ -355,13 +222,10 @@ int main(void) {
     Suite *s = suite_create("shutdown");
     TCase *tc = tcase_create("shutdown");
     tcase_set_timeout(tc, 120);
-    tcase_add_unchecked_fixture(tc, root_make, root_remove);
+    tcase_add_unchecked_fixture(tc, test_root_make, test_root_remove);
     tcase_add_test(tc, sigterm_mid_job_resumes_after_restart_to_bit_identical_weights);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = test_suite_run(s);
     curl_global_cleanup();
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
