@@ -27,7 +27,15 @@
 #define TEST_ROOT_NAME "ms_shutdown"
 #include "testroot.h"
 
-#define DEADLINE_S 60.0
+// Longest wait for a job to finish or make progress, scaled like Check's own timeouts by
+// CK_TIMEOUT_MULTIPLIER (scripts/tsan.sh sets it: training is several times slower under TSan).
+#define DEADLINE_S (60.0 * deadline_scale())
+
+static double deadline_scale(void) {
+    const char *m = getenv("CK_TIMEOUT_MULTIPLIER");
+    double v = m ? atof(m) : 1.0;
+    return v >= 1.0 ? v : 1.0;
+}
 
 // 1-40-40-1 MAML on sinusoids, long enough (a few seconds) to be caught mid-run.
 static const char CONFIG[] =
