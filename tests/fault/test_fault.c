@@ -216,17 +216,6 @@ static int list_count(const char *path, const char *key) {
     return n;
 }
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ---- bodies ---- */
 
 static void sine_config(char *buf, size_t n, const char *name, int hidden, long iterations) {

@@ -73,17 +73,6 @@ static long call_q(HcResp *r, const HcReq *q) {
     return r->status;
 }
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ---- bodies ---- */
 
 // A sinusoid MAML training config of DESIGN.md §3 (regression, one inner step).

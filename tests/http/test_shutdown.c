@@ -45,17 +45,6 @@ static const char CONFIG[] =
     "\"seed\":11,\"tasks\":{\"family\":\"sinusoid\",\"k_support\":10,\"k_query\":10}}";
 #define TOTAL 20000
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- a server process ---- */
 
 // Starts `metaserve serve` on db (1 worker, ephemeral loopback port) and waits for its port.
