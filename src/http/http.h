@@ -162,6 +162,8 @@ int json_syntax(const char *s, size_t n, size_t *off);
 /** The byte offset of the first \u0000 escape inside a string of the valid JSON text s[0..n), or
  *  n when there is none (cJSON would silently end the string there). */
 size_t json_nul_escape(const char *s, size_t n);
+/** The value of hexadecimal digit c (0-9, a-f, A-F), or -1 (JSON \u escapes, URL %HH). */
+int hex_digit(char c);
 
 /** Parses a JSON text the service stored itself (a config, metrics, a dataset's meta). NULL
  *  with *oom = 1 when the text is valid JSON that could not be parsed (out of memory); NULL

@@ -209,17 +209,20 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
     return n;
 }
 
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 // The value of the 4 hex digits after *c->p (the 'u'), leaving c->p on the last; 0 with c->p at
 // the first byte that is not one.
 static int hex4(Scan *c, unsigned *code) {
     *code = 0;
     for (int i = 0; i < 4; i++) {
         c->p++;
-        char h = c->p < c->end ? *c->p : '\0';
-        int v = h >= '0' && h <= '9'   ? h - '0'
-                : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                : h >= 'A' && h <= 'F' ? h - 'A' + 10
-                                       : -1;
+        int v = c->p < c->end ? hex_digit(*c->p) : -1;
         if (v < 0) return 0;
         *code = *code * 16 + (unsigned)v;
     }

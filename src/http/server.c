@@ -68,13 +68,6 @@ static void make_id(char *out) {
 
 /* ---- routing ---- */
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 // Decodes the %HH escapes of the path and of query arguments in place, except %00: an encoded
 // NUL stays the three characters "%00", so it can never cut a path or a parameter short
 // ("/v1/models/a%00b" must not name model "a"); what is left names nothing valid (404 / 422).
@@ -82,7 +75,7 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
     (void)cls, (void)c;
     char *w = s;
     for (const char *p = s; *p; p++) {
-        int hi = *p == '%' ? hexval(p[1]) : -1, lo = hi >= 0 ? hexval(p[2]) : -1;
+        int hi = *p == '%' ? hex_digit(p[1]) : -1, lo = hi >= 0 ? hex_digit(p[2]) : -1;
         if (lo >= 0 && (hi | lo)) {
             *w++ = (char)(hi * 16 + lo);
             p += 2;
