@@ -33,13 +33,27 @@ const char *ms_status_str(MsStatus s) {
     return "unknown";
 }
 
-MsStatus ms_fail(MsError *err, MsStatus code, const char *fmt, ...) {
+static MsStatus fail_v(MsError *err, MsStatus code, MsDetail detail, const char *fmt, va_list ap) {
     if (err) {
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
         err->code = code;
+        err->detail = detail;
     }
+    return code;
+}
+
+MsStatus ms_fail(MsError *err, MsStatus code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(err, code, MS_DETAIL_NONE, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+MsStatus ms_fail_detail(MsError *err, MsStatus code, MsDetail detail, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fail_v(err, code, detail, fmt, ap);
+    va_end(ap);
     return code;
 }

@@ -86,14 +86,16 @@ static MsStatus parse_doc(cJSON **root, const char *body, size_t len, const char
     cJSON *doc = cJSON_ParseWithLengthOpts(copy, len, &end, 0);
     if (!doc) {
         size_t off = end ? (size_t)(end - copy) : 0;
-        st = ms_fail(err, MS_ERR_INVALID, "%s: invalid JSON at byte offset %zu", what, off);
+        st = ms_fail_detail(err, MS_ERR_INVALID, MS_DETAIL_SYNTAX,
+                            "%s: invalid JSON at byte offset %zu", what, off);
         goto done;
     }
     for (size_t off = (size_t)(end - copy); off < len; off++) {
         char ch = copy[off];
         if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') {
-            st = ms_fail(err, MS_ERR_INVALID,
-                         "%s: unexpected data after the JSON value at byte offset %zu", what, off);
+            st = ms_fail_detail(err, MS_ERR_INVALID, MS_DETAIL_SYNTAX,
+                                "%s: unexpected data after the JSON value at byte offset %zu", what,
+                                off);
             goto done;
         }
     }
@@ -436,7 +438,8 @@ static MsStatus config_from_json(TrainConfig *c, const cJSON *obj, const char *p
     if (st != MS_OK) return st;
     MsError local = {0};
     st = train_config_validate(c, &local);
-    if (st != MS_OK) return ms_fail(err, st, "%s%s%s", path, *path ? "." : "", local.msg);
+    if (st != MS_OK)
+        return ms_fail_detail(err, st, local.detail, "%s%s%s", path, *path ? "." : "", local.msg);
     return MS_OK;
 }
 

@@ -454,8 +454,9 @@ void h_adaptation_predict(Req *r) {
         goto done;
     }
     if (a.n_params != m->spec.P) {
-        s = ms_fail(&err, MS_ERR_DB, "adaptation: corrupt: %zu parameters for a model of %zu",
-                    a.n_params, m->spec.P);
+        s = ms_fail_detail(&err, MS_ERR_DB, MS_DETAIL_CORRUPT,
+                           "adaptation: corrupt: %zu parameters for a model of %zu", a.n_params,
+                           m->spec.P);
         reply_status(r, s, &err);
         goto done;
     }

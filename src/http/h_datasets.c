@@ -28,7 +28,7 @@
 /* ---- small helpers ---- */
 
 static void reply_nomem(Req *r) {
-    MsError e = {MS_ERR_NOMEM, "out of memory building the response"};
+    MsError e = {.code = MS_ERR_NOMEM, .msg = "out of memory building the response"};
     reply_status(r, MS_ERR_NOMEM, &e);
 }
 

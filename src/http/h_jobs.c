@@ -27,7 +27,7 @@
 /* ---- small helpers ---- */
 
 static void reply_nomem(Req *r) {
-    MsError e = {MS_ERR_NOMEM, "out of memory building the response"};
+    MsError e = {.code = MS_ERR_NOMEM, .msg = "out of memory building the response"};
     reply_status(r, MS_ERR_NOMEM, &e);
 }
 
@@ -160,7 +160,7 @@ void h_job_create(Req *r) {
     if (!req_json_syntax_ok(r)) return;
     MsStatus s = codec_config_parse(&cfg, r->body ? r->body : "", r->body_len, &err);
     // the syntax is valid (checked above), so cJSON failed for want of memory
-    if (s == MS_ERR_INVALID && strncmp(err.msg, "body: invalid JSON", 18) == 0)
+    if (s == MS_ERR_INVALID && err.detail == MS_DETAIL_SYNTAX)
         s = ms_fail(&err, MS_ERR_NOMEM, "out of memory parsing the body");
     if (s != MS_OK) {
         reply_status(r, s, &err);
@@ -193,11 +193,7 @@ void h_job_create(Req *r) {
     s = store_job_create(st, json, cfg.name, cfg.iterations, r->app->cfg.max_queued_jobs, id, &err);
     free(json);
     if (s != MS_OK) free(reserve);
-    // MS_ERR_BUSY is either the queue limit (429) or the database's write lock (503, below)
-    if (s == MS_ERR_BUSY && strncmp(err.msg, "job queue full", 14) == 0) {
-        reply_problem(r, 429, "queue-full", "%s", err.msg);
-        return;
-    }
+    // MS_ERR_BUSY is the queue limit (429) or the database's write lock (503): problem.c's table
     if (s != MS_OK) {
         reply_status(r, s, &err);
         return;

@@ -109,10 +109,12 @@ void reply_empty(Req *r, int status);
 /** Replies with a problem document; type_slug is the stable tail of the type URI (problem.c). */
 void reply_problem(Req *r, int status, const char *type_slug, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/** Maps an MsStatus (and its message) to the HTTP status and problem type of problem.c. */
+/** Replies with the problem of problem.c's table for st and err's detail; err's message
+ *  (or the status name) is the problem's detail. err may be NULL. */
 void reply_status(Req *r, MsStatus st, const MsError *err);
-/** The HTTP status and problem slug for a status code (one table, problem.c). */
-void problem_for_status(MsStatus st, int *http_status, const char **slug, const char **title);
+/** The HTTP status and problem slug for a status and its detail (one table, problem.c). */
+void problem_for_status(MsStatus st, MsDetail detail, int *http_status, const char **slug,
+                        const char **title);
 /** Title for a slug. */
 const char *problem_title(const char *slug);
 

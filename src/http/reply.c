@@ -135,10 +135,10 @@ void reply_problem(Req *r, int status, const char *slug, const char *fmt, ...) {
 void reply_status(Req *r, MsStatus st, const MsError *err) {
     int h;
     const char *slug;
-    problem_for_status(st, &h, &slug, NULL);
+    // the detail counts only when err describes st (a caller may pass a status of its own)
+    MsDetail detail = err && err->code == st ? err->detail : MS_DETAIL_NONE;
+    problem_for_status(st, detail, &h, &slug, NULL);
     const char *msg = err && err->msg[0] ? err->msg : ms_status_str(st);
-    // storage exhaustion is its own class (507), told apart by the store's message
-    if (st == MS_ERR_DB && strstr(msg, "disk full")) h = 507, slug = "storage-full";
     reply_problem(r, h, slug, "%s", msg);
 }
 

@@ -160,26 +160,31 @@ MsStatus blob_header_parse(const unsigned char *hdr, size_t len, BlobType want, 
                            uint64_t *checksum, MsError *err) {
     const unsigned char *b = hdr;
     if (len < BLOB_HEADER_SIZE || b == NULL)
-        return ms_fail(err, MS_ERR_DB, "corrupt blob: %zu bytes, shorter than the %d-byte header",
-                       len, BLOB_HEADER_SIZE);
-    if (memcmp(b, MAGIC, 4) != 0) return ms_fail(err, MS_ERR_DB, "corrupt blob: bad magic");
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
+                              "corrupt blob: %zu bytes, shorter than the %d-byte header", len,
+                              BLOB_HEADER_SIZE);
+    if (memcmp(b, MAGIC, 4) != 0)
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "corrupt blob: bad magic");
     uint16_t version = get_u16(b + 4);
     if (version != BLOB_FORMAT_VERSION)
-        return ms_fail(err, MS_ERR_DB, "corrupt blob: format version %u (this build reads %d)",
-                       (unsigned)version, BLOB_FORMAT_VERSION);
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
+                              "corrupt blob: format version %u (this build reads %d)",
+                              (unsigned)version, BLOB_FORMAT_VERSION);
     uint16_t type = get_u16(b + 6);
     if (type != (uint16_t)want)
-        return ms_fail(err, MS_ERR_DB, "corrupt blob: element type %u, expected %s (%d)",
-                       (unsigned)type, type_name(want), (int)want);
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
+                              "corrupt blob: element type %u, expected %s (%d)", (unsigned)type,
+                              type_name(want), (int)want);
     size_t sz = blob_elem_size(want);
     MS_ASSERT(sz > 0);
     uint64_t count = get_u64(b + 8);
     size_t payload = len - BLOB_HEADER_SIZE;
     // count * sz == payload, tested by division so that a huge count cannot overflow.
     if (payload % sz != 0 || count != (uint64_t)(payload / sz))
-        return ms_fail(err, MS_ERR_DB,
-                       "corrupt blob: %zu payload bytes do not hold %llu elements of %zu bytes",
-                       payload, (unsigned long long)count, sz);
+        return ms_fail_detail(
+            err, MS_ERR_DB, MS_DETAIL_CORRUPT,
+            "corrupt blob: %zu payload bytes do not hold %llu elements of %zu bytes", payload,
+            (unsigned long long)count, sz);
     *n = payload / sz;
     *checksum = get_u64(b + 16);
     return MS_OK;
@@ -229,7 +234,8 @@ MsStatus blob_check(const void *blob, size_t len, BlobType want, size_t *n, MsEr
     if (st != MS_OK) return st;
     uint64_t h =
         blob_fnv1a64(blob_hash_init(want, count), b + BLOB_HEADER_SIZE, len - BLOB_HEADER_SIZE);
-    if (h != stored) return ms_fail(err, MS_ERR_DB, "corrupt blob: checksum mismatch");
+    if (h != stored)
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "corrupt blob: checksum mismatch");
     if (n) *n = count;
     return MS_OK;
 }

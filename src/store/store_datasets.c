@@ -206,12 +206,14 @@ static MsStatus dataset_arrays(Store *s, sqlite3_stmt *q, const StoreDataset *d,
         snprintf(what, sizeof what, "dataset %s %s", d->id, ARRAYS[k].name);
         const char *type = (const char *)sqlite3_column_text(q, 11 + k);
         if (!type || strcmp(type, "blob") != 0)
-            return ms_fail(err, MS_ERR_DB, "%s: corrupt: not a blob", what);
+            return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "%s: corrupt: not a blob",
+                                  what);
         size_t want = STORE_BLOB_ANY_COUNT; // the index's length is kind-specific
         if (k < 2) {
             if (d->n_rows < 0 || dims[k] < 1 || (uint64_t)d->n_rows > SIZE_MAX / (size_t)dims[k])
-                return ms_fail(err, MS_ERR_DB, "%s: corrupt: %lld rows of %d", what,
-                               (long long)d->n_rows, dims[k]);
+                return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
+                                      "%s: corrupt: %lld rows of %d", what, (long long)d->n_rows,
+                                      dims[k]);
             want = (size_t)d->n_rows * (size_t)dims[k];
         }
         MsStatus st = store_blob_stream_read(s, "datasets", ARRAYS[k].col, rowid, ARRAYS[k].type,
@@ -459,7 +461,7 @@ MsStatus store_adaptation_get(Store *s, const char *id, StoreAdaptation *out, Ms
     snprintf(what, sizeof what, "adaptation %s params", id);
     st = store_col_blob(q, 7, BLOB_F32, (void **)&out->params, &out->n_params, what, err);
     if (st == MS_OK && out->n_params == 0)
-        st = ms_fail(err, MS_ERR_DB, "%s: corrupt: no parameters", what);
+        st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "%s: corrupt: no parameters", what);
 done:
     store_stmt_done(q);
     if (st != MS_OK) store_adaptation_free(out);

@@ -58,7 +58,8 @@ static const char SQL_JOB_STATE[] = "SELECT state, cancel_requested FROM jobs WH
 static MsStatus job_row(sqlite3_stmt *q, StoreJob *j, int with_config, MsError *err) {
     store_col_copy(j->id, sizeof j->id, q, 0);
     if (!state_parse((const char *)sqlite3_column_text(q, 1), &j->state))
-        return ms_fail(err, MS_ERR_DB, "job %s: corrupt: unknown state", j->id);
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "job %s: corrupt: unknown state",
+                              j->id);
     store_col_copy(j->name, sizeof j->name, q, 2);
     j->created_at = sqlite3_column_int64(q, 3);
     j->started_at = sqlite3_column_int64(q, 4);
@@ -105,7 +106,8 @@ static MsStatus job_state(Store *s, const char *id, JobState *state, int *cancel
     if (rc == SQLITE_OK) rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
         if (!state_parse((const char *)sqlite3_column_text(q, 0), state))
-            st = ms_fail(err, MS_ERR_DB, "job %s: corrupt: unknown state", id);
+            st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "job %s: corrupt: unknown state",
+                                id);
         if (cancel) *cancel = sqlite3_column_int(q, 1);
     } else if (rc == SQLITE_DONE) {
         st = ms_fail(err, MS_ERR_NOT_FOUND, "job %s not found", id);
@@ -155,8 +157,9 @@ MsStatus store_job_create(Store *s, const char *config_json, const char *model_n
         }
         sqlite3_int64 queued = sqlite3_column_int64(q, 0);
         if (queued >= max_queued) {
-            st = ms_fail(err, MS_ERR_BUSY, "job queue full: %lld jobs queued (limit %d)",
-                         (long long)queued, max_queued);
+            st = ms_fail_detail(err, MS_ERR_BUSY, MS_DETAIL_QUEUE_FULL,
+                                "job queue full: %lld jobs queued (limit %d)", (long long)queued,
+                                max_queued);
             goto done;
         }
         store_stmt_done(q);

@@ -265,7 +265,7 @@ MsStatus store_model_get(Store *s, const char *name, int version, StoreModel *ou
     st = store_col_blob(q, 8, BLOB_F32, (void **)&out->params, &out->n_params, what, err);
     if (st != MS_OK) goto done;
     if (out->n_params == 0) {
-        st = ms_fail(err, MS_ERR_DB, "%s: corrupt: no parameters", what);
+        st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "%s: corrupt: no parameters", what);
         goto done;
     }
     if (sqlite3_column_type(q, 9) != SQLITE_NULL) {
@@ -273,8 +273,9 @@ MsStatus store_model_get(Store *s, const char *name, int version, StoreModel *ou
         snprintf(what, sizeof what, "model %s@%d inner_lrs", name, version);
         st = store_col_blob(q, 9, BLOB_F32, (void **)&out->inner_lrs, &n_lrs, what, err);
         if (st == MS_OK && n_lrs != out->n_params)
-            st = ms_fail(err, MS_ERR_DB, "%s: corrupt: %zu rates for %zu parameters", what, n_lrs,
-                         out->n_params);
+            st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
+                                "%s: corrupt: %zu rates for %zu parameters", what, n_lrs,
+                                out->n_params);
     }
 done:
     store_stmt_done(q);

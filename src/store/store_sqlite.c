@@ -94,20 +94,23 @@ MsStatus store_sqlite_fail(Store *s, int rc, const char *what, MsError *err) {
     switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-        return ms_fail(err, MS_ERR_BUSY, "database busy for more than %d ms while %s",
-                       STORE_BUSY_TIMEOUT_MS, what);
+        return ms_fail_detail(err, MS_ERR_BUSY, MS_DETAIL_LOCKED,
+                              "database busy for more than %d ms while %s", STORE_BUSY_TIMEOUT_MS,
+                              what);
     case SQLITE_FULL:
-        return ms_fail(err, MS_ERR_DB, "disk full while %s", what);
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_FULL, "disk full while %s", what);
     case SQLITE_READONLY:
-        return ms_fail(err, MS_ERR_DB, "database is read-only (%s) while %s", msg, what);
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_READONLY,
+                              "database is read-only (%s) while %s", msg, what);
     case SQLITE_NOMEM:
         return ms_fail(err, MS_ERR_NOMEM, "out of memory while %s", what);
     case SQLITE_TOOBIG:
         return ms_fail(err, MS_ERR_TOO_LARGE, "value too large for the database while %s", what);
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
-        return ms_fail(err, MS_ERR_DB, "database file is corrupt or not a database (%s) while %s",
-                       msg, what);
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
+                              "database file is corrupt or not a database (%s) while %s", msg,
+                              what);
     default:
         return ms_fail(err, MS_ERR_DB, "database error while %s: %s (%d)", what, msg, rc);
     }
@@ -527,13 +530,13 @@ MsStatus store_col_blob(sqlite3_stmt *q, int col, BlobType t, void **out, size_t
     *out = NULL;
     *n = 0;
     if (sqlite3_column_type(q, col) != SQLITE_BLOB)
-        return ms_fail(err, MS_ERR_DB, "%s: corrupt: not a blob", what);
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "%s: corrupt: not a blob", what);
     const void *b = sqlite3_column_blob(q, col);
     int len = sqlite3_column_bytes(q, col);
     if (!b && len > 0) return ms_fail(err, MS_ERR_NOMEM, "%s: out of memory reading", what);
     MsError e = {0};
     MsStatus st = blob_decode_alloc(out, n, b, (size_t)len, t, &e);
-    if (st != MS_OK) return ms_fail(err, st, "%s: %s", what, e.msg);
+    if (st != MS_OK) return ms_fail_detail(err, st, e.detail, "%s: %s", what, e.msg);
     return MS_OK;
 }
 
@@ -621,12 +624,12 @@ MsStatus store_blob_stream_read(Store *s, const char *table, const char *col, sq
     // The header is checked against the stored length (count * size == len - 24) before its
     // count sizes any allocation, so the allocation is never larger than what is on disk.
     if ((st = blob_header_parse(hdr, len, t, &count, &stored, &e)) != MS_OK) {
-        st = ms_fail(err, st, "%s: %s", what, e.msg);
+        st = ms_fail_detail(err, st, e.detail, "%s: %s", what, e.msg);
         goto done;
     }
     if (want_n != STORE_BLOB_ANY_COUNT && count != want_n) {
-        st = ms_fail(err, MS_ERR_DB, "%s: corrupt: %zu values where %zu were expected", what, count,
-                     want_n);
+        st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
+                            "%s: corrupt: %zu values where %zu were expected", what, count, want_n);
         goto done;
     }
     size_t bytes = len - BLOB_HEADER_SIZE;
@@ -649,7 +652,8 @@ MsStatus store_blob_stream_read(Store *s, const char *table, const char *col, sq
         blob_from_le(dst + off, dst + off, t, m / sz); // chunks are whole elements (64 KiB % 4)
     }
     if (h != stored) {
-        st = ms_fail(err, MS_ERR_DB, "%s: corrupt blob: checksum mismatch", what);
+        st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
+                            "%s: corrupt blob: checksum mismatch", what);
         goto done;
     }
     *out = dst;

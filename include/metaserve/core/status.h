@@ -1,6 +1,9 @@
 /*
  * Status codes shared by every area. A function that can fail returns MsStatus and, when the
  * caller passes one, fills an MsError with a human-readable message. Nothing in core/ prints.
+ * Where callers must tell two causes of one status apart (a full job queue from a locked
+ * database, both MS_ERR_BUSY), the code that detects the condition also records an MsDetail, in
+ * the manner of SQLite's extended result codes; callers branch on code and detail, never on msg.
  *
  * Usage:
  *     MsError err = {0};
@@ -27,9 +30,22 @@ typedef enum {
     MS_ERR_INTERNAL   // a bug
 } MsStatus;
 
+/** Refines an MsStatus; MS_DETAIL_NONE when the status says all a caller needs. */
+typedef enum {
+    MS_DETAIL_NONE = 0,
+    MS_DETAIL_SYNTAX,      // MS_ERR_INVALID: the text is not well-formed (e.g. not JSON)
+    MS_DETAIL_QUEUE_FULL,  // MS_ERR_BUSY: the job queue is at its configured limit
+    MS_DETAIL_LOCKED,      // MS_ERR_BUSY: the database's lock was not granted within the timeout
+    MS_DETAIL_FULL,        // MS_ERR_DB: the disk or the database's size limit is full
+    MS_DETAIL_READONLY,    // MS_ERR_DB: the database cannot be written
+    MS_DETAIL_CORRUPT,     // MS_ERR_DB: stored bytes failed their checks
+    MS_DETAIL_UNAVAILABLE, // MS_ERR_DB: the database cannot be reached (yet)
+} MsDetail;
+
 typedef struct {
     MsStatus code;
     char msg[256];
+    MsDetail detail;
 } MsError;
 
 /** Stable lower-case name of a status ("ok", "invalid", ...). Never NULL. */
@@ -41,6 +57,11 @@ const char *ms_status_str(MsStatus s);
  */
 MsStatus ms_fail(MsError *err, MsStatus code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/** ms_fail that also records the detail: `return ms_fail_detail(err, MS_ERR_BUSY,
+ *  MS_DETAIL_QUEUE_FULL, "job queue full: ...");`. ms_fail records MS_DETAIL_NONE. */
+MsStatus ms_fail_detail(MsError *err, MsStatus code, MsDetail detail, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /** Assertion for programmer errors only; on in every build. Never for request-controlled data. */
 #define MS_ASSERT(x)                                                                               \
