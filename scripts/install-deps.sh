@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 (bookworm) packages metaserve needs to build, test and run: the C
 # toolchain and CMake, OpenBLAS, cJSON, libmicrohttpd, SQLite, Check (unit tests), libcurl
-# (HTTP tests), nginx (gateway test) and clang with its libFuzzer runtime (fuzz targets).
+# (HTTP tests), nginx (gateway test), clang with its libFuzzer runtime (fuzz targets) and
+# Python 3 with requests, numpy and pytest (the Python client and its tests).
 # Meant for a fresh machine, as root or through sudo.
 #
 # Idempotent: when every package is already installed it changes nothing and needs neither root
@@ -24,6 +25,14 @@ PACKAGES=(
     git
     clang
     libclang-rt-14-dev
+    python3
+    python3-venv
+    python3-pip
+    python3-setuptools
+    python3-wheel
+    python3-requests
+    python3-numpy
+    python3-pytest
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
