@@ -39,7 +39,7 @@
 
 #include "metaserve/core/rng.h"
 #include "metaserve/core/status.h"
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/http/server.h"
 #include "metaserve/meta/meta.h"
 #include "metaserve/meta/train.h"
@@ -147,8 +147,7 @@ static int bench_adapt_compute(Store *st, const Options *o) {
         goto done;
     }
     // The first get misses and loads the version; every timed one hits, as on a warm server.
-    if (registry_create(&r, 4, codec_config_parse, &err) != MS_OK ||
-        registry_get(r, st, MODEL, &held, &err) != MS_OK) {
+    if (registry_create(&r, 4, &err) != MS_OK || registry_get(r, st, MODEL, &held, &err) != MS_OK) {
         report("adapt_compute: setup", &err);
         goto done;
     }

@@ -32,7 +32,7 @@
 
 #include "metaserve/core/rng.h"
 #include "metaserve/core/status.h"
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/jobs/jobs.h"
 #include "metaserve/meta/meta.h"
 #include "metaserve/meta/train.h"
@@ -173,8 +173,7 @@ static int bench_model_load(Store *st, int large, const Options *o) {
         fprintf(stderr, "bench_store: model_load: out of memory\n");
         goto done;
     }
-    if (put_model(st, &c, &P, &err) != MS_OK ||
-        registry_create(&r, 4, codec_config_parse, &err) != MS_OK ||
+    if (put_model(st, &c, &P, &err) != MS_OK || registry_create(&r, 4, &err) != MS_OK ||
         time_gets(r, st, c.name, 1, 5, cold, &err) != MS_OK) { // warm-up: statements, allocator
         report("model_load: setup", &err);
         goto done;

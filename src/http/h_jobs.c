@@ -22,7 +22,7 @@
 #include <time.h>
 
 #include "http.h"
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 
 /* ---- small helpers ---- */
 

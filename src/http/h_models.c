@@ -22,7 +22,7 @@
 #include <time.h>
 
 #include "http.h"
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 
 #define MODEL_PAGE_DEFAULT 50   // models per page when page_size is absent
 #define MODEL_PAGE_MAX     1000 // largest page_size accepted

@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include "http.h"
-#include "metaserve/http/codec.h"
 #include "metaserve/http/openapi.h"
 
 struct Server {
@@ -465,8 +464,7 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
         st = ms_fail(err, MS_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if ((st = registry_create(&s->app.registry, c->cache_models, codec_config_parse, err)))
-        goto fail;
+    if ((st = registry_create(&s->app.registry, c->cache_models, err))) goto fail;
     JobPoolConfig jc;
     jobpool_config_defaults(&jc);
     jc.db_path = s->app.cfg.db;
@@ -475,7 +473,6 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     jc.checkpoint_every = c->checkpoint_every;
     jc.checkpoint_seconds = c->checkpoint_seconds;
     jc.adaptation_sweep_seconds = c->adapt_sweep_s;
-    jc.parse_config = codec_config_parse;
     // a read-only database can queue nothing and finish nothing: no workers (jobs are 503)
     if (c->workers > 0 && !c->db_read_only && (st = jobpool_start(&s->app.jobs, &jc, err)))
         goto fail;

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "jobs_internal.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/meta/eval.h"
 #include "metaserve/store/store.h"
 
@@ -178,7 +179,7 @@ static RunEnd run_job(Worker *w, Store *st, StoreJob *job) {
     JobsDataset ds;
     memset(&ds, 0, sizeof ds);
     RunEnd end = RUN_DONE;
-    MsStatus s = p->cfg.parse_config(&cfg, job->config, strlen(job->config), &err);
+    MsStatus s = codec_config_parse(&cfg, job->config, strlen(job->config), &err);
     if (s == MS_OK) s = jobs_build_sampler(st, &cfg, &ds, &sampler, &err);
     if (s == MS_OK) s = trainer_init_with_sampler(&tr, &cfg, sampler, &err);
     if (s != MS_OK) {
@@ -341,8 +342,7 @@ static void *sweeper_main(void *arg) {
 
 MsStatus jobpool_start(JobPool **out, const JobPoolConfig *cfg, MsError *err) {
     *out = NULL;
-    if (!cfg->db_path || !cfg->parse_config)
-        return ms_fail(err, MS_ERR_INVALID, "jobs: db_path and parse_config are required");
+    if (!cfg->db_path) return ms_fail(err, MS_ERR_INVALID, "jobs: db_path is required");
     if (cfg->workers < 1 || cfg->workers > MAX_WORKERS)
         return ms_fail(err, MS_ERR_INVALID, "workers: must be in 1..%d", MAX_WORKERS);
     if (cfg->checkpoint_every < 0 || !(cfg->checkpoint_seconds >= 0) ||

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "metaserve/codec/codec.h"
 #include "metaserve/meta/meta.h"
 
 _Static_assert(sizeof(real) == sizeof(float), "registry/ runs on the float build of the core");
@@ -37,19 +38,16 @@ struct Registry {
     pthread_mutex_t mu;
     int capacity, size;
     RegistryModel *head, *tail; // most recently used first
-    JobConfigParser parse;
     RegistryStats stats;
 };
 
-MsStatus registry_create(Registry **out, int capacity, JobConfigParser parse, MsError *err) {
+MsStatus registry_create(Registry **out, int capacity, MsError *err) {
     *out = NULL;
-    if (capacity < 1 || !parse)
-        return ms_fail(err, MS_ERR_INVALID, "registry: capacity >= 1 and a parser are required");
+    if (capacity < 1) return ms_fail(err, MS_ERR_INVALID, "registry: capacity must be >= 1");
     Registry *r = calloc(1, sizeof *r);
     if (!r) return ms_fail(err, MS_ERR_NOMEM, "registry: out of memory");
     pthread_mutex_init(&r->mu, NULL);
     r->capacity = capacity;
-    r->parse = parse;
     *out = r;
     return MS_OK;
 }
@@ -97,8 +95,7 @@ void registry_destroy(Registry *r) {
 }
 
 // Loads name@version from the store into a new, unreferenced model.
-static MsStatus load(Registry *r, Store *st, const char *name, int version, RegistryModel **out,
-                     MsError *err) {
+static MsStatus load(Store *st, const char *name, int version, RegistryModel **out, MsError *err) {
     StoreModel sm;
     MsStatus s = store_model_get(st, name, version, &sm, err);
     if (s != MS_OK) return s;
@@ -109,7 +106,7 @@ static MsStatus load(Registry *r, Store *st, const char *name, int version, Regi
     }
     snprintf(m->name, sizeof m->name, "%s", sm.name);
     m->version = sm.version;
-    s = r->parse(&m->cfg, sm.config, strlen(sm.config), err);
+    s = codec_config_parse(&m->cfg, sm.config, strlen(sm.config), err);
     if (s == MS_ERR_INVALID) {
         // the config was printed by the codec when the job was queued; cJSON's failure does not
         // tell running out of memory from a damaged file, so the message names both
@@ -207,7 +204,7 @@ MsStatus registry_get(Registry *r, Store *st, const char *ref, RegistryModel **o
     r->stats.misses++;
     pthread_mutex_unlock(&r->mu);
     RegistryModel *m = NULL;
-    if ((s = load(r, st, name, version, &m, err)) != MS_OK) return s;
+    if ((s = load(st, name, version, &m, err)) != MS_OK) return s;
     pthread_mutex_lock(&r->mu);
     r->stats.loaded++;
     m->refs = 1;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/meta/meta.h"
 #include "metaserve/registry/registry.h"
 
@@ -69,7 +69,7 @@ static void sine_support(float *x, float *y, int n) {
 
 START_TEST(cache_hits_misses_evicts_and_invalidates) {
     Registry *r;
-    ck_assert_int_eq(registry_create(&r, 2, codec_config_parse, NULL), MS_OK);
+    ck_assert_int_eq(registry_create(&r, 2, NULL), MS_OK);
     TrainConfig c;
     train_config_defaults(&c);
     strcpy(c.name, "a");
@@ -115,7 +115,7 @@ END_TEST
 START_TEST(adaptation_lowers_support_loss_and_leaves_the_stored_version_unchanged) {
     Registry *r;
     MsError err = {0};
-    ck_assert_int_eq(registry_create(&r, 4, codec_config_parse, NULL), MS_OK);
+    ck_assert_int_eq(registry_create(&r, 4, NULL), MS_OK);
     TrainConfig c;
     train_config_defaults(&c);
     strcpy(c.name, "sine");
@@ -153,7 +153,7 @@ END_TEST
 
 START_TEST(metasgd_adaptation_uses_the_learned_rates) {
     Registry *r;
-    ck_assert_int_eq(registry_create(&r, 4, codec_config_parse, NULL), MS_OK);
+    ck_assert_int_eq(registry_create(&r, 4, NULL), MS_OK);
     TrainConfig c;
     train_config_defaults(&c);
     strcpy(c.name, "msgd");
@@ -191,7 +191,7 @@ END_TEST
 
 START_TEST(bad_requests_name_the_field_and_limits_apply_before_work) {
     Registry *r;
-    ck_assert_int_eq(registry_create(&r, 4, codec_config_parse, NULL), MS_OK);
+    ck_assert_int_eq(registry_create(&r, 4, NULL), MS_OK);
     TrainConfig c;
     train_config_defaults(&c);
     strcpy(c.name, "cls");

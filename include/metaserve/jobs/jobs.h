@@ -15,7 +15,7 @@
  *
  * Usage:
  *     JobPoolConfig c; jobpool_config_defaults(&c);
- *     c.db_path = "metaserve.db"; c.parse_config = my_parser;
+ *     c.db_path = "metaserve.db";
  *     JobPool *p; jobpool_start(&p, &c, &err);
  *     ... store_job_create(...); jobpool_notify(p); ...
  *     jobpool_stop(p); // running jobs checkpoint and return to the queue
@@ -30,10 +30,6 @@
 #include "metaserve/meta/train.h"
 #include "metaserve/store/store.h"
 
-/** Parses a job's stored config JSON into c (the HTTP layer's codec; injected so that jobs/ does
- *  not depend on the JSON library). */
-typedef MsStatus (*JobConfigParser)(TrainConfig *c, const char *json, size_t len, MsError *err);
-
 typedef struct {
     const char *db_path;             // borrowed for the pool's lifetime
     const StoreOptions *store_opts;  // how connections are opened (NULL: defaults); borrowed
@@ -44,7 +40,6 @@ typedef struct {
     int curve_points;                // loss-curve points kept per metric per job (downsampled)
     int val_tasks;                   // held-out tasks per validation measurement; 0: none
     double adaptation_sweep_seconds; // period of the expired-adaptation sweep; 0: off
-    JobConfigParser parse_config;    // required
 } JobPoolConfig;
 
 /** Defaults: 2 workers, checkpoints every 1000 iterations or 10 s, progress every 1 s, 500 curve

@@ -9,7 +9,7 @@
  * keeps using its copy while a delete or alias move invalidates the cache.
  *
  * Usage:
- *     Registry *r; registry_create(&r, 64, parser, &err);
+ *     Registry *r; registry_create(&r, 64, &err);
  *     RegistryModel *m; registry_get(r, store, "sine@prod", &m, &err);  ... registry_release(r, m);
  *     StoreAdaptation a; registry_adapt(r, store, "sine", &req, &a, &err);
  */
@@ -19,7 +19,6 @@
 #include <stdint.h>
 
 #include "metaserve/core/status.h"
-#include "metaserve/jobs/jobs.h"
 #include "metaserve/meta/train.h"
 #include "metaserve/store/store.h"
 
@@ -38,8 +37,8 @@ typedef struct RegistryModel {
 
 typedef struct Registry Registry;
 
-/** capacity: versions kept (>= 1). parse: reads a stored config JSON (the codec). */
-MsStatus registry_create(Registry **out, int capacity, JobConfigParser parse, MsError *err);
+/** capacity: versions kept (>= 1). */
+MsStatus registry_create(Registry **out, int capacity, MsError *err);
 /** Frees the cache; no reference may be outstanding. Accepts NULL. */
 void registry_destroy(Registry *r);
 

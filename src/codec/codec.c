@@ -1,5 +1,5 @@
 /*
- * The JSON codec (include/metaserve/http/codec.h): training configs, weights, model files, the
+ * The JSON codec (include/metaserve/codec/codec.h): training configs, weights, model files, the
  * input and output of `metaserve metagrad`, and the reports of the train and eval commands. It is
  * the only place besides the HTTP handlers that includes cJSON.h; it knows nothing of files,
  * sockets or printing to a stream — it turns bytes into validated structs and structs into bytes.
@@ -22,7 +22,7 @@
  * sinusoid net, ~20 bytes each); metagrad inputs are small. Everything is bounded by
  * CODEC_MAX_BODY_BYTES before the parser runs.
  */
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
