@@ -100,39 +100,14 @@ static char *labels_text(const float *p, int rows, int cols) {
 
 /* ---- request fields ---- */
 
-// json_only_fields, and each allowed key at most once (cJSON keeps duplicates and the first would
-// silently win). Replies 422 and returns 0 otherwise.
-static int fields_once(Req *r, const cJSON *obj, const char *path, const char *const *allowed) {
-    if (!json_only_fields(r, obj, path, allowed)) return 0;
-    for (const char *const *a = allowed; *a; a++) {
-        int seen = 0;
-        for (const cJSON *it = obj->child; it; it = it->next)
-            seen += strcmp(it->string, *a) == 0;
-        if (seen > 1) {
-            reply_problem(r, 422, "validation", "%s.%s: duplicate field", path, *a);
-            return 0;
-        }
-    }
-    return 1;
-}
-
 // Reads the optional "steps" (0..max_steps; -1 when absent: the model's own) and "lr" ((0, 10];
 // 0 when absent: the model's own). Replies 422 and returns 0 on a bad value.
 static int read_knobs(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr) {
     long long k = -1;
-    if (!json_int(r, body, "steps", 0, lim->max_steps, 0, &k)) return 0;
+    if (!body_int(r, body, "steps", 0, lim->max_steps, 0, &k)) return 0;
     *steps = (int)k;
     *lr = 0;
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, "lr");
-    if (it && !cJSON_IsNull(it)) {
-        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble <= 0 ||
-            it->valuedouble > 10) {
-            reply_problem(r, 422, "validation", "lr: must be a number in (0, 10]");
-            return 0;
-        }
-        *lr = it->valuedouble;
-    }
-    return 1;
+    return body_number(r, body, "lr", 0, 1, 10, 0, lr);
 }
 
 // Reads a support set {"x": n x D, "y": n x target columns} for spec into new arrays (the caller
@@ -140,7 +115,7 @@ static int read_knobs(Req *r, const cJSON *body, const AdaptLimits *lim, int *st
 int adapt_read_support(Req *r, const cJSON *sup, const MlpSpec *spec, const AdaptLimits *lim,
                        float **x, float **y, int *n) {
     static const char *const fields[] = {"x", "y", NULL};
-    if (!fields_once(r, sup, "support", fields)) return 0;
+    if (!body_fields(r, sup, "support", fields)) return 0;
     const cJSON *jx = cJSON_GetObjectItemCaseSensitive(sup, "x");
     const cJSON *jy = cJSON_GetObjectItemCaseSensitive(sup, "y");
     if (!jx || !jy) {
@@ -148,9 +123,9 @@ int adapt_read_support(Req *r, const cJSON *sup, const MlpSpec *spec, const Adap
         return 0;
     }
     int nx = 0, ny = 0;
-    *x = json_matrix(r, jx, "support.x", spec->sizes[0], lim->max_support_rows, &nx, NULL);
+    *x = body_matrix(r, jx, "support.x", spec->sizes[0], lim->max_support_rows, &nx, NULL);
     if (!*x) return 0;
-    *y = json_matrix(r, jy, "support.y", mlp_target_cols(spec), lim->max_support_rows, &ny, NULL);
+    *y = body_matrix(r, jy, "support.y", mlp_target_cols(spec), lim->max_support_rows, &ny, NULL);
     if (!*y) return 0;
     if (ny != nx) {
         reply_problem(r, 422, "validation", "support.y: has %d rows, support.x has %d", ny, nx);
@@ -168,7 +143,7 @@ float *predict_read_x(Req *r, const cJSON *body, const MlpSpec *spec, int *rows)
         reply_problem(r, 422, "validation", "x: is required");
         return NULL;
     }
-    float *x = json_matrix(r, jx, "x", spec->sizes[0], PREDICT_MAX_ROWS, rows, NULL);
+    float *x = body_matrix(r, jx, "x", spec->sizes[0], PREDICT_MAX_ROWS, rows, NULL);
     if (!x) return NULL;
     const int O = spec->sizes[spec->L];
     if (mlp_forward_macs(spec, *rows) > PREDICT_MAX_MACS) {
@@ -256,8 +231,8 @@ done:
 int adapt_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr,
                     long long *ttl_s, const cJSON **sup) {
     static const char *const fields[] = {"support", "steps", "lr", "ttl_s", NULL};
-    if (!fields_once(r, body, "body", fields) || !read_knobs(r, body, lim, steps, lr) ||
-        !json_int(r, body, "ttl_s", 1, lim->max_ttl_ms / 1000, 0, ttl_s))
+    if (!body_fields(r, body, "body", fields) || !read_knobs(r, body, lim, steps, lr) ||
+        !body_int(r, body, "ttl_s", 1, lim->max_ttl_ms / 1000, 0, ttl_s))
         return 0;
     *sup = cJSON_GetObjectItemCaseSensitive(body, "support");
     if (!*sup || cJSON_IsNull(*sup)) {
@@ -341,7 +316,7 @@ int predict_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *st
                       const cJSON **sup) {
     static const char *const fields[] = {"x", "support", "steps", "lr", NULL};
     // steps and lr are checked even without a support set, where they have no effect
-    if (!fields_once(r, body, "body", fields) || !read_knobs(r, body, lim, steps, lr)) return 0;
+    if (!body_fields(r, body, "body", fields) || !read_knobs(r, body, lim, steps, lr)) return 0;
     *sup = cJSON_GetObjectItemCaseSensitive(body, "support");
     if (cJSON_IsNull(*sup)) *sup = NULL;
     return 1;
@@ -439,7 +414,7 @@ void h_adaptation_predict(Req *r) {
     int rows = 0;
     cJSON *body = req_json(r);
     if (!body) return;
-    if (!fields_once(r, body, "body", fields)) goto done;
+    if (!body_fields(r, body, "body", fields)) goto done;
     Store *st = req_store(r);
     if (!st) goto done;
     if ((s = store_adaptation_get(st, r->params[0], &a, &err)) != MS_OK) {

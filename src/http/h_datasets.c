@@ -45,22 +45,6 @@ static int name_ok(const char *s) {
     return 1;
 }
 
-// json_only_fields, and each allowed key at most once (cJSON keeps duplicates; the first would
-// silently win). Every key is one of the allowed ones by then, so this is O(keys x allowed).
-static int fields_once(Req *r, const cJSON *obj, const char *path, const char *const *allowed) {
-    if (!json_only_fields(r, obj, path, allowed)) return 0;
-    for (const char *const *a = allowed; *a; a++) {
-        int seen = 0;
-        for (const cJSON *it = obj->child; it; it = it->next)
-            seen += strcmp(it->string, *a) == 0;
-        if (seen > 1) {
-            reply_problem(r, 422, "validation", "%s.%s: duplicate field", path, *a);
-            return 0;
-        }
-    }
-    return 1;
-}
-
 // Reads an array of int32 values (integers only) into a new array (caller frees; non-NULL even
 // when empty). Replies 422 naming "path[i]" and returns NULL on error.
 static int32_t *int32_array(Req *r, const cJSON *arr, const char *path, int *n_out) {
@@ -152,13 +136,13 @@ static int upload_tasks(Req *r, cJSON *body, const DatasetLimits *lim, DatasetPa
         snprintf(pt, sizeof pt, "tasks[%d]", i);
         snprintf(px, sizeof px, "tasks[%d].x", i);
         snprintf(py, sizeof py, "tasks[%d].y", i);
-        if (!(ok = fields_once(r, t, pt, TASK_FIELDS))) break;
+        if (!(ok = body_fields(r, t, pt, TASK_FIELDS))) break;
         int rx = 0, ry = 0, wx = 0, wy = 0;
         // after tasks[0], every task must have its widths: the reader names the first bad row
         float *x =
-            json_matrix(r, cJSON_GetObjectItemCaseSensitive(t, "x"), px, xd, max_rows, &rx, &wx);
+            body_matrix(r, cJSON_GetObjectItemCaseSensitive(t, "x"), px, xd, max_rows, &rx, &wx);
         float *y =
-            x ? json_matrix(r, cJSON_GetObjectItemCaseSensitive(t, "y"), py, yd, max_rows, &ry, &wy)
+            x ? body_matrix(r, cJSON_GetObjectItemCaseSensitive(t, "y"), py, yd, max_rows, &ry, &wy)
               : NULL;
         in[i] = (DatasetTaskIn){.x = x, .y = y, .n_points = rx, .x_dim = wx, .y_dim = wy};
         if (!x || !y) {
@@ -203,7 +187,7 @@ static int upload_classes(Req *r, cJSON *body, const DatasetLimits *lim, Dataset
     int rows = 0, D = 0, n_labels = 0, n_test = 0, ok = 0;
     int32_t *labels = NULL, *test = NULL;
     float *x =
-        json_matrix(r, cJSON_GetObjectItemCaseSensitive(body, "x"), "x", 0, max_rows, &rows, &D);
+        body_matrix(r, cJSON_GetObjectItemCaseSensitive(body, "x"), "x", 0, max_rows, &rows, &D);
     if (!x) return 0;
     cJSON_DeleteItemFromObjectCaseSensitive(body, "x"); // the largest part of the tree
     const cJSON *jl = cJSON_GetObjectItemCaseSensitive(body, "labels");
@@ -276,9 +260,9 @@ int dataset_upload_read(Req *r, cJSON *body, char *name, DatasetKind *kind, Data
         reply_problem(r, 422, "validation", "kind: must be \"tasks\" or \"classes\"");
         goto done;
     }
-    if (!fields_once(r, body, "body", *kind == DATASET_TASKS ? TASKS_FIELDS : CLASSES_FIELDS))
+    if (!body_fields(r, body, "body", *kind == DATASET_TASKS ? TASKS_FIELDS : CLASSES_FIELDS))
         goto done;
-    if (!json_string(r, body, "name", STORE_NAME_MAX, 1, name)) goto done;
+    if (!body_string(r, body, "name", STORE_NAME_MAX, 1, name)) goto done;
     if (!name_ok(name)) {
         reply_problem(r, 422, "validation",
                       "name: 1..%d characters of [A-Za-z0-9._-], not starting with '.'",

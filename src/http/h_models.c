@@ -59,22 +59,6 @@ static void reply_built(Req *r, int status, cJSON *doc, int ok) {
     reply_json(r, status, doc);
 }
 
-// json_only_fields, and each allowed key at most once (cJSON keeps duplicates and the first would
-// silently win). Replies 422 and returns 0 otherwise.
-static int fields_once(Req *r, const cJSON *obj, const char *path, const char *const *allowed) {
-    if (!json_only_fields(r, obj, path, allowed)) return 0;
-    for (const char *const *a = allowed; *a; a++) {
-        int seen = 0;
-        for (const cJSON *it = obj->child; it; it = it->next)
-            seen += strcmp(it->string, *a) == 0;
-        if (seen > 1) {
-            reply_problem(r, 422, "validation", "%s.%s: duplicate field", path, *a);
-            return 0;
-        }
-    }
-    return 1;
-}
-
 // 1 when s is a model name as the store writes it (so it can be a page token we issued).
 static int name_like(const char *s) {
     size_t n = strlen(s);
@@ -254,8 +238,8 @@ void h_alias_put(Req *r) {
     cJSON *body = req_json(r);
     if (!body) return;
     long long version = 0;
-    if (!fields_once(r, body, "body", fields) ||
-        !json_int(r, body, "version", 1, INT_MAX, 1, &version)) {
+    if (!body_fields(r, body, "body", fields) ||
+        !body_int(r, body, "version", 1, INT_MAX, 1, &version)) {
         cJSON_Delete(body);
         return;
     }

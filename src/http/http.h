@@ -11,11 +11,11 @@
 #ifndef METASERVE_HTTP_INTERNAL_H
 #define METASERVE_HTTP_INTERNAL_H
 
-#include <cJSON.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metaserve/codec/json.h"
 #include "metaserve/core/status.h"
 #include "metaserve/http/server.h"
 #include "metaserve/jobs/jobs.h"
@@ -135,26 +135,22 @@ int req_page(Req *r, int def, int max, int *size, const char **token);
  *  database cannot be opened. */
 Store *req_store(Req *r);
 
-/* ---- JSON helpers (json.c): strict field readers that name the path in their errors ---- */
+/* ---- request-body readers (json.c): codec/json.h's readers, replying on failure ---- */
 
-/** Checks that obj is an object whose keys are all in allowed (NULL-terminated); replies 422
- *  naming the first unknown field and returns 0 otherwise. */
-int json_only_fields(Req *r, const cJSON *obj, const char *path, const char *const *allowed);
-/** Reads a finite number in [lo, hi]; absent -> *out unchanged and returns 1 when optional. */
-int json_number(Req *r, const cJSON *obj, const char *key, double lo, double hi, int required,
-                double *out);
-/** Reads an integer in [lo, hi]. */
-int json_int(Req *r, const cJSON *obj, const char *key, long long lo, long long hi, int required,
+/** json_fields (known keys only, each once), or replies 422 naming the field and returns 0. */
+int body_fields(Req *r, const cJSON *obj, const char *path, const char *const *allowed);
+/** Reads a finite number in [lo, hi] ((lo, hi] when lo_open); absent or null -> *out unchanged
+ *  and returns 1 when optional, replies 422 when required. */
+int body_number(Req *r, const cJSON *obj, const char *key, double lo, int lo_open, double hi,
+                int required, double *out);
+/** Reads an integer in [lo, hi]; absent as for body_number. */
+int body_int(Req *r, const cJSON *obj, const char *key, long long lo, long long hi, int required,
              long long *out);
-/** Reads a string of 1..max-1 bytes into out. */
-int json_string(Req *r, const cJSON *obj, const char *key, size_t max, int required, char *out);
-/**
- * Reads a matrix of finite numbers ([[...], ...]) with exactly `cols` columns (cols > 0) or any
- * consistent width (cols = 0, returned in *cols_out), at least 1 and at most max_rows rows, into
- * a new float array (caller frees). Replies 422 naming "path[i][j]" and returns NULL on error;
- * 413 when max_rows is exceeded.
- */
-float *json_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max_rows, int *rows,
+/** Reads a string of 1..max-1 bytes into out; absent as for body_number. */
+int body_string(Req *r, const cJSON *obj, const char *key, size_t max, int required, char *out);
+/** json_read_floats into a new float array (caller frees), or replies 422 naming "path[i][j]" /
+ *  413 over max_rows / 503 and returns NULL. */
+float *body_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max_rows, int *rows,
                    int *cols_out);
 
 /** 1 when s[0..n) is one valid JSON value (RFC 8259: UTF-8, nesting up to 1000, no lone UTF-16
@@ -172,13 +168,6 @@ int hex_digit(char c);
  *  with *oom = 0 when text is NULL or not JSON (a damaged row: the caller's fallback applies). */
 cJSON *json_parse_stored(const char *text, int *oom);
 
-/** A reply under construction: a failed allocation sets oom, checked once before replying. */
-typedef struct {
-    int oom;
-} JsonBuild;
-/** Adds item to parent under key (appends when key is NULL); item, or NULL (oom set, item
- *  deleted) on failure. */
-cJSON *json_put(JsonBuild *b, cJSON *parent, const char *key, cJSON *item);
 /** ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T22:48:26.123Z"); 0 when
  *  not representable. */
 int json_time_text(char out[32], int64_t ms);
