@@ -1,26 +1,18 @@
 /*
- * SQLite backend of store.h, part 4: uploaded datasets and adaptations.
+ * SQLite backend of store.h, part 4: uploaded datasets. One row each with the description, a
+ * kind-specific meta JSON and three checked blobs (x and y as f32, a kind-specific int32 index).
+ * The blobs are streamed with SQLite's incremental blob I/O (store_blob_stream_*, store_stream.c),
+ * so beyond the caller's arrays (put) or the returned arrays (get) only the page cache and one
+ * 64 KiB buffer are used: a 100,000 x 784 float pool (314 MB) is held once, not two or three
+ * times. Put inserts zeroblob placeholders and fills them in the same IMMEDIATE transaction; get
+ * reads the three blobs while its SELECT on the row is still active, i.e. from one snapshot. The
+ * bytes are those of blob_encode, so rows written whole (before streaming) and streamed rows read
+ * alike. On read each header is checked, and the counts of x and y against n_rows x x_dim and
+ * n_rows x y_dim, before anything is allocated. A dataset named (by id, anywhere in its config)
+ * by a queued or running job cannot be deleted; the check and the delete share one IMMEDIATE
+ * transaction.
  *
- * Datasets: one row each with the description, a kind-specific meta JSON and three checked
- * blobs (x and y as f32, a kind-specific int32 index). The blobs are streamed with SQLite's
- * incremental blob I/O (store_blob_stream_*), so beyond the caller's arrays (put) or the returned
- * arrays (get) only the page cache and one 64 KiB buffer are used: a 100,000 x 784 float pool
- * (314 MB) is held once, not two or three times. Put inserts zeroblob placeholders and fills them
- * in the same IMMEDIATE transaction; get reads the three blobs while its SELECT on the row is
- * still active, i.e. from one snapshot. The bytes are those of blob_encode, so rows written
- * whole (before streaming) and streamed rows read alike. On read each header is checked, and the
- * counts of x and y against n_rows x x_dim and n_rows x y_dim, before anything is allocated.
- * A dataset named (by id, anywhere in its config) by a queued or running job cannot be
- * deleted; the check and the delete share one IMMEDIATE transaction.
- *
- * Adaptations: parameters adapted to one client's support set, kept until expires_at. An
- * expired row is treated as absent by get and delete and removed by store_adaptation_expire
- * (index adaptations_expires, schema version 2). Adaptations belong to a model version and are
- * deleted with it (ON DELETE CASCADE); storing one for a missing version is MS_ERR_NOT_FOUND.
- *
- * Workload: datasets are few and large (up to ~3 x 10^8 bytes, read once per training job);
- * adaptations are many and small (one write per adapt request, one read per predict on an
- * adaptation cache miss).
+ * Workload: datasets are few and large (up to ~3 x 10^8 bytes, read once per training job).
  */
 #include "store_internal.h"
 
@@ -43,16 +35,8 @@ void store_dataset_data_free(StoreDatasetData *d) {
     memset(d, 0, sizeof *d);
 }
 
-void store_adaptation_free(StoreAdaptation *a) {
-    if (!a) return;
-    free(a->params);
-    memset(a, 0, sizeof *a);
-}
-
-static MsStatus id_check(const char *what, const char *id, MsError *err) {
-    if (!store_id_valid(id))
-        return ms_fail(err, MS_ERR_NOT_FOUND, "%s not found (malformed id)", what);
-    return MS_OK;
+static void dataset_row_free(void *d) {
+    store_dataset_free(d);
 }
 
 /* ---- datasets ---- */
@@ -227,7 +211,7 @@ MsStatus store_dataset_get(Store *s, const char *id, StoreDataset *out, StoreDat
                            MsError *err) {
     memset(out, 0, sizeof *out);
     if (data) memset(data, 0, sizeof *data);
-    MsStatus st = id_check("dataset", id, err);
+    MsStatus st = store_id_check("dataset", id, err);
     if (st != MS_OK) return st;
     sqlite3_stmt *q = NULL;
     if ((st = store_stmt(s, data ? SQL_DATASET_GET_DATA : SQL_DATASET_GET, &q, err)) != MS_OK)
@@ -324,16 +308,7 @@ MsStatus store_dataset_list(Store *s, const char *after, int limit, StoreDataset
         st = store_sqlite_fail(s, rc, "listing datasets", err);
 done:
     store_stmt_done(q);
-    if (st != MS_OK) {
-        for (int i = 0; i < cnt; i++)
-            store_dataset_free(&r[i]);
-        free(r);
-        *more = 0;
-        return st;
-    }
-    *rows = r;
-    *n = cnt;
-    return MS_OK;
+    return store_list_end(st, r, cnt, sizeof *r, dataset_row_free, rows, n, more);
 }
 
 static const char SQL_DATASET_EXISTS[] = "SELECT 1 FROM datasets WHERE id = ?";
@@ -344,7 +319,7 @@ static const char SQL_DATASET_USER[] =
 static const char SQL_DATASET_DELETE[] = "DELETE FROM datasets WHERE id = ?";
 
 MsStatus store_dataset_delete(Store *s, const char *id, MsError *err) {
-    MsStatus st = id_check("dataset", id, err);
+    MsStatus st = store_id_check("dataset", id, err);
     if (st != MS_OK) return st;
     const char *const sqls[3] = {SQL_DATASET_EXISTS, SQL_DATASET_USER, SQL_DATASET_DELETE};
     sqlite3_stmt *q = NULL;
@@ -376,181 +351,4 @@ done:
     store_stmt_done(q);
     if (st != MS_OK) store_tx_rollback(s);
     return st;
-}
-
-/* ---- adaptations ---- */
-
-static const char SQL_ADAPT_INSERT[] =
-    "INSERT INTO adaptations(id, model, version, created_at, expires_at, support_loss_before,"
-    " support_loss_after, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
-
-MsStatus store_adaptation_put(Store *s, StoreAdaptation *a, MsError *err) {
-    MsStatus st = store_name_check("model", a->model, 0, err);
-    if (st != MS_OK) return st;
-    if (a->version < 1) return ms_fail(err, MS_ERR_INVALID, "version: must be >= 1");
-    if (a->n_params == 0 || !a->params)
-        return ms_fail(err, MS_ERR_INVALID, "params: an adaptation needs at least one parameter");
-    char id[STORE_ID_MAX];
-    if ((st = store_id_new(id, err)) != MS_OK) return st;
-    int64_t now = store_now_ms();
-    sqlite3_stmt *q = NULL;
-    if ((st = store_tx_begin(s, err)) != MS_OK) return st;
-    if ((st = store_stmt(s, SQL_ADAPT_INSERT, &q, err)) != MS_OK) goto done;
-    int rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_text(q, 2, a->model, -1, SQLITE_STATIC);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int(q, 3, a->version);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(q, 4, now);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(q, 5, a->expires_at);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_double(q, 6, a->support_loss_before);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_double(q, 7, a->support_loss_after);
-    if (rc != SQLITE_OK) {
-        st = store_sqlite_fail(s, rc, "writing an adaptation", err);
-        goto done;
-    }
-    st = store_bind_blob(s, q, 8, BLOB_F32, a->params, a->n_params, "writing adapted params", err);
-    if (st != MS_OK) goto done;
-    rc = sqlite3_step(q);
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
-        st = ms_fail(err, MS_ERR_NOT_FOUND, "model %s has no version %d", a->model, a->version);
-        goto done;
-    }
-    if (rc != SQLITE_DONE) {
-        st = store_sqlite_fail(s, rc, "writing an adaptation", err);
-        goto done;
-    }
-    store_stmt_done(q);
-    q = NULL;
-    if ((st = store_tx_commit(s, err)) != MS_OK) goto done;
-    memcpy(a->id, id, sizeof id);
-    a->created_at = now;
-done:
-    store_stmt_done(q);
-    if (st != MS_OK) store_tx_rollback(s);
-    return st;
-}
-
-static const char SQL_ADAPT_GET[] =
-    "SELECT id, model, version, created_at, expires_at, support_loss_before, support_loss_after,"
-    " params FROM adaptations WHERE id = ?1 AND expires_at > ?2";
-
-MsStatus store_adaptation_get(Store *s, const char *id, StoreAdaptation *out, MsError *err) {
-    memset(out, 0, sizeof *out);
-    MsStatus st = id_check("adaptation", id, err);
-    if (st != MS_OK) return st;
-    sqlite3_stmt *q = NULL;
-    if ((st = store_stmt(s, SQL_ADAPT_GET, &q, err)) != MS_OK) return st;
-    int rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(q, 2, store_now_ms());
-    if (rc == SQLITE_OK) rc = sqlite3_step(q);
-    if (rc == SQLITE_DONE) {
-        st = ms_fail(err, MS_ERR_NOT_FOUND, "adaptation %s not found or expired", id);
-        goto done;
-    }
-    if (rc != SQLITE_ROW) {
-        st = store_sqlite_fail(s, rc, "reading an adaptation", err);
-        goto done;
-    }
-    store_col_copy(out->id, sizeof out->id, q, 0);
-    store_col_copy(out->model, sizeof out->model, q, 1);
-    out->version = sqlite3_column_int(q, 2);
-    out->created_at = sqlite3_column_int64(q, 3);
-    out->expires_at = sqlite3_column_int64(q, 4);
-    out->support_loss_before = store_col_double(q, 5);
-    out->support_loss_after = store_col_double(q, 6);
-    char what[64];
-    snprintf(what, sizeof what, "adaptation %s params", id);
-    st = store_col_blob(q, 7, BLOB_F32, (void **)&out->params, &out->n_params, what, err);
-    if (st == MS_OK && out->n_params == 0)
-        st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "%s: corrupt: no parameters", what);
-done:
-    store_stmt_done(q);
-    if (st != MS_OK) store_adaptation_free(out);
-    return st;
-}
-
-static const char SQL_ADAPT_EXPIRES[] = "SELECT expires_at FROM adaptations WHERE id = ?";
-static const char SQL_ADAPT_DELETE[] = "DELETE FROM adaptations WHERE id = ?";
-// Rows per sweep transaction. One DELETE of every expired row held the write lock for as long
-// as it took to free them all (seconds for 10^5 rows of a few KiB under a steady adapt load), so
-// adapt requests waiting at BEGIN IMMEDIATE timed out with 503, and every request served by the
-// same HTTP thread waited behind them. 256 rows of the 7 KiB parameters of a 1-40-40-1 net are
-// ~2 MB of pages: milliseconds.
-#define ADAPT_EXPIRE_BATCH 256
-static const char SQL_ADAPT_EXPIRE[] =
-    "DELETE FROM adaptations WHERE rowid IN"
-    " (SELECT rowid FROM adaptations WHERE expires_at <= ?1 LIMIT ?2)";
-
-MsStatus store_adaptation_delete(Store *s, const char *id, MsError *err) {
-    MsStatus st = id_check("adaptation", id, err);
-    if (st != MS_OK) return st;
-    sqlite3_stmt *q = NULL;
-    int64_t expires_at = 0;
-    if ((st = store_tx_begin(s, err)) != MS_OK) return st;
-    if ((st = store_stmt(s, SQL_ADAPT_EXPIRES, &q, err)) != MS_OK) goto done;
-    int rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-    if (rc == SQLITE_OK) rc = sqlite3_step(q);
-    if (rc == SQLITE_DONE) {
-        st = ms_fail(err, MS_ERR_NOT_FOUND, "adaptation %s not found", id);
-        goto done;
-    }
-    if (rc != SQLITE_ROW) {
-        st = store_sqlite_fail(s, rc, "deleting an adaptation", err);
-        goto done;
-    }
-    expires_at = sqlite3_column_int64(q, 0);
-    store_stmt_done(q);
-    q = NULL;
-    if ((st = store_stmt(s, SQL_ADAPT_DELETE, &q, err)) != MS_OK) goto done;
-    if ((rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC)) != SQLITE_OK) {
-        st = store_sqlite_fail(s, rc, "deleting an adaptation", err);
-        goto done;
-    }
-    if ((st = store_step_done(s, q, "deleting an adaptation", err)) != MS_OK) goto done;
-    store_stmt_done(q);
-    q = NULL;
-    if ((st = store_tx_commit(s, err)) != MS_OK) goto done;
-    // An expired row is gone now, but to the caller it had already ceased to exist.
-    if (expires_at <= store_now_ms())
-        st = ms_fail(err, MS_ERR_NOT_FOUND, "adaptation %s not found or expired", id);
-done:
-    store_stmt_done(q);
-    if (st != MS_OK) store_tx_rollback(s);
-    return st;
-}
-
-// Deletes up to ADAPT_EXPIRE_BATCH expired rows in one transaction; *changed receives how many.
-static MsStatus expire_batch(Store *s, int64_t now_ms, int *changed, MsError *err) {
-    *changed = 0;
-    sqlite3_stmt *q = NULL;
-    MsStatus st = store_tx_begin(s, err);
-    if (st != MS_OK) return st;
-    if ((st = store_stmt(s, SQL_ADAPT_EXPIRE, &q, err)) != MS_OK) goto done;
-    int rc = sqlite3_bind_int64(q, 1, now_ms);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int(q, 2, ADAPT_EXPIRE_BATCH);
-    if (rc != SQLITE_OK) {
-        st = store_sqlite_fail(s, rc, "expiring adaptations", err);
-        goto done;
-    }
-    if ((st = store_step_done(s, q, "expiring adaptations", err)) != MS_OK) goto done;
-    int deleted = sqlite3_changes(s->db);
-    store_stmt_done(q);
-    q = NULL;
-    if ((st = store_tx_commit(s, err)) != MS_OK) goto done;
-    *changed = deleted;
-done:
-    store_stmt_done(q);
-    if (st != MS_OK) store_tx_rollback(s);
-    return st;
-}
-
-MsStatus store_adaptation_expire(Store *s, int64_t now_ms, int *n, MsError *err) {
-    if (n) *n = 0;
-    // batch after batch, each its own short transaction, so writers get the lock in between
-    for (;;) {
-        int changed = 0;
-        MsStatus st = expire_batch(s, now_ms, &changed, err);
-        if (st != MS_OK) return st;
-        if (n) *n += changed;
-        if (changed < ADAPT_EXPIRE_BATCH) return MS_OK;
-    }
 }

@@ -36,6 +36,12 @@ struct Store {
 /** store_open, but migrates only up to schema version target (0..STORE_SCHEMA_VERSION): the
  *  test harness uses it to build databases at every earlier version. */
 MsStatus store_open_at(Store **out, const char *path, int target, MsError *err);
+/** PRAGMA user_version of the open file. */
+MsStatus store_user_version(Store *s, int *out, MsError *err);
+/** MS_ERR_DB naming both versions: the database is at `version`, newer than this build. */
+MsStatus store_refuse_newer(int version, MsError *err);
+/** Applies the migrations (store_sqlite_migrate.c) until the file is at schema version target. */
+MsStatus store_sqlite_migrate(Store *s, int target, MsError *err);
 /** The underlying connection (borrowed; for tests and fault injection). */
 sqlite3 *store_sqlite_db(Store *s);
 
@@ -70,10 +76,13 @@ void store_tx_rollback(Store *s);
 MsStatus store_name_check(const char *field, const char *name, int is_alias, MsError *err);
 /** 1 when id is 32 lowercase hex characters (the only ids the store makes), else 0. */
 int store_id_valid(const char *id);
+/** MS_OK for a well-formed id, else MS_ERR_NOT_FOUND "<what> not found (malformed id)": only
+ *  well-formed ids are echoed, and anything else cannot name a row. */
+MsStatus store_id_check(const char *what, const char *id, MsError *err);
 /** A new random id (128 bits from getrandom, or /dev/urandom) as 32 lowercase hex + NUL. */
 MsStatus store_id_new(char id[STORE_ID_MAX], MsError *err);
 
-/* ---- columns and blobs (store_sqlite.c) ---- */
+/* ---- columns and blobs (store_sqlite.c; streamed: store_sqlite_stream.c) ---- */
 
 /** Heap copy of a text column (dflt when NULL); NULL only when allocation fails. */
 char *store_col_strdup(sqlite3_stmt *q, int col, const char *dflt);
@@ -134,9 +143,18 @@ MsStatus store_model_check(const StoreModel *m, MsError *err);
 MsStatus store_model_insert(Store *s, StoreModel *m, const char *job_id, int *version,
                             MsError *err);
 
+/* ---- listings (store_sqlite.c) ---- */
+
 /** Makes room for element cnt of the array *arr (capacity *cap elements of elem bytes),
  *  doubling from `first`; MS_ERR_NOMEM naming `what` ("listing jobs") on failure, *arr kept. */
 MsStatus store_grow(void **arr, int *cap, int cnt, size_t elem, int first, const char *what,
                     MsError *err);
+/**
+ * The common end of every listing. st == MS_OK: hands the array arr of cnt rows to the caller
+ * (*rows, *n). Otherwise frees each of the cnt rows with row_free (when non-NULL; rows of elem
+ * bytes), then arr, and clears *more (when non-NULL). Returns st.
+ */
+MsStatus store_list_end(MsStatus st, void *arr, int cnt, size_t elem, void (*row_free)(void *),
+                        void *rows, int *n, int *more);
 
 #endif

@@ -44,6 +44,10 @@ void store_job_free(StoreJob *j) {
     memset(j, 0, sizeof *j);
 }
 
+static void job_row_free(void *j) {
+    store_job_free(j);
+}
+
 /* ---- rows ---- */
 
 // Columns 0..12 for listings; 13 and 14 (config, metrics) only for single reads.
@@ -126,12 +130,6 @@ static MsStatus not_running(Store *s, const char *id, MsError *err) {
     return ms_fail(err, MS_ERR_CONFLICT, "job %s is %s, not running", id, store_job_state_name(js));
 }
 
-static MsStatus id_check(const char *id, MsError *err) {
-    // Only well-formed ids are echoed; anything else cannot name a job.
-    if (!store_id_valid(id)) return ms_fail(err, MS_ERR_NOT_FOUND, "job not found (malformed id)");
-    return MS_OK;
-}
-
 /* ---- create, read, list ---- */
 
 static const char SQL_COUNT_QUEUED[] = "SELECT count(*) FROM jobs WHERE state = 'queued'";
@@ -188,7 +186,7 @@ done:
 
 MsStatus store_job_get(Store *s, const char *id, StoreJob *out, MsError *err) {
     memset(out, 0, sizeof *out);
-    MsStatus st = id_check(id, err);
+    MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
     return job_read(s, id, out, err);
 }
@@ -254,16 +252,7 @@ MsStatus store_job_list(Store *s, const char *after, int limit, StoreJob **rows,
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) st = store_sqlite_fail(s, rc, "listing jobs", err);
 done:
     store_stmt_done(q);
-    if (st != MS_OK) {
-        for (int i = 0; i < cnt; i++)
-            store_job_free(&r[i]);
-        free(r);
-        *more = 0;
-        return st;
-    }
-    *rows = r;
-    *n = cnt;
-    return MS_OK;
+    return store_list_end(st, r, cnt, sizeof *r, job_row_free, rows, n, more);
 }
 
 static const char SQL_JOB_COUNTS[] = "SELECT state, count(*) FROM jobs GROUP BY state";
@@ -367,7 +356,7 @@ static MsStatus metrics_put(Store *s, const char *id, const StoreMetric *pts, in
 
 MsStatus store_job_progress(Store *s, const char *id, int64_t iteration, const char *metrics_json,
                             const StoreMetric *pts, int n, MsError *err) {
-    MsStatus st = id_check(id, err);
+    MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
     if (n < 0 || (n > 0 && !pts)) return ms_fail(err, MS_ERR_INVALID, "pts: %d points", n);
     const size_t key_cap = sizeof((StoreMetricRow){0}).key; // keys must fit a listing row
@@ -409,7 +398,7 @@ static const char SQL_CHECKPOINT_GET[] = "SELECT checkpoint FROM jobs WHERE id =
 
 MsStatus store_job_checkpoint(Store *s, const char *id, int64_t iteration, const void *data,
                               size_t n, MsError *err) {
-    MsStatus st = id_check(id, err);
+    MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
     if (n > 0 && !data) return ms_fail(err, MS_ERR_INVALID, "data: missing");
     sqlite3_stmt *q = NULL;
@@ -440,7 +429,7 @@ done:
 MsStatus store_job_checkpoint_get(Store *s, const char *id, void **data, size_t *n, MsError *err) {
     *data = NULL;
     *n = 0;
-    MsStatus st = id_check(id, err);
+    MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
     sqlite3_stmt *q = NULL;
     if ((st = store_stmt(s, SQL_CHECKPOINT_GET, &q, err)) != MS_OK) return st;
@@ -477,7 +466,7 @@ static const char SQL_FINISH[] =
 
 MsStatus store_job_finish(Store *s, const char *id, JobState state, const char *error,
                           StoreModel *model, int *version, MsError *err) {
-    MsStatus st = id_check(id, err);
+    MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
     if (state != JOB_SUCCEEDED && state != JOB_FAILED && state != JOB_CANCELLED)
         return ms_fail(err, MS_ERR_INVALID, "state: %s is not a final state",
@@ -522,7 +511,7 @@ static const char SQL_CANCEL_QUEUED[] =
 static const char SQL_CANCEL_RUNNING[] = "UPDATE jobs SET cancel_requested = 1 WHERE id = ?2";
 
 MsStatus store_job_cancel(Store *s, const char *id, JobState *state_after, MsError *err) {
-    MsStatus st = id_check(id, err);
+    MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
     sqlite3_stmt *q = NULL;
     JobState cur;
@@ -589,7 +578,7 @@ MsStatus store_job_requeue_running(Store *s, int *n, MsError *err) {
 }
 
 MsStatus store_job_requeue(Store *s, const char *id, MsError *err) {
-    MsStatus st = id_check(id, err);
+    MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
     JobState cur;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
@@ -618,7 +607,7 @@ MsStatus store_job_metrics(Store *s, const char *id, int64_t after_step, int lim
     *rows = NULL;
     *n = 0;
     *more = 0;
-    MsStatus st = id_check(id, err);
+    MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
     if (limit < 1) return ms_fail(err, MS_ERR_INVALID, "limit: must be at least 1");
     JobState js;
@@ -659,12 +648,5 @@ MsStatus store_job_metrics(Store *s, const char *id, int64_t after_step, int lim
         st = store_sqlite_fail(s, rc, "listing metrics", err);
 done:
     store_stmt_done(q);
-    if (st != MS_OK) {
-        free(r);
-        *more = 0;
-        return st;
-    }
-    *rows = r;
-    *n = cnt;
-    return MS_OK;
+    return store_list_end(st, r, cnt, sizeof *r, NULL, rows, n, more);
 }

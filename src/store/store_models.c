@@ -31,6 +31,10 @@ void store_model_free(StoreModel *m) {
     memset(m, 0, sizeof *m);
 }
 
+static void model_row_free(void *m) {
+    store_model_free(m);
+}
+
 /* ---- writes ---- */
 
 MsStatus store_model_check(const StoreModel *m, MsError *err) {
@@ -313,15 +317,7 @@ MsStatus store_model_versions(Store *s, const char *name, StoreModel **rows, int
     if (cnt == 0) st = ms_fail(err, MS_ERR_NOT_FOUND, "model %s not found", name);
 done:
     store_stmt_done(q);
-    if (st != MS_OK) {
-        for (int i = 0; i < cnt; i++)
-            store_model_free(&r[i]);
-        free(r);
-        return st;
-    }
-    *rows = r;
-    *n = cnt;
-    return MS_OK;
+    return store_list_end(st, r, cnt, sizeof *r, model_row_free, rows, n, NULL);
 }
 
 // One row per name with its latest version and the number of versions, names after ?1 in order.
@@ -367,14 +363,7 @@ MsStatus store_model_list(Store *s, const char *after, int limit, StoreModelSumm
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) st = store_sqlite_fail(s, rc, "listing models", err);
 done:
     store_stmt_done(q);
-    if (st != MS_OK) {
-        free(r);
-        *more = 0;
-        return st;
-    }
-    *rows = r;
-    *n = cnt;
-    return MS_OK;
+    return store_list_end(st, r, cnt, sizeof *r, NULL, rows, n, more);
 }
 
 /* ---- deletes and aliases ---- */
@@ -504,11 +493,5 @@ MsStatus store_alias_list(Store *s, const char *name, StoreAlias **rows, int *n,
     if (rc != SQLITE_DONE) st = store_sqlite_fail(s, rc, "listing aliases", err);
 done:
     store_stmt_done(q);
-    if (st != MS_OK) {
-        free(r);
-        return st;
-    }
-    *rows = r;
-    *n = cnt;
-    return MS_OK;
+    return store_list_end(st, r, cnt, sizeof *r, NULL, rows, n, NULL);
 }

@@ -1,10 +1,10 @@
 /*
- * SQLite backend of store.h, part 1: the connection and the schema. Owns opening (pragmas,
- * refusal of newer files), the migrations keyed by PRAGMA user_version, the statement cache,
- * transactions, the mapping of SQLite errors to MsStatus, and helpers shared by the entity
- * files (store_models.c, store_jobs.c, store_datasets.c): name and id checks, text and blob
- * columns, and blobs streamed a 64 KiB chunk at a time (incremental blob I/O) for arrays too
- * large to hold twice. Only src/store includes sqlite3.h.
+ * SQLite backend of store.h, part 1: the connection. Owns opening (pragmas, refusal of newer
+ * files), the statement cache, transactions, the mapping of SQLite errors to MsStatus, and
+ * helpers shared by the entity files (store_models.c, store_jobs.c, store_datasets.c,
+ * store_adaptations.c): name and id checks, and text and blob columns. The schema and its
+ * migrations are in store_sqlite_migrate.c; blobs streamed a chunk at a time in
+ * store_sqlite_stream.c. Only src/store includes sqlite3.h.
  *
  * One SQLite file in WAL mode: readers never block the single writer. Every write is a short
  * BEGIN IMMEDIATE transaction, so a writer waits for the lock at BEGIN (busy timeout) and never
@@ -13,11 +13,6 @@
  *
  * Workload: a handful of writes per second per training job (progress, checkpoints), one write
  * per adaptation, reads of models on cache misses; tens of connections at most.
- *
- * Migrations: migrations[k] takes the file from version k to k + 1 in one transaction that also
- * sets user_version, so a crash leaves the file at one version or the next, never between.
- * Blob columns come last in each table, so reading the other columns of a row does not walk the
- * blob's overflow pages.
  */
 #include "store_internal.h"
 
@@ -31,61 +26,6 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ---- schema ---- */
-
-// Version 1: the tables of DESIGN §4. model_names remembers the highest version ever given to
-// a name, so no number is ever reused, even after its version or the whole model is deleted.
-static const char MIGRATION_1[] =
-    "CREATE TABLE models("
-    " name TEXT NOT NULL, version INTEGER NOT NULL CHECK (version > 0),"
-    " created_at INTEGER NOT NULL, config TEXT NOT NULL, algorithm TEXT NOT NULL,"
-    " hyper TEXT NOT NULL, metrics TEXT NOT NULL, job_id TEXT NOT NULL DEFAULT '',"
-    " params BLOB NOT NULL, inner_lrs BLOB,"
-    " PRIMARY KEY (name, version));"
-    "CREATE TABLE model_names(name TEXT PRIMARY KEY NOT NULL, last_version INTEGER NOT NULL);"
-    "CREATE TABLE model_aliases("
-    " name TEXT NOT NULL, alias TEXT NOT NULL, version INTEGER NOT NULL,"
-    " PRIMARY KEY (name, alias),"
-    " FOREIGN KEY (name, version) REFERENCES models(name, version) ON DELETE CASCADE);"
-    "CREATE INDEX model_aliases_target ON model_aliases(name, version);"
-    "CREATE TABLE jobs("
-    " id TEXT PRIMARY KEY NOT NULL,"
-    " state TEXT NOT NULL"
-    "  CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),"
-    " config TEXT NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL,"
-    " started_at INTEGER NOT NULL DEFAULT 0, finished_at INTEGER NOT NULL DEFAULT 0,"
-    " iteration INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL,"
-    " cancel_requested INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '',"
-    " result_model TEXT NOT NULL DEFAULT '', result_version INTEGER NOT NULL DEFAULT 0,"
-    " metrics TEXT NOT NULL DEFAULT '{}', checkpoint BLOB);"
-    "CREATE INDEX jobs_state_created ON jobs(state, created_at);"
-    "CREATE INDEX jobs_created ON jobs(created_at);"
-    "CREATE TABLE job_metrics("
-    " job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,"
-    " step INTEGER NOT NULL, key TEXT NOT NULL, value REAL, ts INTEGER NOT NULL,"
-    " PRIMARY KEY (job_id, step, key)) WITHOUT ROWID;"
-    "CREATE TABLE datasets("
-    " id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL,"
-    " kind TEXT NOT NULL CHECK (kind IN ('tasks', 'classes')),"
-    " created_at INTEGER NOT NULL, n_items INTEGER NOT NULL, n_rows INTEGER NOT NULL,"
-    " x_dim INTEGER NOT NULL, y_dim INTEGER NOT NULL, meta TEXT NOT NULL,"
-    " bytes INTEGER NOT NULL, x BLOB NOT NULL, y BLOB NOT NULL, idx BLOB NOT NULL);"
-    "CREATE INDEX datasets_created ON datasets(created_at);"
-    "CREATE TABLE adaptations("
-    " id TEXT PRIMARY KEY NOT NULL, model TEXT NOT NULL, version INTEGER NOT NULL,"
-    " created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
-    " support_loss_before REAL, support_loss_after REAL, params BLOB NOT NULL,"
-    " FOREIGN KEY (model, version) REFERENCES models(name, version) ON DELETE CASCADE);"
-    "CREATE INDEX adaptations_model ON adaptations(model, version);";
-
-// Version 2: store_adaptation_expire deletes by expires_at; without this index it scans.
-static const char MIGRATION_2[] = "CREATE INDEX adaptations_expires ON adaptations(expires_at);";
-
-// migrations[k] takes a file from user_version k to k + 1.
-static const char *const migrations[] = {MIGRATION_1, MIGRATION_2};
-_Static_assert(sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
-               "one migration per schema version");
 
 /* ---- errors, statements, transactions ---- */
 
@@ -178,12 +118,18 @@ void store_tx_rollback(Store *s) {
     (void)exec_cached(s, SQL_ROLLBACK, "rolling back", &ignored);
 }
 
-/* ---- open, migrate, close ---- */
+/* ---- open, close ---- */
 
-// Reads an integer PRAGMA (user_version) with a one-off statement.
-static MsStatus pragma_int(Store *s, const char *sql, int *out, MsError *err) {
+MsStatus store_refuse_newer(int version, MsError *err) {
+    return ms_fail(err, MS_ERR_DB,
+                   "database schema version %d is newer than this build knows (%d); "
+                   "use a newer metaserve",
+                   version, STORE_SCHEMA_VERSION);
+}
+
+MsStatus store_user_version(Store *s, int *out, MsError *err) {
     sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(q);
     MsStatus st = MS_OK;
     if (rc == SQLITE_ROW)
@@ -191,47 +137,6 @@ static MsStatus pragma_int(Store *s, const char *sql, int *out, MsError *err) {
     else
         st = store_sqlite_fail(s, rc, "reading the schema version", err);
     sqlite3_finalize(q);
-    return st;
-}
-
-static MsStatus refuse_newer(int version, MsError *err) {
-    return ms_fail(err, MS_ERR_DB,
-                   "database schema version %d is newer than this build knows (%d); "
-                   "use a newer metaserve",
-                   version, STORE_SCHEMA_VERSION);
-}
-
-// Applies migrations until the file is at `target`. Each step re-reads user_version inside its
-// IMMEDIATE transaction, so processes opening the same file at once migrate it exactly once.
-static MsStatus migrate(Store *s, int target, MsError *err) {
-    int v;
-    MsStatus st = pragma_int(s, "PRAGMA user_version", &v, err);
-    if (st != MS_OK) return st;
-    // An up-to-date file (the usual case) takes no write lock at all.
-    for (int k = v; k < target; k++) {
-        if ((st = store_tx_begin(s, err)) != MS_OK) goto done;
-        if ((st = pragma_int(s, "PRAGMA user_version", &v, err)) != MS_OK) goto done;
-        if (v > STORE_SCHEMA_VERSION) {
-            st = refuse_newer(v, err);
-            goto done;
-        }
-        if (v <= k) {
-            MS_ASSERT(v == k); // steps run in order, so an older file cannot appear here
-            char bump[48];
-            snprintf(bump, sizeof bump, "PRAGMA user_version = %d", k + 1);
-            int rc = sqlite3_exec(s->db, migrations[k], NULL, NULL, NULL);
-            if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, bump, NULL, NULL, NULL);
-            if (rc != SQLITE_OK) {
-                char what[64];
-                snprintf(what, sizeof what, "migrating the schema to version %d", k + 1);
-                st = store_sqlite_fail(s, rc, what, err);
-                goto done;
-            }
-        }
-        if ((st = store_tx_commit(s, err)) != MS_OK) goto done;
-    }
-done:
-    if (st != MS_OK) store_tx_rollback(s);
     return st;
 }
 
@@ -306,9 +211,9 @@ static MsStatus open_with(Store **out, const char *path, int target, const Store
     sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
     // Refuse a file from a newer build before changing anything in it (even its journal mode).
     int v;
-    if ((st = pragma_int(s, "PRAGMA user_version", &v, err)) != MS_OK) goto done;
+    if ((st = store_user_version(s, &v, err)) != MS_OK) goto done;
     if (v > STORE_SCHEMA_VERSION) {
-        st = refuse_newer(v, err);
+        st = store_refuse_newer(v, err);
         goto done;
     }
     if (opt->read_only && v != target) {
@@ -328,7 +233,7 @@ static MsStatus open_with(Store **out, const char *path, int target, const Store
             goto done;
         }
     }
-    st = migrate(s, target, err);
+    st = store_sqlite_migrate(s, target, err);
 done:
     if (st != MS_OK) {
         store_close(s);
@@ -389,7 +294,7 @@ sqlite3 *store_sqlite_db(Store *s) {
 int store_schema_version(Store *s) {
     int v = -1;
     MsError ignored;
-    if (pragma_int(s, "PRAGMA user_version", &v, &ignored) != MS_OK) return -1;
+    if (store_user_version(s, &v, &ignored) != MS_OK) return -1;
     return v;
 }
 
@@ -445,6 +350,12 @@ int store_id_valid(const char *id) {
     for (int i = 0; i < 32; i++)
         if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f'))) return 0;
     return id[32] == '\0';
+}
+
+MsStatus store_id_check(const char *what, const char *id, MsError *err) {
+    if (!store_id_valid(id))
+        return ms_fail(err, MS_ERR_NOT_FOUND, "%s not found (malformed id)", what);
+    return MS_OK;
 }
 
 static int random_bytes(unsigned char *buf, size_t n) {
@@ -540,131 +451,6 @@ MsStatus store_col_blob(sqlite3_stmt *q, int col, BlobType t, void **out, size_t
     return MS_OK;
 }
 
-/* ---- streamed blobs (incremental blob I/O) ---- */
-
-// Opens a handle on table.col of row rowid (sqlite3_blob_open sets *out to NULL on failure).
-static MsStatus stream_open(Store *s, const char *table, const char *col, sqlite3_int64 rowid,
-                            int writable, sqlite3_blob **out, const char *what, MsError *err) {
-    int rc = sqlite3_blob_open(s->db, "main", table, col, rowid, writable, out);
-    return rc == SQLITE_OK ? MS_OK : store_sqlite_fail(s, rc, what, err);
-}
-
-MsStatus store_blob_stream_write(Store *s, const char *table, const char *col, sqlite3_int64 rowid,
-                                 BlobType t, const void *elems, size_t n, const char *what,
-                                 MsError *err) {
-    size_t sz = blob_elem_size(t);
-    MS_ASSERT(sz > 0 && (n == 0 || elems != NULL));
-    MS_ASSERT(!sqlite3_get_autocommit(s->db)); // the caller's write transaction holds the row
-    size_t len;
-    MsStatus st = blob_encoded_size(&len, t, n, err);
-    if (st != MS_OK) return st;
-    if (len > INT_MAX) // sqlite3_blob_write offsets are int; SQLite's own limit is lower still
-        return ms_fail(err, MS_ERR_TOO_LARGE, "%s: %zu bytes are too large for the database", what,
-                       len);
-    sqlite3_blob *b = NULL;
-    unsigned char *buf = NULL;
-    if ((st = stream_open(s, table, col, rowid, 1, &b, what, err)) != MS_OK) return st;
-    if ((size_t)sqlite3_blob_bytes(b) != len) {
-        st = ms_fail(err, MS_ERR_INTERNAL, "%s: placeholder of %d bytes for a %zu-byte blob", what,
-                     sqlite3_blob_bytes(b), len);
-        goto done;
-    }
-    // The payload goes through buf so that a big-endian host converts it to little-endian a
-    // chunk at a time (on little-endian hosts blob_to_le is a memcpy of one chunk).
-    if (n > 0 && !(buf = malloc(STORE_BLOB_CHUNK))) {
-        st = ms_fail(err, MS_ERR_NOMEM, "%s: cannot allocate a %d-byte buffer", what,
-                     STORE_BLOB_CHUNK);
-        goto done;
-    }
-    // Payload first, hashed as it goes; the header, which carries the checksum, last.
-    uint64_t h = blob_hash_init(t, n);
-    const size_t per = STORE_BLOB_CHUNK / sz; // elements per chunk
-    const unsigned char *src = elems;
-    for (size_t i = 0; i < n; i += per) {
-        size_t m = n - i < per ? n - i : per;
-        blob_to_le(buf, src + i * sz, t, m);
-        h = blob_fnv1a64(h, buf, m * sz);
-        int rc = sqlite3_blob_write(b, buf, (int)(m * sz), (int)(BLOB_HEADER_SIZE + i * sz));
-        if (rc != SQLITE_OK) {
-            st = store_sqlite_fail(s, rc, what, err);
-            goto done;
-        }
-    }
-    unsigned char hdr[BLOB_HEADER_SIZE];
-    blob_header_build(hdr, t, n, h);
-    int rc = sqlite3_blob_write(b, hdr, BLOB_HEADER_SIZE, 0);
-    if (rc != SQLITE_OK) st = store_sqlite_fail(s, rc, what, err);
-done:
-    free(buf);
-    // A write handle must be closed before COMMIT; closing one cannot fail in a transaction.
-    sqlite3_blob_close(b);
-    return st;
-}
-
-MsStatus store_blob_stream_read(Store *s, const char *table, const char *col, sqlite3_int64 rowid,
-                                BlobType t, size_t want_n, void **out, size_t *n, const char *what,
-                                MsError *err) {
-    *out = NULL;
-    *n = 0;
-    sqlite3_blob *b = NULL;
-    unsigned char *dst = NULL;
-    MsStatus st = stream_open(s, table, col, rowid, 0, &b, what, err);
-    if (st != MS_OK) return st;
-    size_t len = (size_t)sqlite3_blob_bytes(b); // >= 0: SQLite values are at most INT_MAX bytes
-    unsigned char hdr[BLOB_HEADER_SIZE] = {0};
-    size_t count;
-    uint64_t stored;
-    MsError e = {0};
-    int rc = SQLITE_OK;
-    if (len >= BLOB_HEADER_SIZE) rc = sqlite3_blob_read(b, hdr, BLOB_HEADER_SIZE, 0);
-    if (rc != SQLITE_OK) {
-        st = store_sqlite_fail(s, rc, what, err);
-        goto done;
-    }
-    // The header is checked against the stored length (count * size == len - 24) before its
-    // count sizes any allocation, so the allocation is never larger than what is on disk.
-    if ((st = blob_header_parse(hdr, len, t, &count, &stored, &e)) != MS_OK) {
-        st = ms_fail_detail(err, st, e.detail, "%s: %s", what, e.msg);
-        goto done;
-    }
-    if (want_n != STORE_BLOB_ANY_COUNT && count != want_n) {
-        st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
-                            "%s: corrupt: %zu values where %zu were expected", what, count, want_n);
-        goto done;
-    }
-    size_t bytes = len - BLOB_HEADER_SIZE;
-    if (count > 0 && !(dst = malloc(bytes))) {
-        st = ms_fail(err, MS_ERR_NOMEM, "%s: cannot allocate %zu bytes", what, bytes);
-        goto done;
-    }
-    // Straight into the destination a chunk at a time: hashed while the chunk is in cache, then
-    // converted from little-endian in place.
-    uint64_t h = blob_hash_init(t, count);
-    size_t sz = blob_elem_size(t);
-    for (size_t off = 0; off < bytes; off += STORE_BLOB_CHUNK) {
-        size_t m = bytes - off < STORE_BLOB_CHUNK ? bytes - off : STORE_BLOB_CHUNK;
-        rc = sqlite3_blob_read(b, dst + off, (int)m, (int)(BLOB_HEADER_SIZE + off));
-        if (rc != SQLITE_OK) {
-            st = store_sqlite_fail(s, rc, what, err);
-            goto done;
-        }
-        h = blob_fnv1a64(h, dst + off, m);
-        blob_from_le(dst + off, dst + off, t, m / sz); // chunks are whole elements (64 KiB % 4)
-    }
-    if (h != stored) {
-        st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
-                            "%s: corrupt blob: checksum mismatch", what);
-        goto done;
-    }
-    *out = dst;
-    *n = count;
-    dst = NULL;
-done:
-    free(dst);
-    sqlite3_blob_close(b);
-    return st;
-}
-
 MsStatus store_grow(void **arr, int *cap, int cnt, size_t elem, int first, const char *what,
                     MsError *err) {
     if (cnt < *cap) return MS_OK;
@@ -673,5 +459,19 @@ MsStatus store_grow(void **arr, int *cap, int cnt, size_t elem, int first, const
     if (!g) return ms_fail(err, MS_ERR_NOMEM, "out of memory %s", what);
     *arr = g;
     *cap = nc;
+    return MS_OK;
+}
+
+MsStatus store_list_end(MsStatus st, void *arr, int cnt, size_t elem, void (*row_free)(void *),
+                        void *rows, int *n, int *more) {
+    if (st != MS_OK) {
+        for (int i = 0; row_free && i < cnt; i++)
+            row_free((char *)arr + (size_t)i * elem);
+        free(arr);
+        if (more) *more = 0;
+        return st;
+    }
+    *(void **)rows = arr;
+    *n = cnt;
     return MS_OK;
 }
