@@ -20,7 +20,7 @@ void server_config_defaults(ServerConfig *c) {
     strcpy(c->listen, "0.0.0.0");
     c->port = 8080;
     strcpy(c->db, "metaserve.db");
-    c->workers = 1;
+    c->workers = JOBPOOL_DEFAULT_WORKERS;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->http_threads = n > 0 ? (int)n : 2;
     c->max_body_bytes = (size_t)64 << 20;
@@ -28,9 +28,9 @@ void server_config_defaults(ServerConfig *c) {
     c->conn_limit = 1024;
     c->max_queued_jobs = 100;
     c->cache_models = 64;
-    c->checkpoint_seconds = 10;
-    c->checkpoint_every = 1000;
-    c->adapt_sweep_s = 10;
+    c->checkpoint_seconds = JOBPOOL_DEFAULT_CHECKPOINT_S;
+    c->checkpoint_every = JOBPOOL_DEFAULT_CHECKPOINT_EVERY;
+    c->adapt_sweep_s = SWEEPER_DEFAULT_PERIOD_S;
 }
 
 typedef enum { T_INT, T_SIZE, T_DOUBLE, T_STR, T_KEYS, T_KEYFILE } Type;

@@ -19,6 +19,7 @@
 #include "metaserve/core/status.h"
 #include "metaserve/http/server.h"
 #include "metaserve/jobs/jobs.h"
+#include "metaserve/jobs/sweeper.h"
 #include "metaserve/registry/registry.h"
 #include "metaserve/store/store.h"
 #include "metaserve/tasks/dataset.h"
@@ -31,7 +32,8 @@ struct Metrics;
 typedef struct App {
     ServerConfig cfg;    // copy; strings borrowed from the caller for the server's life
     Registry *registry;  // model-version cache
-    JobPool *jobs;       // training workers (may be NULL in tests that run none)
+    JobPool *jobs;       // training workers (NULL with no workers or a read-only database)
+    Sweeper *sweeper;    // expiry and WAL truncation (NULL only with a read-only database)
     atomic_int draining; // 1 after SIGTERM: readiness false, new jobs refused
     struct Metrics *metrics;
     const char *openapi; // the contract served at /openapi.yaml

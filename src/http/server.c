@@ -472,10 +472,13 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     jc.workers = c->workers;
     jc.checkpoint_every = c->checkpoint_every;
     jc.checkpoint_seconds = c->checkpoint_seconds;
-    jc.adaptation_sweep_seconds = c->adapt_sweep_s;
     // a read-only database can queue nothing and finish nothing: no workers (jobs are 503)
     if (c->workers > 0 && !c->db_read_only && (st = jobpool_start(&s->app.jobs, &jc, err)))
         goto fail;
+    // the sweeper does not depend on training: it runs with zero workers too
+    SweeperConfig sc = {
+        .db_path = s->app.cfg.db, .store_opts = &s->app.store_opts, .period_s = c->adapt_sweep_s};
+    if (!c->db_read_only && (st = sweeper_start(&s->app.sweeper, &sc, err))) goto fail;
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
@@ -528,6 +531,7 @@ void server_stop(Server *s) {
         MHD_stop_daemon(s->daemon);
     }
     jobpool_stop(s->app.jobs); // running jobs checkpoint and return to the queue
+    sweeper_stop(s->app.sweeper);
     registry_destroy(s->app.registry);
     metrics_destroy(s->app.metrics);
     free(s);

@@ -45,20 +45,17 @@ struct JobPool {
     int stopping;
     int n_workers;
     Worker workers[MAX_WORKERS];
-    pthread_t sweeper;
-    int has_sweeper;
     JobPoolStats stats;
 };
 
 void jobpool_config_defaults(JobPoolConfig *c) {
     memset(c, 0, sizeof *c);
-    c->workers = 2;
-    c->checkpoint_every = 1000;
-    c->checkpoint_seconds = 10;
+    c->workers = JOBPOOL_DEFAULT_WORKERS;
+    c->checkpoint_every = JOBPOOL_DEFAULT_CHECKPOINT_EVERY;
+    c->checkpoint_seconds = JOBPOOL_DEFAULT_CHECKPOINT_S;
     c->progress_seconds = 1;
     c->curve_points = 500;
     c->val_tasks = 25;
-    c->adaptation_sweep_seconds = 60;
 }
 
 static double mono_s(void) {
@@ -317,29 +314,6 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-static void *sweeper_main(void *arg) {
-    JobPool *p = arg;
-    Store *st = NULL;
-    if (store_open_opts(&st, p->cfg.db_path, p->cfg.store_opts, NULL) != MS_OK) return NULL;
-    pthread_mutex_lock(&p->mu);
-    while (!p->stopping) {
-        pthread_mutex_unlock(&p->mu);
-        int n = 0;
-        if (store_adaptation_expire(st, store_now_ms(), &n, NULL) == MS_OK && n > 0) {
-            pthread_mutex_lock(&p->mu);
-            p->stats.adaptations_expired += n;
-            pthread_mutex_unlock(&p->mu);
-        }
-        // keeps the WAL bounded under steady traffic; a busy attempt is retried next sweep
-        store_wal_truncate(st, 200, NULL);
-        pthread_mutex_lock(&p->mu);
-        if (!p->stopping) timed_wait(p, p->cfg.adaptation_sweep_seconds);
-    }
-    pthread_mutex_unlock(&p->mu);
-    store_close(st);
-    return NULL;
-}
-
 MsStatus jobpool_start(JobPool **out, const JobPoolConfig *cfg, MsError *err) {
     *out = NULL;
     if (!cfg->db_path) return ms_fail(err, MS_ERR_INVALID, "jobs: db_path is required");
@@ -373,9 +347,6 @@ MsStatus jobpool_start(JobPool **out, const JobPoolConfig *cfg, MsError *err) {
         }
         p->n_workers++;
     }
-    if (cfg->adaptation_sweep_seconds > 0) {
-        if (pthread_create(&p->sweeper, NULL, sweeper_main, p) == 0) p->has_sweeper = 1;
-    }
     *out = p;
     return MS_OK;
 }
@@ -403,7 +374,6 @@ void jobpool_stop(JobPool *p) {
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n_workers; i++)
         pthread_join(p->workers[i].thread, NULL);
-    if (p->has_sweeper) pthread_join(p->sweeper, NULL);
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->mu);
     free(p);
