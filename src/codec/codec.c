@@ -317,10 +317,15 @@ static MsStatus config_from_json(TrainConfig *c, const cJSON *obj, const char *p
     return MS_OK;
 }
 
+MsStatus codec_config_from_doc(TrainConfig *c, const cJSON *doc, MsError *err) {
+    if (!cJSON_IsObject(doc)) return ms_fail(err, MS_ERR_INVALID, "body: must be a JSON object");
+    return config_from_json(c, doc, "", err);
+}
+
 MsStatus codec_config_parse(TrainConfig *c, const char *body, size_t len, MsError *err) {
     cJSON *root = NULL;
     MsStatus st = json_parse(&root, body, len, "body", 1, err);
-    if (st == MS_OK) st = config_from_json(c, root, "", err);
+    if (st == MS_OK) st = codec_config_from_doc(c, root, err);
     cJSON_Delete(root);
     return st;
 }

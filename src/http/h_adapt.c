@@ -254,8 +254,7 @@ void h_model_adapt(Req *r) {
     double lr;
     long long ttl_s = 0;
     const cJSON *sup = NULL;
-    cJSON *body = req_json(r);
-    if (!body) return;
+    const cJSON *body = r->json; // parsed by dispatch
     if (!adapt_read_body(r, body, &lim, &steps, &lr, &ttl_s, &sup)) goto done;
     Store *st = req_store(r);
     if (!st) goto done;
@@ -309,7 +308,6 @@ done:
     registry_release(reg, m);
     free(x);
     free(y);
-    cJSON_Delete(body);
 }
 
 int predict_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr,
@@ -333,8 +331,7 @@ void h_model_predict(Req *r) {
     int steps, rows = 0, n = 0;
     double lr;
     const cJSON *sup = NULL;
-    cJSON *body = req_json(r);
-    if (!body) return;
+    const cJSON *body = r->json; // parsed by dispatch
     if (!predict_read_body(r, body, &lim, &steps, &lr, &sup)) goto done;
     Store *st = req_store(r);
     if (!st) goto done;
@@ -363,7 +360,6 @@ done:
     free(sx);
     free(sy);
     free(x);
-    cJSON_Delete(body);
 }
 
 /* ---- adaptations ---- */
@@ -412,8 +408,7 @@ void h_adaptation_predict(Req *r) {
     MsError err = {0};
     MsStatus s;
     int rows = 0;
-    cJSON *body = req_json(r);
-    if (!body) return;
+    const cJSON *body = r->json; // parsed by dispatch
     if (!body_fields(r, body, "body", fields)) goto done;
     Store *st = req_store(r);
     if (!st) goto done;
@@ -441,5 +436,4 @@ done:
     registry_release(reg, m);
     store_adaptation_free(&a);
     free(x);
-    cJSON_Delete(body);
 }

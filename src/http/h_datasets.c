@@ -280,8 +280,9 @@ done:
 void h_dataset_create(Req *r) {
     Store *st = req_store(r);
     if (!st) return;
-    cJSON *body = req_json(r);
-    if (!body) return;
+    // parsed by dispatch; dataset_upload_read frees the tree as soon as it has packed it
+    cJSON *body = r->json;
+    r->json = NULL;
     DatasetPacked p = {0};
     StoreDataset d = {0};
     DatasetKind kind;

@@ -156,12 +156,8 @@ void h_job_create(Req *r) {
     }
     TrainConfig cfg;
     MsError err = {0};
-    // syntax first (400 with the offset), so that the codec's parse never fails on syntax
-    if (!req_json_syntax_ok(r)) return;
-    MsStatus s = codec_config_parse(&cfg, r->body ? r->body : "", r->body_len, &err);
-    // the syntax is valid (checked above), so cJSON failed for want of memory
-    if (s == MS_ERR_INVALID && err.detail == MS_DETAIL_SYNTAX)
-        s = ms_fail(&err, MS_ERR_NOMEM, "out of memory parsing the body");
+    // the body was parsed by dispatch (400 with the offset on a syntax error)
+    MsStatus s = codec_config_from_doc(&cfg, r->json, &err);
     if (s != MS_OK) {
         reply_status(r, s, &err);
         return;

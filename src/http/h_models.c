@@ -235,15 +235,11 @@ void h_version_delete(Req *r) {
 
 void h_alias_put(Req *r) {
     static const char *const fields[] = {"version", NULL};
-    cJSON *body = req_json(r);
-    if (!body) return;
+    const cJSON *body = r->json; // parsed by dispatch
     long long version = 0;
     if (!body_fields(r, body, "body", fields) ||
-        !body_int(r, body, "version", 1, INT_MAX, 1, &version)) {
-        cJSON_Delete(body);
+        !body_int(r, body, "version", 1, INT_MAX, 1, &version))
         return;
-    }
-    cJSON_Delete(body);
     Store *st = req_store(r);
     if (!st) return;
     MsError err = {0};

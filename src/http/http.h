@@ -1,8 +1,9 @@
 /*
  * Private to http/: the request context every handler receives, the application state shared by
- * all request threads, the route table, and the reply helpers. Handlers are thin: they parse and
- * validate the body (cJSON, length-bounded), call store/, registry/ or jobs/, and reply; the
- * generic checks (route, method, auth, content type, size, JSON syntax) have run before them.
+ * all request threads, the route table, and the reply helpers. Handlers are thin: the generic
+ * checks (route, method, auth, size, content type) and, for a json_body route, the body parse
+ * (r->json) have run before them; they read the parsed body with the body_* readers, call
+ * store/, registry/ or jobs/, and reply.
  *
  * Errors are RFC 9457 problem+json documents: {"type", "title", "status", "detail", "instance",
  * "request_id"}; `type` is a stable URI from the table in problem.c, `detail` names the offending
@@ -56,8 +57,9 @@ typedef struct Req {
     char *body;          // NUL-terminated copy of the body (may be empty)
     size_t body_len;
     size_t body_cap;
-    int too_large;                      // the body passed max_body_bytes
-    int oom;                            // the body could not be buffered (out of memory)
+    int too_large; // the body passed max_body_bytes
+    int oom;       // the body could not be buffered (out of memory)
+    cJSON *json;   // the parsed body of a json_body route (dispatch); freed with the request
     const char *params[REQ_MAX_PARAMS]; // path parameters, in pattern order (point into pbuf)
     char pbuf[1024];
     int n_params;
@@ -123,7 +125,8 @@ const char *problem_title(const char *slug);
 /* ---- request helpers (reply.c) ---- */
 
 /** Parses the body as JSON; on a syntax error replies 400 with the byte offset and returns
- *  NULL. The caller deletes the document. */
+ *  NULL. The caller deletes the document. dispatch calls it for every json_body route and
+ *  hands the handler the result in r->json. */
 cJSON *req_json(Req *r);
 /** 1 when the body is syntactically valid JSON; else replies 400 with the byte offset of the
  *  first offending byte (422 when a string holds a \u0000 escape) and returns 0. */

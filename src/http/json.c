@@ -65,9 +65,10 @@ float *body_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max
 
 /* ---- syntax-error position ---- */
 
-// A strict JSON (RFC 8259) recogniser used only after cJSON refused a body, to name the first
-// offending byte exactly (cJSON's parse end can lie one byte past it). Returns 1 on success with
-// *p past the value, 0 with *p at the first bad byte.
+// A strict JSON (RFC 8259) recogniser that req_json runs on every body before cJSON sees it, to
+// name the first offending byte exactly (cJSON's parse end can lie one byte past it) and so that
+// cJSON's failure path (not thread-safe) is never taken. Returns 1 on success with *p past the
+// value, 0 with *p at the first bad byte.
 typedef struct {
     const char *s, *end;
     const char *p;

@@ -270,6 +270,8 @@ static void dispatch(Req *r) {
         reply_problem(r, 415, "unsupported-media-type", "%s", why);
         return;
     }
+    // the body is parsed once, here: handlers of json_body routes read r->json
+    if (rt->json_body && !(r->json = req_json(r))) return;
     rt->handler(r);
     if (!r->status) reply_problem(r, 500, "internal", "the handler gave no reply");
 }
@@ -357,6 +359,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         metrics_observe(app->metrics, r->route ? r->route->name : "unmatched", r->method, r->status,
                         s);
     }
+    cJSON_Delete(r->json);
     free(r->body);
     free(r->reply);
     free(r);

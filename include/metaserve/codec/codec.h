@@ -32,6 +32,7 @@
 
 #ifdef MS_REAL_DOUBLE // the _f64 build (core/f64.h): every public codec function gets the suffix
 #define codec_config_parse        codec_config_parse_f64
+#define codec_config_from_doc     codec_config_from_doc_f64
 #define codec_config_print        codec_config_print_f64
 #define codec_weights_parse       codec_weights_parse_f64
 #define codec_weights_print       codec_weights_print_f64
@@ -112,6 +113,11 @@ typedef struct {
  * MS_ERR_NOMEM. On failure *c is unspecified.
  */
 MsStatus codec_config_parse(TrainConfig *c, const char *body, size_t len, MsError *err);
+
+struct cJSON; // (codec/json.h; this header does not include cJSON.h)
+/** codec_config_parse of a document already parsed (an HTTP body): "body: must be a JSON object"
+ *  when doc is not an object; the same messages otherwise. doc is borrowed. */
+MsStatus codec_config_from_doc(TrainConfig *c, const struct cJSON *doc, MsError *err);
 
 /**
  * Prints c as a training config that codec_config_parse reads back to the same values, into *out
