@@ -240,6 +240,49 @@ cJSON *json_uinteger(unsigned long long v) {
     return cJSON_CreateRaw(buf);
 }
 
+// A "%.9g" float takes at most 15 characters ("-1.23456789e-38"), so 16 per value plus a comma
+// is enough.
+char *json_floats_text(const float *m, int rows, int cols) {
+    size_t cap = (size_t)rows * ((size_t)cols * 17 + 3) + 3, k = 0;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    s[k++] = '[';
+    for (int i = 0; i < rows; i++) {
+        if (i) s[k++] = ',';
+        s[k++] = '[';
+        for (int j = 0; j < cols; j++) {
+            if (j) s[k++] = ',';
+            int n = snprintf(s + k, cap - k, "%.9g", (double)m[(size_t)i * cols + j]);
+            if (n < 0 || (size_t)n >= cap - k) {
+                free(s);
+                return NULL;
+            }
+            k += (size_t)n;
+        }
+        s[k++] = ']';
+    }
+    s[k++] = ']';
+    s[k] = '\0';
+    return s;
+}
+
+char *json_argmax_text(const float *p, int rows, int cols) {
+    size_t cap = (size_t)rows * 12 + 3, k = 0;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    s[k++] = '[';
+    for (int i = 0; i < rows; i++) {
+        const float *row = p + (size_t)i * cols;
+        int best = 0;
+        for (int j = 1; j < cols; j++)
+            if (row[j] > row[best]) best = j;
+        k += (size_t)snprintf(s + k, cap - k, i ? ",%d" : "%d", best);
+    }
+    s[k++] = ']';
+    s[k] = '\0';
+    return s;
+}
+
 MsStatus json_finish(JsonBuild *b, cJSON *root, int pretty, char **out, MsError *err) {
     *out = NULL;
     if (!root) b->oom = 1;

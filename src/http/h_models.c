@@ -6,7 +6,7 @@
  * times as RFC 3339 UTC with milliseconds, stored JSON texts (config, hyper, metrics) embedded as
  * parsed JSON, weights in the {"W", "b"} layer layout printed by the codec ("%.9g" per float).
  * Every write that can change what a reference resolves to (delete, alias move) ends with
- * registry_invalidate, so the version cache never serves a deleted version.
+ * serving_invalidate, so the version cache never serves a deleted version.
  *
  * Path parameters: params[0] is the model name or reference, params[1] the version or alias.
  * Names, references and aliases are validated by the store before they appear in any message;
@@ -186,7 +186,7 @@ void h_model_delete(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    registry_invalidate(r->app->registry, r->params[0]);
+    serving_invalidate(r->app->serving, r->params[0]);
     reply_empty(r, 204);
 }
 
@@ -227,7 +227,7 @@ void h_version_delete(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    registry_invalidate(r->app->registry, r->params[0]);
+    serving_invalidate(r->app->serving, r->params[0]);
     reply_empty(r, 204);
 }
 
@@ -248,7 +248,7 @@ void h_alias_put(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    registry_invalidate(r->app->registry, r->params[0]);
+    serving_invalidate(r->app->serving, r->params[0]);
     // both names passed the store's validation: safe to echo
     cJSON *doc = cJSON_CreateObject();
     int ok = cJSON_AddStringToObject(doc, "name", r->params[0]) &&
@@ -266,7 +266,7 @@ void h_alias_delete(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    registry_invalidate(r->app->registry, r->params[0]);
+    serving_invalidate(r->app->serving, r->params[0]);
     reply_empty(r, 204);
 }
 
@@ -286,8 +286,8 @@ void h_model_weights(Req *r) {
     Store *st = req_store(r);
     if (!st) return;
     MsError err = {0};
-    RegistryModel *m = NULL;
-    MsStatus s = registry_get(r->app->registry, st, r->params[0], &m, &err);
+    ServingModel *m = NULL;
+    MsStatus s = serving_get(r->app->serving, st, r->params[0], &m, &err);
     if (s != MS_OK) {
         reply_status(r, s, &err);
         return;
@@ -308,6 +308,6 @@ void h_model_weights(Req *r) {
          add_weights(doc, "weights", spec, m->theta) &&
          (m->lrs ? add_weights(doc, "lrs", spec, m->lrs)
                  : cJSON_AddNullToObject(doc, "lrs") != NULL);
-    registry_release(r->app->registry, m);
+    serving_release(r->app->serving, m);
     reply_built(r, 200, doc, ok);
 }

@@ -3,7 +3,7 @@
  * all request threads, the route table, and the reply helpers. Handlers are thin: the generic
  * checks (route, method, auth, size, content type) and, for a json_body route, the body parse
  * (r->json) have run before them; they read the parsed body with the body_* readers, call
- * store/, registry/ or jobs/, and reply.
+ * store/, serving/ or jobs/, and reply.
  *
  * Errors are RFC 9457 problem+json documents: {"type", "title", "status", "detail", "instance",
  * "request_id"}; `type` is a stable URI from the table in problem.c, `detail` names the offending
@@ -21,7 +21,7 @@
 #include "metaserve/http/server.h"
 #include "metaserve/jobs/jobs.h"
 #include "metaserve/jobs/sweeper.h"
-#include "metaserve/registry/registry.h"
+#include "metaserve/serving/serving.h"
 #include "metaserve/store/store.h"
 #include "metaserve/tasks/dataset.h"
 
@@ -32,7 +32,7 @@ struct Metrics;
 /** State shared by every request thread; owned by server.c. */
 typedef struct App {
     ServerConfig cfg;    // copy; strings borrowed from the caller for the server's life
-    Registry *registry;  // model-version cache
+    Serving *serving;    // model-version cache and adaptation
     JobPool *jobs;       // training workers (NULL with no workers or a read-only database)
     Sweeper *sweeper;    // expiry and WAL truncation (NULL only with a read-only database)
     atomic_int draining; // 1 after SIGTERM: readiness false, new jobs refused

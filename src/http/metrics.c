@@ -174,8 +174,8 @@ char *metrics_render(App *app, Store *st, size_t *len) {
         put(&o, "# TYPE metaserve_%s_total counter\nmetaserve_%s_total %lld\n", m->counters[i].name,
             m->counters[i].name, (long long)m->counters[i].value);
     pthread_mutex_unlock(&m->mu);
-    RegistryStats rs;
-    registry_stats(app->registry, &rs);
+    ServingStats rs;
+    serving_stats(app->serving, &rs);
     put(&o,
         "# TYPE metaserve_model_cache_hits_total counter\nmetaserve_model_cache_hits_total %lld\n"
         "# TYPE metaserve_model_cache_misses_total counter\n"

@@ -467,7 +467,7 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
         st = ms_fail(err, MS_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if ((st = registry_create(&s->app.registry, c->cache_models, err))) goto fail;
+    if ((st = serving_create(&s->app.serving, c->cache_models, err))) goto fail;
     JobPoolConfig jc;
     jobpool_config_defaults(&jc);
     jc.db_path = s->app.cfg.db;
@@ -535,7 +535,7 @@ void server_stop(Server *s) {
     }
     jobpool_stop(s->app.jobs); // running jobs checkpoint and return to the queue
     sweeper_stop(s->app.sweeper);
-    registry_destroy(s->app.registry);
+    serving_destroy(s->app.serving);
     metrics_destroy(s->app.metrics);
     free(s);
 }

@@ -94,6 +94,12 @@ cJSON *json_num_fmt(double v, const char *fmt);
 cJSON *json_integer(long long v);
 /** An unsigned integer, as raw text. */
 cJSON *json_uinteger(unsigned long long v);
+/** rows x cols floats as JSON text "[[a,b],[c,d]]", each "%.9g" (round-trips a float); caller
+ *  frees; NULL when out of memory. Every value must be finite. */
+char *json_floats_text(const float *m, int rows, int cols);
+/** The argmax of each of rows rows of cols scores as JSON text "[2,0,...]"; caller frees; NULL
+ *  when out of memory. */
+char *json_argmax_text(const float *p, int rows, int cols);
 /** Prints root (pretty or on one line; takes ownership of root) into *out, which the caller frees
  *  with free(). MS_ERR_NOMEM when b->oom is set, root is NULL or printing fails. */
 MsStatus json_finish(JsonBuild *b, cJSON *root, int pretty, char **out, MsError *err);
