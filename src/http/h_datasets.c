@@ -32,19 +32,6 @@ static void reply_nomem(Req *r) {
     reply_status(r, MS_ERR_NOMEM, &e);
 }
 
-// Names and aliases: 1..127 characters of [A-Za-z0-9._-], not starting with '.' (store.h).
-static int name_ok(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n >= STORE_NAME_MAX || s[0] == '.') return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.'))
-            return 0;
-    }
-    return 1;
-}
-
 // Reads an array of int32 values (integers only) into a new array (caller frees; non-NULL even
 // when empty). Replies 422 naming "path[i]" and returns NULL on error.
 static int32_t *int32_array(Req *r, const cJSON *arr, const char *path, int *n_out) {
@@ -263,7 +250,8 @@ int dataset_upload_read(Req *r, cJSON *body, char *name, DatasetKind *kind, Data
     if (!body_fields(r, body, "body", *kind == DATASET_TASKS ? TASKS_FIELDS : CLASSES_FIELDS))
         goto done;
     if (!body_string(r, body, "name", STORE_NAME_MAX, 1, name)) goto done;
-    if (!name_ok(name)) {
+    _Static_assert(STORE_NAME_MAX == NAME_MAX_BYTES, "store names follow core/name.h");
+    if (!name_valid(name)) {
         reply_problem(r, 422, "validation",
                       "name: 1..%d characters of [A-Za-z0-9._-], not starting with '.'",
                       STORE_NAME_MAX - 1);

@@ -59,19 +59,6 @@ static void reply_built(Req *r, int status, cJSON *doc, int ok) {
     reply_json(r, status, doc);
 }
 
-// 1 when s is a model name as the store writes it (so it can be a page token we issued).
-static int name_like(const char *s) {
-    size_t n = strlen(s);
-    if (n >= STORE_NAME_MAX || s[0] == '.') return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '.' || c == '_' || c == '-';
-        if (!ok) return 0;
-    }
-    return 1;
-}
-
 // Reads the version path parameter: a decimal integer in 1..INT_MAX; replies 422 otherwise.
 static int path_version(Req *r, const char *s, int *out) {
     size_t n = s ? strlen(s) : 0;
@@ -91,7 +78,8 @@ void h_model_list(Req *r) {
     int size;
     const char *token;
     if (!req_page(r, MODEL_PAGE_DEFAULT, MODEL_PAGE_MAX, &size, &token)) return;
-    if (!name_like(token)) {
+    // a token we issue is the name of the last model of the page ("" for the first page)
+    if (*token && !name_valid(token)) {
         reply_problem(r, 422, "validation", "page_token: not a token this service issued");
         return;
     }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "metaserve/codec/json.h"
+#include "metaserve/core/name.h"
 #include "metaserve/core/status.h"
 #include "metaserve/http/server.h"
 #include "metaserve/jobs/jobs.h"

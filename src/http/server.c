@@ -37,16 +37,9 @@ static int64_t now_ns(void) {
 
 /* ---- request ids ---- */
 
+// A request id we accept from a client: 1..63 characters of [A-Za-z0-9._-].
 static int id_ok(const char *s) {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n >= REQ_ID_MAX) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.'))
-            return 0;
-    }
-    return 1;
+    return name_chars(s, REQ_ID_MAX);
 }
 
 static void make_id(char *out) {
