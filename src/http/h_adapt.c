@@ -40,16 +40,6 @@ static int add_real(cJSON *o, const char *key, double v) {
            NULL;
 }
 
-// Replies with doc when every addition succeeded (ok), else 503 (out of memory).
-static void reply_built(Req *r, int status, cJSON *doc, int ok) {
-    if (!doc || !ok) {
-        cJSON_Delete(doc);
-        reply_problem(r, 503, "unavailable", "out of memory while rendering the response");
-        return;
-    }
-    reply_json(r, status, doc);
-}
-
 /* ---- request fields ---- */
 
 // Reads the optional "steps" (0..max_steps; -1 when absent: the model's own) and "lr" ((0, 10];

@@ -27,11 +27,6 @@
 
 /* ---- small helpers ---- */
 
-static void reply_nomem(Req *r) {
-    MsError e = {.code = MS_ERR_NOMEM, .msg = "out of memory building the response"};
-    reply_status(r, MS_ERR_NOMEM, &e);
-}
-
 // Reads an array of int32 values (integers only) into a new array (caller frees; non-NULL even
 // when empty). Replies 422 naming "path[i]" and returns NULL on error.
 static int32_t *int32_array(Req *r, const cJSON *arr, const char *path, int *n_out) {
@@ -325,41 +320,33 @@ done:
     store_dataset_free(&d);
 }
 
+static MsStatus list_rows(Store *st, const char *token, int size, void **rows, int *n, int *more,
+                          MsError *err) {
+    StoreDataset *v = NULL;
+    MsStatus s = store_dataset_list(st, token, size, &v, n, more, err);
+    *rows = v;
+    return s;
+}
+static cJSON *list_render(JsonBuild *b, const void *row) {
+    return dataset_json(b, row);
+}
+static const char *list_id(const void *row) {
+    return ((const StoreDataset *)row)->id;
+}
+static void list_free(void *row) {
+    store_dataset_free(row);
+}
+
 void h_dataset_list(Req *r) {
-    int size;
-    const char *token;
-    if (!req_page(r, 50, 1000, &size, &token)) return;
-    Store *st = req_store(r);
-    if (!st) return;
-    StoreDataset *rows = NULL;
-    int n = 0, more = 0;
-    MsError err = {0};
-    MsStatus s = store_dataset_list(st, token, size, &rows, &n, &more, &err);
-    if (s == MS_ERR_INVALID) {
-        reply_problem(r, 422, "validation",
-                      "page_token: not a token this service issued, or its dataset was deleted");
-        return;
-    }
-    if (s != MS_OK) {
-        reply_status(r, s, &err);
-        return;
-    }
-    JsonBuild b = {0};
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *list = json_put(&b, doc, "datasets", cJSON_CreateArray());
-    for (int i = 0; i < n && !b.oom; i++)
-        json_put(&b, list, NULL, dataset_json(&b, &rows[i]));
-    json_put(&b, doc, "next_page_token",
-             more && n > 0 ? cJSON_CreateString(rows[n - 1].id) : cJSON_CreateNull());
-    for (int i = 0; i < n; i++)
-        store_dataset_free(&rows[i]);
-    free(rows);
-    if (b.oom) {
-        cJSON_Delete(doc);
-        reply_nomem(r);
-        return;
-    }
-    reply_json(r, 200, doc);
+    static const ListKind KIND = {
+        "datasets",
+        "page_token: not a token this service issued, or its dataset was deleted",
+        sizeof(StoreDataset),
+        list_rows,
+        list_render,
+        list_id,
+        list_free};
+    reply_list(r, &KIND);
 }
 
 void h_dataset_get(Req *r) {

@@ -24,9 +24,6 @@
 #include "http.h"
 #include "metaserve/codec/codec.h"
 
-#define MODEL_PAGE_DEFAULT 50   // models per page when page_size is absent
-#define MODEL_PAGE_MAX     1000 // largest page_size accepted
-
 /* ---- helpers ---- */
 
 // Adds a stored JSON text as parsed JSON (null when it does not parse); 0 when an allocation
@@ -49,16 +46,6 @@ static int add_job_id(cJSON *o, const char *job_id) {
                       : cJSON_AddNullToObject(o, "job_id")) != NULL;
 }
 
-// Replies with doc when every addition succeeded (ok), else 503 (out of memory).
-static void reply_built(Req *r, int status, cJSON *doc, int ok) {
-    if (!doc || !ok) {
-        cJSON_Delete(doc);
-        reply_problem(r, 503, "unavailable", "out of memory while rendering the response");
-        return;
-    }
-    reply_json(r, status, doc);
-}
-
 // Reads the version path parameter: a decimal integer in 1..INT_MAX; replies 422 otherwise.
 static int path_version(Req *r, const char *s, int *out) {
     size_t n = s ? strlen(s) : 0;
@@ -77,7 +64,7 @@ static int path_version(Req *r, const char *s, int *out) {
 void h_model_list(Req *r) {
     int size;
     const char *token;
-    if (!req_page(r, MODEL_PAGE_DEFAULT, MODEL_PAGE_MAX, &size, &token)) return;
+    if (!req_page(r, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, &size, &token)) return;
     // a token we issue is the name of the last model of the page ("" for the first page)
     if (*token && !name_valid(token)) {
         reply_problem(r, 422, "validation", "page_token: not a token this service issued");

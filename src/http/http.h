@@ -107,6 +107,11 @@ void reply_json(Req *r, int status, cJSON *doc);
  */
 void reply_json_committed(Req *r, int status, cJSON *doc, char *reserve, size_t cap,
                           const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/** reply_json when doc is non-NULL and ok (every addition succeeded), else deletes doc and
+ *  replies 503 "out of memory while rendering the response". */
+void reply_built(Req *r, int status, cJSON *doc, int ok);
+/** Replies 503: out of memory building the response. */
+void reply_nomem(Req *r);
 /** Replies with raw bytes (copied) and a content type. */
 void reply_raw(Req *r, int status, const char *content_type, const char *data, size_t len);
 /** Replies 204 No Content. */
@@ -134,9 +139,27 @@ cJSON *req_json(Req *r);
 int req_json_syntax_ok(Req *r);
 /** The value of a query parameter, or NULL. */
 const char *req_query(Req *r, const char *name);
+#define PAGE_SIZE_DEFAULT 50   // list entries per page when page_size is absent
+#define PAGE_SIZE_MAX     1000 // largest page_size accepted
 /** page_size (1..max, default def) and page_token ("" when absent); replies 422 and returns
  *  0 on a bad value. */
 int req_page(Req *r, int def, int max, int *size, const char **token);
+/** A paginated listing of one kind of stored row (GET /v1/datasets, GET /v1/jobs). */
+typedef struct {
+    const char *key;       // the array's key in the reply ("datasets")
+    const char *bad_token; // the 422 detail when the store refuses page_token (MS_ERR_INVALID)
+    size_t row_size;       // bytes of one row
+    // the store's list call: *rows (malloc'd, *n rows of row_size) the caller frees
+    MsStatus (*list)(Store *st, const char *token, int size, void **rows, int *n, int *more,
+                     MsError *err);
+    cJSON *(*render)(JsonBuild *b, const void *row); // one row's document
+    const char *(*id)(const void *row);              // its id, the next page's token
+    void (*free_row)(void *row);                     // releases what one row holds
+} ListKind;
+/** Reads page_size / page_token, lists one page with k->list and replies 200 {key: [...],
+ *  "next_page_token": id of the last row, or null on the last page}; 422 for a bad page
+ *  argument, the status's problem for a store error, 503 out of memory. */
+void reply_list(Req *r, const ListKind *k);
 /** The thread's store connection (opened on first use); replies 503 and returns NULL when the
  *  database cannot be opened. */
 Store *req_store(Req *r);
