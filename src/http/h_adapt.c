@@ -44,7 +44,8 @@ static int add_real(cJSON *o, const char *key, double v) {
 
 // Reads the optional "steps" (0..max_steps; -1 when absent: the model's own) and "lr" ((0, 10];
 // 0 when absent: the model's own). Replies 422 and returns 0 on a bad value.
-static int read_knobs(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr) {
+static int read_adapt_overrides(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps,
+                                double *lr) {
     long long k = -1;
     if (!body_int(r, body, "steps", 0, lim->max_steps, 0, &k)) return 0;
     *steps = (int)k;
@@ -145,7 +146,7 @@ done:
 int adapt_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr,
                     long long *ttl_s, const cJSON **sup) {
     static const char *const fields[] = {"support", "steps", "lr", "ttl_s", NULL};
-    if (!body_fields(r, body, "body", fields) || !read_knobs(r, body, lim, steps, lr) ||
+    if (!body_fields(r, body, "body", fields) || !read_adapt_overrides(r, body, lim, steps, lr) ||
         !body_int(r, body, "ttl_s", 1, lim->max_ttl_ms / 1000, 0, ttl_s))
         return 0;
     *sup = cJSON_GetObjectItemCaseSensitive(body, "support");
@@ -228,7 +229,8 @@ int predict_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *st
                       const cJSON **sup) {
     static const char *const fields[] = {"x", "support", "steps", "lr", NULL};
     // steps and lr are checked even without a support set, where they have no effect
-    if (!body_fields(r, body, "body", fields) || !read_knobs(r, body, lim, steps, lr)) return 0;
+    if (!body_fields(r, body, "body", fields) || !read_adapt_overrides(r, body, lim, steps, lr))
+        return 0;
     *sup = cJSON_GetObjectItemCaseSensitive(body, "support");
     if (cJSON_IsNull(*sup)) *sup = NULL;
     return 1;

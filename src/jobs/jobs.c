@@ -100,9 +100,9 @@ static double val_loss(JobPool *p, Trainer *tr) {
     rng_seed(&r, tr->cfg.seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(tr->t + 1)));
     EvalCell cell;
     int nq = tr->cfg.k_query * (tr->sampler->classification ? tr->sampler->n_way : 1);
-    MsStatus st = meta_eval_ex(&tr->spec, tr->cfg.algo, tr->params, trainer_lrs(tr),
-                               (real)tr->cfg.inner_lr, tr->sampler, &r, p->cfg.val_tasks,
-                               tr->cfg.k_support, tr->cfg.inner_steps, nq, 1, &cell, NULL);
+    MsStatus st = meta_eval_split(&tr->spec, tr->cfg.algo, tr->params, trainer_lrs(tr),
+                                  (real)tr->cfg.inner_lr, tr->sampler, &r, p->cfg.val_tasks,
+                                  tr->cfg.k_support, tr->cfg.inner_steps, nq, 1, &cell, NULL);
     return st == MS_OK ? cell.mean : NAN;
 }
 

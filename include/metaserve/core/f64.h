@@ -79,7 +79,7 @@
 #define train_config_check_limits train_config_check_limits_f64
 
 /* meta/eval.h */
-#define meta_eval    meta_eval_f64
-#define meta_eval_ex meta_eval_ex_f64
+#define meta_eval       meta_eval_f64
+#define meta_eval_split meta_eval_split_f64
 
 #endif
