@@ -15,6 +15,8 @@
  */
 #include "metaserve/codec/json.h"
 
+#include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +228,24 @@ cJSON *json_num(double v) {
         if (strtod(buf, NULL) == v) break;
     }
     return cJSON_CreateRaw(buf);
+}
+
+const char *json_num_text(char out[32], double v) {
+    if (!isfinite(v)) {
+        memcpy(out, "null", 5);
+        return out;
+    }
+    // cJSON 1.7 print_number: its valueint saturates to the int range
+    int iv = v >= INT_MAX ? INT_MAX : v <= (double)INT_MIN ? INT_MIN : (int)v;
+    if (v == (double)iv) {
+        snprintf(out, 32, "%d", iv);
+        return out;
+    }
+    snprintf(out, 32, "%1.15g", v);
+    double back = strtod(out, NULL);
+    double scale = fabs(back) > fabs(v) ? fabs(back) : fabs(v);
+    if (!(fabs(back - v) <= scale * DBL_EPSILON)) snprintf(out, 32, "%1.17g", v);
+    return out;
 }
 
 cJSON *json_integer(long long v) {

@@ -40,6 +40,22 @@ static int add_real(cJSON *o, const char *key, double v) {
            NULL;
 }
 
+// The 201 body of a stored adaptation {"id", "model", "version", "support_loss_before",
+// "support_loss_after", "expires_at"} printed into buf (cap bytes, reserved before the write, so
+// a committed adaptation is answered without allocating); its length, or 0 when it does not fit.
+// Numbers as cJSON prints them; id and model are characters the store admitted (no escaping).
+static size_t adaptation_created_text(char *buf, size_t cap, const StoreAdaptation *a) {
+    char before[32], after[32], t[32], expires[40] = "null";
+    if (a->expires_at > 0 && json_time_text(t, a->expires_at))
+        snprintf(expires, sizeof expires, "\"%s\"", t);
+    int n = snprintf(buf, cap,
+                     "{\"id\":\"%s\",\"model\":\"%s\",\"version\":%d,\"support_loss_before\":%s,"
+                     "\"support_loss_after\":%s,\"expires_at\":%s}",
+                     a->id, a->model, a->version, json_num_text(before, a->support_loss_before),
+                     json_num_text(after, a->support_loss_after), expires);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 /* ---- request fields ---- */
 
 // Reads the optional "steps" (0..max_steps; -1 when absent: the model's own) and "lr" ((0, 10];
@@ -199,25 +215,7 @@ void h_model_adapt(Req *r) {
     }
     metrics_count(r->app->metrics, "adaptations", 1);
     snprintf(r->location, sizeof r->location, "/v1/adaptations/%s", a.id);
-    cJSON *doc = cJSON_CreateObject();
-    int ok = cJSON_AddStringToObject(doc, "id", a.id) &&
-             cJSON_AddStringToObject(doc, "model", a.model) &&
-             cJSON_AddNumberToObject(doc, "version", a.version) &&
-             add_real(doc, "support_loss_before", a.support_loss_before) &&
-             add_real(doc, "support_loss_after", a.support_loss_after) &&
-             json_add_time(doc, "expires_at", a.expires_at);
-    if (!ok) cJSON_Delete(doc), doc = NULL;
-    char before[32] = "null", after[32] = "null", t[32] = "";
-    if (isfinite(a.support_loss_before))
-        snprintf(before, sizeof before, "%.17g", a.support_loss_before);
-    if (isfinite(a.support_loss_after))
-        snprintf(after, sizeof after, "%.17g", a.support_loss_after);
-    json_time_text(t, a.expires_at);
-    reply_json_committed(
-        r, 201, doc, reserve, cap,
-        "{\"id\":\"%s\",\"model\":\"%s\",\"version\":%d,\"support_loss_before\":%s,"
-        "\"support_loss_after\":%s,\"expires_at\":\"%s\"}",
-        a.id, a.model, a.version, before, after, t);
+    reply_text(r, 201, reserve, adaptation_created_text(reserve, cap, &a));
     store_adaptation_free(&a);
 done:
     serving_release(reg, m);

@@ -112,6 +112,9 @@ void reply_json_committed(Req *r, int status, cJSON *doc, char *reserve, size_t 
 void reply_built(Req *r, int status, cJSON *doc, int ok);
 /** Replies 503: out of memory building the response. */
 void reply_nomem(Req *r);
+/** Replies with JSON text of len bytes in text (malloc'd; takes ownership); len 0 (the text did
+ *  not fit its buffer) replies 503 and frees text. */
+void reply_text(Req *r, int status, char *text, size_t len);
 /** Replies with raw bytes (copied) and a content type. */
 void reply_raw(Req *r, int status, const char *content_type, const char *data, size_t len);
 /** Replies 204 No Content. */

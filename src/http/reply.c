@@ -79,6 +79,19 @@ void reply_nomem(Req *r) {
     reply_status(r, MS_ERR_NOMEM, &e);
 }
 
+void reply_text(Req *r, int status, char *text, size_t len) {
+    if (!len) {
+        free(text);
+        reply_problem(r, 503, "unavailable", "out of memory rendering the response");
+        return;
+    }
+    free(r->reply);
+    r->reply = text;
+    r->reply_len = len;
+    r->status = status;
+    r->content_type = "application/json";
+}
+
 void reply_empty(Req *r, int status) {
     free(r->reply);
     r->reply = NULL;

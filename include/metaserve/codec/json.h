@@ -90,6 +90,9 @@ cJSON *json_put(JsonBuild *b, cJSON *parent, const char *key, cJSON *item);
 cJSON *json_num(double v);
 /** A number printed with printf format fmt ("%.9g", "%.17g"); null when not finite. */
 cJSON *json_num_fmt(double v, const char *fmt);
+/** v as cJSON prints a number ("%1.15g", or "%1.17g" when that does not read back within
+ *  DBL_EPSILON; an int-valued v as "%d"; "null" when not finite) into out; returns out. */
+const char *json_num_text(char out[32], double v);
 /** An integer, as raw text. */
 cJSON *json_integer(long long v);
 /** An unsigned integer, as raw text. */
