@@ -8,8 +8,8 @@
  *
  * Cases:
  *   adapt_compute       the server-side compute of one adaptation (K = 10 support points, 10
- *                       steps): registry_get (warm) + registry_adapt_params, the same without
- *                       registry_get, and store_adaptation_put (what persisting it adds).
+ *                       steps): serving_get (warm) + serving_adapt_copy, the same without
+ *                       serving_get, and store_adaptation_put (what persisting it adds).
  *   adapt_roundtrip     sequential POST /v1/models/sine/adapt, POST .../predict (10 rows) and
  *                       GET /livez over loopback, in turn on one reused libcurl handle (one
  *                       keep-alive connection, one server thread), so that noise and thread
@@ -39,12 +39,12 @@
 
 #include "metaserve/core/rng.h"
 #include "metaserve/core/status.h"
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/http/server.h"
 #include "metaserve/meta/meta.h"
 #include "metaserve/meta/train.h"
 #include "metaserve/nn/blas.h"
-#include "metaserve/registry/registry.h"
+#include "metaserve/serving/serving.h"
 #include "metaserve/store/store.h"
 
 #include "bench_util.h"
@@ -131,8 +131,8 @@ static void support_points(float *x, float *y) {
 
 static int bench_adapt_compute(Store *st, const Options *o) {
     MsError err = {0};
-    Registry *r = NULL;
-    RegistryModel *held = NULL;
+    Serving *r = NULL;
+    ServingModel *held = NULL;
     float x[K_SUPPORT], y[K_SUPPORT], *theta = NULL;
     size_t n = (size_t)o->compute_reps;
     double *get_adapt = malloc(n * sizeof *get_adapt), *adapt = malloc(n * sizeof *adapt);
@@ -147,8 +147,7 @@ static int bench_adapt_compute(Store *st, const Options *o) {
         goto done;
     }
     // The first get misses and loads the version; every timed one hits, as on a warm server.
-    if (registry_create(&r, 4, codec_config_parse, &err) != MS_OK ||
-        registry_get(r, st, MODEL, &held, &err) != MS_OK) {
+    if (serving_create(&r, 4, &err) != MS_OK || serving_get(r, st, MODEL, &held, &err) != MS_OK) {
         report("adapt_compute: setup", &err);
         goto done;
     }
@@ -165,7 +164,7 @@ static int bench_adapt_compute(Store *st, const Options *o) {
     a.params = theta;
     // Warm-up: allocator, caches, the store's prepared statements.
     for (int i = 0; i < 50; i++) {
-        if (registry_adapt_params(held, &q, &lim, theta, &before, &after, &err) != MS_OK ||
+        if (serving_adapt_copy(held, &q, &lim, theta, &before, &after, &err) != MS_OK ||
             store_adaptation_put(st, &a, &err) != MS_OK) {
             report("adapt_compute: warm-up", &err);
             goto done;
@@ -173,15 +172,15 @@ static int bench_adapt_compute(Store *st, const Options *o) {
     }
     // The three measurements are interleaved, so a noisy moment hits all of them alike.
     for (size_t i = 0; i < n; i++) {
-        RegistryModel *m;
+        ServingModel *m;
         double t0 = now_us();
-        MsStatus s = registry_get(r, st, MODEL, &m, &err);
+        MsStatus s = serving_get(r, st, MODEL, &m, &err);
         if (s == MS_OK) {
-            s = registry_adapt_params(m, &q, &lim, theta, NULL, NULL, &err);
-            registry_release(r, m);
+            s = serving_adapt_copy(m, &q, &lim, theta, NULL, NULL, &err);
+            serving_release(r, m);
         }
         double t1 = now_us();
-        if (s == MS_OK) s = registry_adapt_params(held, &q, &lim, theta, NULL, NULL, &err);
+        if (s == MS_OK) s = serving_adapt_copy(held, &q, &lim, theta, NULL, NULL, &err);
         double t2 = now_us();
         a.support_loss_before = before, a.support_loss_after = after;
         a.expires_at = store_now_ms() + 3600LL * 1000;
@@ -208,8 +207,8 @@ static int bench_adapt_compute(Store *st, const Options *o) {
     fflush(stdout);
     rc = 0;
 done:
-    if (held) registry_release(r, held);
-    registry_destroy(r);
+    if (held) serving_release(r, held);
+    serving_destroy(r);
     free(theta);
     free(get_adapt);
     free(adapt);

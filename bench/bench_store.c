@@ -4,7 +4,7 @@
  * nothing else there; notes and errors go to stderr.
  *
  * Cases:
- *   model_load       registry_get of a model version on a cache miss (store_model_get, blob
+ *   model_load       serving_get of a model version on a cache miss (store_model_get, blob
  *                    decode, config parse) against a hit, for the classic net (1-40-40-1, 1761
  *                    parameters) and the large one (784-256-256-5, ~268k parameters).
  *   job_claim        store_job_claim with 1000 jobs queued (refilled after every claim, so the
@@ -32,13 +32,13 @@
 
 #include "metaserve/core/rng.h"
 #include "metaserve/core/status.h"
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/jobs/jobs.h"
 #include "metaserve/meta/meta.h"
 #include "metaserve/meta/train.h"
 #include "metaserve/nn/blas.h"
 #include "metaserve/nn/mlp.h"
-#include "metaserve/registry/registry.h"
+#include "metaserve/serving/serving.h"
 #include "metaserve/store/store.h"
 #include "metaserve/tasks/dataset.h"
 
@@ -132,17 +132,17 @@ done:
     return s;
 }
 
-// Times reps registry_get calls of name; cold: the name is invalidated before each one.
-static MsStatus time_gets(Registry *r, Store *st, const char *name, int cold, int reps, double *us,
+// Times reps serving_get calls of name; cold: the name is invalidated before each one.
+static MsStatus time_gets(Serving *r, Store *st, const char *name, int cold, int reps, double *us,
                           MsError *err) {
     for (int i = 0; i < reps; i++) {
-        RegistryModel *m;
-        if (cold) registry_invalidate(r, name);
+        ServingModel *m;
+        if (cold) serving_invalidate(r, name);
         double t0 = now_us();
-        MsStatus s = registry_get(r, st, name, &m, err);
+        MsStatus s = serving_get(r, st, name, &m, err);
         us[i] = now_us() - t0;
         if (s != MS_OK) return s;
-        registry_release(r, m);
+        serving_release(r, m);
     }
     return MS_OK;
 }
@@ -164,7 +164,7 @@ static int bench_model_load(Store *st, int large, const Options *o) {
     TrainConfig c;
     net_config(&c, large);
     MsError err = {0};
-    Registry *r = NULL;
+    Serving *r = NULL;
     size_t P = 0, n = (size_t)o->load_reps;
     double *cold = malloc(n * sizeof *cold), *warm = malloc(n * sizeof *warm);
     double *raw = malloc(n * sizeof *raw);
@@ -173,21 +173,20 @@ static int bench_model_load(Store *st, int large, const Options *o) {
         fprintf(stderr, "bench_store: model_load: out of memory\n");
         goto done;
     }
-    if (put_model(st, &c, &P, &err) != MS_OK ||
-        registry_create(&r, 4, codec_config_parse, &err) != MS_OK ||
+    if (put_model(st, &c, &P, &err) != MS_OK || serving_create(&r, 4, &err) != MS_OK ||
         time_gets(r, st, c.name, 1, 5, cold, &err) != MS_OK) { // warm-up: statements, allocator
         report("model_load: setup", &err);
         goto done;
     }
-    RegistryStats before, after;
-    registry_stats(r, &before);
+    ServingStats before, after;
+    serving_stats(r, &before);
     if (time_gets(r, st, c.name, 1, o->load_reps, cold, &err) != MS_OK ||
         time_gets(r, st, c.name, 0, o->load_reps, warm, &err) != MS_OK ||
         time_store_gets(st, c.name, o->load_reps, raw, &err) != MS_OK) {
         report("model_load", &err);
         goto done;
     }
-    registry_stats(r, &after);
+    serving_stats(r, &after);
     // The figures mean what they say only if every cold get missed and every warm one hit.
     if (after.misses - before.misses != o->load_reps || after.hits - before.hits != o->load_reps) {
         fprintf(stderr, "bench_store: model_load: %lld misses and %lld hits for %d gets of each\n",
@@ -212,7 +211,7 @@ static int bench_model_load(Store *st, int large, const Options *o) {
     fflush(stdout);
     rc = 0;
 done:
-    registry_destroy(r);
+    serving_destroy(r);
     free(cold);
     free(warm);
     free(raw);

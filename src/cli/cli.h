@@ -1,7 +1,7 @@
 /*
  * The command-line front of the metaserve binary: one entry point per command, called by main.c
- * with argv[0] = the command name, returning the process exit status, and a few helpers the
- * commands share (defined in main.c). Nothing here depends on `real`, so the float commands
+ * through cli_main with argv[0] = the command name, returning the process exit status, and a few
+ * helpers the commands share (cli.c). Nothing here depends on `real`, so the float commands
  * (train, eval) and the double one (metagrad, built with f64.h) share this header.
  *
  * Exit status convention: 0 success, 1 the work failed (numeric divergence, I/O), 2 bad usage or
@@ -19,6 +19,9 @@
 #define CLI_EXIT_USAGE      2
 #define CLI_MAX_INPUT_BYTES ((size_t)256 << 20) // largest config, model or metagrad input read
 
+/** `metaserve <command> ...`: usage with no command or --help, else runs the command named by
+ *  argv[1] with argv + 1; returns the exit status. */
+int cli_main(int argc, char **argv);
 /** `metaserve train --config FILE --out MODEL [--quiet]`; returns the exit status. */
 int cli_train(int argc, char **argv);
 /** `metaserve eval --model MODEL [--tasks N] [--k LIST] [--steps LIST] [--seed S] [--query N]`. */

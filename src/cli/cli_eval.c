@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/meta/eval.h"
 
 #define MAX_LIST  32      // entries of --k and --steps

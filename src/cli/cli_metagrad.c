@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/meta/meta.h"
 
 // Largest tape meta_work_init may allocate for one metagrad call: 1 GiB.

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/meta/train.h"
 
 static void usage(FILE *f) {

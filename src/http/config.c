@@ -20,7 +20,7 @@ void server_config_defaults(ServerConfig *c) {
     strcpy(c->listen, "0.0.0.0");
     c->port = 8080;
     strcpy(c->db, "metaserve.db");
-    c->workers = 1;
+    c->workers = JOBPOOL_DEFAULT_WORKERS;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->http_threads = n > 0 ? (int)n : 2;
     c->max_body_bytes = (size_t)64 << 20;
@@ -28,9 +28,9 @@ void server_config_defaults(ServerConfig *c) {
     c->conn_limit = 1024;
     c->max_queued_jobs = 100;
     c->cache_models = 64;
-    c->checkpoint_seconds = 10;
-    c->checkpoint_every = 1000;
-    c->adapt_sweep_s = 10;
+    c->checkpoint_seconds = JOBPOOL_DEFAULT_CHECKPOINT_S;
+    c->checkpoint_every = JOBPOOL_DEFAULT_CHECKPOINT_EVERY;
+    c->adapt_sweep_s = SWEEPER_DEFAULT_PERIOD_S;
 }
 
 typedef enum { T_INT, T_SIZE, T_DOUBLE, T_STR, T_KEYS, T_KEYFILE } Type;
@@ -172,11 +172,11 @@ MsStatus server_config_load(ServerConfig *c, int argc, char **argv, MsError *err
     return MS_OK;
 }
 
-void server_config_log(const ServerConfig *c, void *file) {
+void server_config_log(const ServerConfig *c, FILE *f) {
     int admins = 0, clients = 0;
     for (int i = 0; i < c->n_keys; i++)
         c->keys[i].role == ROLE_ADMIN ? admins++ : clients++;
-    fprintf((FILE *)file,
+    fprintf(f,
             "{\"level\":\"info\",\"msg\":\"config\",\"listen\":\"%s\",\"port\":%d,\"db\":\"%s\","
             "\"db_readonly\":%d,\"db_max_pages\":%lld,\"workers\":%d,\"http_threads\":%d,"
             "\"max_body_bytes\":%zu,\"conn_timeout_s\":%d,"
@@ -189,7 +189,7 @@ void server_config_log(const ServerConfig *c, void *file) {
             c->max_queued_jobs, c->cache_models, c->checkpoint_seconds,
             (long long)c->checkpoint_every, c->adapt_sweep_s, admins, clients);
     if (c->n_keys == 0)
-        fprintf((FILE *)file, "{\"level\":\"warn\",\"msg\":\"no API keys configured: every "
-                              "route is open to anyone who can reach the port\"}\n");
-    fflush((FILE *)file);
+        fprintf(f, "{\"level\":\"warn\",\"msg\":\"no API keys configured: every "
+                   "route is open to anyone who can reach the port\"}\n");
+    fflush(f);
 }

@@ -4,16 +4,15 @@
  * inline support set with nothing stored), and GET, DELETE and POST .../predict on
  * /v1/adaptations/{id}.
  *
- * Owns the request formats of these routes and the forward pass of a prediction; adaptation
- * itself is registry_adapt / registry_adapt_params, and every model version comes from the
- * registry's cache, so a warm request never reads meta-parameters from SQLite. The stored
+ * Owns the request formats and limits of these routes; adaptation and the forward pass are the
+ * serving layer's (serving_adapt, serving_adapt_copy, serving_predict), and every model version
+ * comes from its cache, so a warm request never reads meta-parameters from SQLite. The stored
  * version is never modified: an inline adaptation runs on a private copy freed with the request.
  *
  * Limits, checked before anything proportional to them is allocated: support sets by
  * AdaptLimits (rows, steps, work), prediction inputs by PREDICT_MAX_ROWS, PREDICT_MAX_MACS (one
- * forward pass) and PREDICT_MAX_OUTPUTS (values in one reply), all 413. The forward pass runs in
- * chunks of rows whose scratch (one MlpWork, allocated per request) stays under
- * PREDICT_WORK_BYTES, so memory does not grow with the number of rows beyond input and output.
+ * forward pass) and PREDICT_MAX_OUTPUTS (values in one reply), all 413. serving_predict bounds
+ * its own scratch, so memory does not grow with the number of rows beyond input and output.
  *
  * Replies print floats with "%.9g" (round-trips a float); a non-finite output is never printed:
  * it is a 422 "numeric" problem instead.
@@ -26,13 +25,11 @@
 #include <time.h>
 
 #include "http.h"
-#include "metaserve/meta/meta.h"
 #include "metaserve/nn/mlp.h"
 
 #define PREDICT_MAX_ROWS    100000                // rows of x in one prediction
 #define PREDICT_MAX_MACS    2e9                   // multiply-adds of one forward pass
 #define PREDICT_MAX_OUTPUTS 1000000               // rows x output width in one reply
-#define PREDICT_WORK_BYTES  ((size_t)64 << 20)    // scratch of one forward chunk
 #define REF_MAX             (STORE_NAME_MAX + 16) // "name@version"
 
 /* ---- replies ---- */
@@ -43,96 +40,33 @@ static int add_real(cJSON *o, const char *key, double v) {
            NULL;
 }
 
-// Replies with doc when every addition succeeded (ok), else 503 (out of memory).
-static void reply_built(Req *r, int status, cJSON *doc, int ok) {
-    if (!doc || !ok) {
-        cJSON_Delete(doc);
-        reply_problem(r, 503, "unavailable", "out of memory while rendering the response");
-        return;
-    }
-    reply_json(r, status, doc);
-}
-
-// rows x cols floats as JSON text "[[a,b],[c,d]]" with "%.9g"; caller frees; NULL when out of
-// memory. Every value must be finite. A "%.9g" float takes at most 15 characters
-// ("-1.23456789e-38"), so 16 per value plus a comma is enough.
-static char *matrix_text(const float *m, int rows, int cols) {
-    size_t cap = (size_t)rows * ((size_t)cols * 17 + 3) + 3, k = 0;
-    char *s = malloc(cap);
-    if (!s) return NULL;
-    s[k++] = '[';
-    for (int i = 0; i < rows; i++) {
-        if (i) s[k++] = ',';
-        s[k++] = '[';
-        for (int j = 0; j < cols; j++) {
-            if (j) s[k++] = ',';
-            int n = snprintf(s + k, cap - k, "%.9g", (double)m[(size_t)i * cols + j]);
-            if (n < 0 || (size_t)n >= cap - k) {
-                free(s);
-                return NULL;
-            }
-            k += (size_t)n;
-        }
-        s[k++] = ']';
-    }
-    s[k++] = ']';
-    s[k] = '\0';
-    return s;
-}
-
-// The argmax of each of rows rows of cols probabilities, as JSON text "[2,0,...]"; caller frees.
-static char *labels_text(const float *p, int rows, int cols) {
-    size_t cap = (size_t)rows * 12 + 3, k = 0;
-    char *s = malloc(cap);
-    if (!s) return NULL;
-    s[k++] = '[';
-    for (int i = 0; i < rows; i++) {
-        const float *row = p + (size_t)i * cols;
-        int best = 0;
-        for (int j = 1; j < cols; j++)
-            if (row[j] > row[best]) best = j;
-        k += (size_t)snprintf(s + k, cap - k, i ? ",%d" : "%d", best);
-    }
-    s[k++] = ']';
-    s[k] = '\0';
-    return s;
+// The 201 body of a stored adaptation {"id", "model", "version", "support_loss_before",
+// "support_loss_after", "expires_at"} printed into buf (cap bytes, reserved before the write, so
+// a committed adaptation is answered without allocating); its length, or 0 when it does not fit.
+// Numbers as cJSON prints them; id and model are characters the store admitted (no escaping).
+static size_t adaptation_created_text(char *buf, size_t cap, const StoreAdaptation *a) {
+    char before[32], after[32], t[32], expires[40] = "null";
+    if (a->expires_at > 0 && json_time_text(t, a->expires_at))
+        snprintf(expires, sizeof expires, "\"%s\"", t);
+    int n = snprintf(buf, cap,
+                     "{\"id\":\"%s\",\"model\":\"%s\",\"version\":%d,\"support_loss_before\":%s,"
+                     "\"support_loss_after\":%s,\"expires_at\":%s}",
+                     a->id, a->model, a->version, json_num_text(before, a->support_loss_before),
+                     json_num_text(after, a->support_loss_after), expires);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
 /* ---- request fields ---- */
 
-// json_only_fields, and each allowed key at most once (cJSON keeps duplicates and the first would
-// silently win). Replies 422 and returns 0 otherwise.
-static int fields_once(Req *r, const cJSON *obj, const char *path, const char *const *allowed) {
-    if (!json_only_fields(r, obj, path, allowed)) return 0;
-    for (const char *const *a = allowed; *a; a++) {
-        int seen = 0;
-        for (const cJSON *it = obj->child; it; it = it->next)
-            seen += strcmp(it->string, *a) == 0;
-        if (seen > 1) {
-            reply_problem(r, 422, "validation", "%s.%s: duplicate field", path, *a);
-            return 0;
-        }
-    }
-    return 1;
-}
-
 // Reads the optional "steps" (0..max_steps; -1 when absent: the model's own) and "lr" ((0, 10];
 // 0 when absent: the model's own). Replies 422 and returns 0 on a bad value.
-static int read_knobs(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr) {
+static int read_adapt_overrides(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps,
+                                double *lr) {
     long long k = -1;
-    if (!json_int(r, body, "steps", 0, lim->max_steps, 0, &k)) return 0;
+    if (!body_int(r, body, "steps", 0, lim->max_steps, 0, &k)) return 0;
     *steps = (int)k;
     *lr = 0;
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, "lr");
-    if (it && !cJSON_IsNull(it)) {
-        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble <= 0 ||
-            it->valuedouble > 10) {
-            reply_problem(r, 422, "validation", "lr: must be a number in (0, 10]");
-            return 0;
-        }
-        *lr = it->valuedouble;
-    }
-    return 1;
+    return body_number(r, body, "lr", 0, 1, 10, 0, lr);
 }
 
 // Reads a support set {"x": n x D, "y": n x target columns} for spec into new arrays (the caller
@@ -140,7 +74,7 @@ static int read_knobs(Req *r, const cJSON *body, const AdaptLimits *lim, int *st
 int adapt_read_support(Req *r, const cJSON *sup, const MlpSpec *spec, const AdaptLimits *lim,
                        float **x, float **y, int *n) {
     static const char *const fields[] = {"x", "y", NULL};
-    if (!fields_once(r, sup, "support", fields)) return 0;
+    if (!body_fields(r, sup, "support", fields)) return 0;
     const cJSON *jx = cJSON_GetObjectItemCaseSensitive(sup, "x");
     const cJSON *jy = cJSON_GetObjectItemCaseSensitive(sup, "y");
     if (!jx || !jy) {
@@ -148,9 +82,9 @@ int adapt_read_support(Req *r, const cJSON *sup, const MlpSpec *spec, const Adap
         return 0;
     }
     int nx = 0, ny = 0;
-    *x = json_matrix(r, jx, "support.x", spec->sizes[0], lim->max_support_rows, &nx, NULL);
+    *x = body_matrix(r, jx, "support.x", spec->sizes[0], lim->max_support_rows, &nx, NULL);
     if (!*x) return 0;
-    *y = json_matrix(r, jy, "support.y", mlp_target_cols(spec), lim->max_support_rows, &ny, NULL);
+    *y = body_matrix(r, jy, "support.y", mlp_target_cols(spec), lim->max_support_rows, &ny, NULL);
     if (!*y) return 0;
     if (ny != nx) {
         reply_problem(r, 422, "validation", "support.y: has %d rows, support.x has %d", ny, nx);
@@ -168,7 +102,7 @@ float *predict_read_x(Req *r, const cJSON *body, const MlpSpec *spec, int *rows)
         reply_problem(r, 422, "validation", "x: is required");
         return NULL;
     }
-    float *x = json_matrix(r, jx, "x", spec->sizes[0], PREDICT_MAX_ROWS, rows, NULL);
+    float *x = body_matrix(r, jx, "x", spec->sizes[0], PREDICT_MAX_ROWS, rows, NULL);
     if (!x) return NULL;
     const int O = spec->sizes[spec->L];
     if (mlp_forward_macs(spec, *rows) > PREDICT_MAX_MACS) {
@@ -188,34 +122,6 @@ float *predict_read_x(Req *r, const cJSON *body, const MlpSpec *spec, int *rows)
 
 /* ---- prediction ---- */
 
-// Forward pass of rows rows of x (rows x D) into out (rows x O): outputs for regression,
-// softmax probabilities for classification. Runs in chunks whose scratch stays under
-// PREDICT_WORK_BYTES. MS_ERR_NUMERIC when an output is not finite, MS_ERR_NOMEM.
-static MsStatus forward_all(const MlpSpec *s, const float *theta, const float *x, int rows,
-                            float *out, MsError *err) {
-    const int D = s->sizes[0], O = s->sizes[s->L];
-    size_t per_row = mlp_work_bytes(s, 1);
-    size_t fit = per_row ? PREDICT_WORK_BYTES / per_row : (size_t)rows;
-    int chunk = fit < 1 ? 1 : fit < (size_t)rows ? (int)fit : rows;
-    MlpWork w;
-    MsStatus st = mlp_work_init(&w, s, chunk, err);
-    if (st != MS_OK) return st;
-    for (int i0 = 0; i0 < rows && st == MS_OK; i0 += chunk) {
-        const int B = rows - i0 < chunk ? rows - i0 : chunk;
-        const real *z = mlp_forward(&w, theta, x + (size_t)i0 * D, B);
-        if (!meta_all_finite(z, (size_t)B * O)) {
-            st = ms_fail(err, MS_ERR_NUMERIC,
-                         "prediction: the model's output is not finite for rows %d..%d of x", i0,
-                         i0 + B - 1);
-            break;
-        }
-        if (s->head == MLP_HEAD_CLASSIFICATION) z = mlp_softmax(&w);
-        memcpy(out + (size_t)i0 * O, z, (size_t)B * O * sizeof(float));
-    }
-    mlp_work_free(&w);
-    return st;
-}
-
 // Predicts x with theta (of spec) and replies 200 {"model", "version", "adapted", "y"} for
 // regression or {..., "probabilities", "labels"} for classification. model is a name the store
 // returned (safe to echo).
@@ -230,13 +136,13 @@ static void reply_prediction(Req *r, const char *model, int version, int adapted
         reply_problem(r, 503, "unavailable", "out of memory");
         return;
     }
-    MsStatus s = forward_all(spec, theta, x, rows, out, &err);
+    MsStatus s = serving_predict(spec, theta, x, rows, out, &err);
     if (s != MS_OK) {
         reply_status(r, s, &err);
         goto done;
     }
-    values = matrix_text(out, rows, O);
-    if (classify) labels = labels_text(out, rows, O);
+    values = json_floats_text(out, rows, O);
+    if (classify) labels = json_argmax_text(out, rows, O);
     cJSON *doc = cJSON_CreateObject();
     int ok = values && (!classify || labels) && cJSON_AddStringToObject(doc, "model", model) &&
              cJSON_AddNumberToObject(doc, "version", version) &&
@@ -256,8 +162,8 @@ done:
 int adapt_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr,
                     long long *ttl_s, const cJSON **sup) {
     static const char *const fields[] = {"support", "steps", "lr", "ttl_s", NULL};
-    if (!fields_once(r, body, "body", fields) || !read_knobs(r, body, lim, steps, lr) ||
-        !json_int(r, body, "ttl_s", 1, lim->max_ttl_ms / 1000, 0, ttl_s))
+    if (!body_fields(r, body, "body", fields) || !read_adapt_overrides(r, body, lim, steps, lr) ||
+        !body_int(r, body, "ttl_s", 1, lim->max_ttl_ms / 1000, 0, ttl_s))
         return 0;
     *sup = cJSON_GetObjectItemCaseSensitive(body, "support");
     if (!*sup || cJSON_IsNull(*sup)) {
@@ -268,10 +174,10 @@ int adapt_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *step
 }
 
 void h_model_adapt(Req *r) {
-    Registry *reg = r->app->registry;
+    Serving *reg = r->app->serving;
     AdaptLimits lim;
     adapt_limits_default(&lim);
-    RegistryModel *m = NULL;
+    ServingModel *m = NULL;
     float *x = NULL, *y = NULL;
     MsError err = {0};
     MsStatus s;
@@ -279,12 +185,11 @@ void h_model_adapt(Req *r) {
     double lr;
     long long ttl_s = 0;
     const cJSON *sup = NULL;
-    cJSON *body = req_json(r);
-    if (!body) return;
+    const cJSON *body = r->json; // parsed by dispatch
     if (!adapt_read_body(r, body, &lim, &steps, &lr, &ttl_s, &sup)) goto done;
     Store *st = req_store(r);
     if (!st) goto done;
-    if ((s = registry_get(reg, st, r->params[0], &m, &err)) != MS_OK) {
+    if ((s = serving_get(reg, st, r->params[0], &m, &err)) != MS_OK) {
         reply_status(r, s, &err);
         goto done;
     }
@@ -295,7 +200,7 @@ void h_model_adapt(Req *r) {
     snprintf(ref, sizeof ref, "%s@%d", m->name, m->version);
     AdaptRequest q = {.x = x, .y = y, .n = n, .steps = steps, .lr = lr, .ttl_ms = ttl_s * 1000};
     // once stored, the adaptation must be answered 201 even out of memory: the fallback reply's
-    // buffer is reserved before registry_adapt writes it
+    // buffer is reserved before serving_adapt writes it
     const size_t cap = 256 + STORE_NAME_MAX;
     char *reserve = malloc(cap);
     if (!reserve) {
@@ -303,67 +208,48 @@ void h_model_adapt(Req *r) {
         goto done;
     }
     StoreAdaptation a;
-    if ((s = registry_adapt(reg, st, ref, &q, &lim, &a, &err)) != MS_OK) {
+    if ((s = serving_adapt(reg, st, ref, &q, &lim, &a, &err)) != MS_OK) {
         free(reserve);
         reply_status(r, s, &err);
         goto done;
     }
     metrics_count(r->app->metrics, "adaptations", 1);
     snprintf(r->location, sizeof r->location, "/v1/adaptations/%s", a.id);
-    cJSON *doc = cJSON_CreateObject();
-    int ok = cJSON_AddStringToObject(doc, "id", a.id) &&
-             cJSON_AddStringToObject(doc, "model", a.model) &&
-             cJSON_AddNumberToObject(doc, "version", a.version) &&
-             add_real(doc, "support_loss_before", a.support_loss_before) &&
-             add_real(doc, "support_loss_after", a.support_loss_after) &&
-             json_add_time(doc, "expires_at", a.expires_at);
-    if (!ok) cJSON_Delete(doc), doc = NULL;
-    char before[32] = "null", after[32] = "null", t[32] = "";
-    if (isfinite(a.support_loss_before))
-        snprintf(before, sizeof before, "%.17g", a.support_loss_before);
-    if (isfinite(a.support_loss_after))
-        snprintf(after, sizeof after, "%.17g", a.support_loss_after);
-    json_time_text(t, a.expires_at);
-    reply_json_committed(
-        r, 201, doc, reserve, cap,
-        "{\"id\":\"%s\",\"model\":\"%s\",\"version\":%d,\"support_loss_before\":%s,"
-        "\"support_loss_after\":%s,\"expires_at\":\"%s\"}",
-        a.id, a.model, a.version, before, after, t);
+    reply_text(r, 201, reserve, adaptation_created_text(reserve, cap, &a));
     store_adaptation_free(&a);
 done:
-    registry_release(reg, m);
+    serving_release(reg, m);
     free(x);
     free(y);
-    cJSON_Delete(body);
 }
 
 int predict_read_body(Req *r, const cJSON *body, const AdaptLimits *lim, int *steps, double *lr,
                       const cJSON **sup) {
     static const char *const fields[] = {"x", "support", "steps", "lr", NULL};
     // steps and lr are checked even without a support set, where they have no effect
-    if (!fields_once(r, body, "body", fields) || !read_knobs(r, body, lim, steps, lr)) return 0;
+    if (!body_fields(r, body, "body", fields) || !read_adapt_overrides(r, body, lim, steps, lr))
+        return 0;
     *sup = cJSON_GetObjectItemCaseSensitive(body, "support");
     if (cJSON_IsNull(*sup)) *sup = NULL;
     return 1;
 }
 
 void h_model_predict(Req *r) {
-    Registry *reg = r->app->registry;
+    Serving *reg = r->app->serving;
     AdaptLimits lim;
     adapt_limits_default(&lim);
-    RegistryModel *m = NULL;
+    ServingModel *m = NULL;
     float *x = NULL, *sx = NULL, *sy = NULL, *theta = NULL;
     MsError err = {0};
     MsStatus s;
     int steps, rows = 0, n = 0;
     double lr;
     const cJSON *sup = NULL;
-    cJSON *body = req_json(r);
-    if (!body) return;
+    const cJSON *body = r->json; // parsed by dispatch
     if (!predict_read_body(r, body, &lim, &steps, &lr, &sup)) goto done;
     Store *st = req_store(r);
     if (!st) goto done;
-    if ((s = registry_get(reg, st, r->params[0], &m, &err)) != MS_OK) {
+    if ((s = serving_get(reg, st, r->params[0], &m, &err)) != MS_OK) {
         reply_status(r, s, &err);
         goto done;
     }
@@ -375,7 +261,7 @@ void h_model_predict(Req *r) {
             goto done;
         }
         AdaptRequest q = {.x = sx, .y = sy, .n = n, .steps = steps, .lr = lr};
-        if ((s = registry_adapt_params(m, &q, &lim, theta, NULL, NULL, &err)) != MS_OK) {
+        if ((s = serving_adapt_copy(m, &q, &lim, theta, NULL, NULL, &err)) != MS_OK) {
             reply_status(r, s, &err);
             goto done;
         }
@@ -383,12 +269,11 @@ void h_model_predict(Req *r) {
     reply_prediction(r, m->name, m->version, theta != NULL, &m->spec, theta ? theta : m->theta, x,
                      rows);
 done:
-    registry_release(reg, m);
+    serving_release(reg, m);
     free(theta);
     free(sx);
     free(sy);
     free(x);
-    cJSON_Delete(body);
 }
 
 /* ---- adaptations ---- */
@@ -429,17 +314,16 @@ void h_adaptation_delete(Req *r) {
 
 void h_adaptation_predict(Req *r) {
     static const char *const fields[] = {"x", NULL};
-    Registry *reg = r->app->registry;
-    RegistryModel *m = NULL;
+    Serving *reg = r->app->serving;
+    ServingModel *m = NULL;
     StoreAdaptation a;
     memset(&a, 0, sizeof a);
     float *x = NULL;
     MsError err = {0};
     MsStatus s;
     int rows = 0;
-    cJSON *body = req_json(r);
-    if (!body) return;
-    if (!fields_once(r, body, "body", fields)) goto done;
+    const cJSON *body = r->json; // parsed by dispatch
+    if (!body_fields(r, body, "body", fields)) goto done;
     Store *st = req_store(r);
     if (!st) goto done;
     if ((s = store_adaptation_get(st, r->params[0], &a, &err)) != MS_OK) {
@@ -449,7 +333,7 @@ void h_adaptation_predict(Req *r) {
     // the architecture is that of the version the adaptation was made from
     char ref[REF_MAX];
     snprintf(ref, sizeof ref, "%s@%d", a.model, a.version);
-    if ((s = registry_get(reg, st, ref, &m, &err)) != MS_OK) {
+    if ((s = serving_get(reg, st, ref, &m, &err)) != MS_OK) {
         reply_status(r, s, &err);
         goto done;
     }
@@ -463,8 +347,7 @@ void h_adaptation_predict(Req *r) {
     if (!(x = predict_read_x(r, body, &m->spec, &rows))) goto done;
     reply_prediction(r, a.model, a.version, 1, &m->spec, a.params, x, rows);
 done:
-    registry_release(reg, m);
+    serving_release(reg, m);
     store_adaptation_free(&a);
     free(x);
-    cJSON_Delete(body);
 }

@@ -27,40 +27,6 @@
 
 /* ---- small helpers ---- */
 
-static void reply_nomem(Req *r) {
-    MsError e = {.code = MS_ERR_NOMEM, .msg = "out of memory building the response"};
-    reply_status(r, MS_ERR_NOMEM, &e);
-}
-
-// Names and aliases: 1..127 characters of [A-Za-z0-9._-], not starting with '.' (store.h).
-static int name_ok(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n >= STORE_NAME_MAX || s[0] == '.') return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.'))
-            return 0;
-    }
-    return 1;
-}
-
-// json_only_fields, and each allowed key at most once (cJSON keeps duplicates; the first would
-// silently win). Every key is one of the allowed ones by then, so this is O(keys x allowed).
-static int fields_once(Req *r, const cJSON *obj, const char *path, const char *const *allowed) {
-    if (!json_only_fields(r, obj, path, allowed)) return 0;
-    for (const char *const *a = allowed; *a; a++) {
-        int seen = 0;
-        for (const cJSON *it = obj->child; it; it = it->next)
-            seen += strcmp(it->string, *a) == 0;
-        if (seen > 1) {
-            reply_problem(r, 422, "validation", "%s.%s: duplicate field", path, *a);
-            return 0;
-        }
-    }
-    return 1;
-}
-
 // Reads an array of int32 values (integers only) into a new array (caller frees; non-NULL even
 // when empty). Replies 422 naming "path[i]" and returns NULL on error.
 static int32_t *int32_array(Req *r, const cJSON *arr, const char *path, int *n_out) {
@@ -152,13 +118,13 @@ static int upload_tasks(Req *r, cJSON *body, const DatasetLimits *lim, DatasetPa
         snprintf(pt, sizeof pt, "tasks[%d]", i);
         snprintf(px, sizeof px, "tasks[%d].x", i);
         snprintf(py, sizeof py, "tasks[%d].y", i);
-        if (!(ok = fields_once(r, t, pt, TASK_FIELDS))) break;
+        if (!(ok = body_fields(r, t, pt, TASK_FIELDS))) break;
         int rx = 0, ry = 0, wx = 0, wy = 0;
         // after tasks[0], every task must have its widths: the reader names the first bad row
         float *x =
-            json_matrix(r, cJSON_GetObjectItemCaseSensitive(t, "x"), px, xd, max_rows, &rx, &wx);
+            body_matrix(r, cJSON_GetObjectItemCaseSensitive(t, "x"), px, xd, max_rows, &rx, &wx);
         float *y =
-            x ? json_matrix(r, cJSON_GetObjectItemCaseSensitive(t, "y"), py, yd, max_rows, &ry, &wy)
+            x ? body_matrix(r, cJSON_GetObjectItemCaseSensitive(t, "y"), py, yd, max_rows, &ry, &wy)
               : NULL;
         in[i] = (DatasetTaskIn){.x = x, .y = y, .n_points = rx, .x_dim = wx, .y_dim = wy};
         if (!x || !y) {
@@ -203,7 +169,7 @@ static int upload_classes(Req *r, cJSON *body, const DatasetLimits *lim, Dataset
     int rows = 0, D = 0, n_labels = 0, n_test = 0, ok = 0;
     int32_t *labels = NULL, *test = NULL;
     float *x =
-        json_matrix(r, cJSON_GetObjectItemCaseSensitive(body, "x"), "x", 0, max_rows, &rows, &D);
+        body_matrix(r, cJSON_GetObjectItemCaseSensitive(body, "x"), "x", 0, max_rows, &rows, &D);
     if (!x) return 0;
     cJSON_DeleteItemFromObjectCaseSensitive(body, "x"); // the largest part of the tree
     const cJSON *jl = cJSON_GetObjectItemCaseSensitive(body, "labels");
@@ -276,10 +242,11 @@ int dataset_upload_read(Req *r, cJSON *body, char *name, DatasetKind *kind, Data
         reply_problem(r, 422, "validation", "kind: must be \"tasks\" or \"classes\"");
         goto done;
     }
-    if (!fields_once(r, body, "body", *kind == DATASET_TASKS ? TASKS_FIELDS : CLASSES_FIELDS))
+    if (!body_fields(r, body, "body", *kind == DATASET_TASKS ? TASKS_FIELDS : CLASSES_FIELDS))
         goto done;
-    if (!json_string(r, body, "name", STORE_NAME_MAX, 1, name)) goto done;
-    if (!name_ok(name)) {
+    if (!body_string(r, body, "name", STORE_NAME_MAX, 1, name)) goto done;
+    _Static_assert(STORE_NAME_MAX == NAME_MAX_BYTES, "store names follow core/name.h");
+    if (!name_valid(name)) {
         reply_problem(r, 422, "validation",
                       "name: 1..%d characters of [A-Za-z0-9._-], not starting with '.'",
                       STORE_NAME_MAX - 1);
@@ -296,8 +263,9 @@ done:
 void h_dataset_create(Req *r) {
     Store *st = req_store(r);
     if (!st) return;
-    cJSON *body = req_json(r);
-    if (!body) return;
+    // parsed by dispatch; dataset_upload_read frees the tree as soon as it has packed it
+    cJSON *body = r->json;
+    r->json = NULL;
     DatasetPacked p = {0};
     StoreDataset d = {0};
     DatasetKind kind;
@@ -352,41 +320,33 @@ done:
     store_dataset_free(&d);
 }
 
+static MsStatus list_rows(Store *st, const char *token, int size, void **rows, int *n, int *more,
+                          MsError *err) {
+    StoreDataset *v = NULL;
+    MsStatus s = store_dataset_list(st, token, size, &v, n, more, err);
+    *rows = v;
+    return s;
+}
+static cJSON *list_render(JsonBuild *b, const void *row) {
+    return dataset_json(b, row);
+}
+static const char *list_id(const void *row) {
+    return ((const StoreDataset *)row)->id;
+}
+static void list_free(void *row) {
+    store_dataset_free(row);
+}
+
 void h_dataset_list(Req *r) {
-    int size;
-    const char *token;
-    if (!req_page(r, 50, 1000, &size, &token)) return;
-    Store *st = req_store(r);
-    if (!st) return;
-    StoreDataset *rows = NULL;
-    int n = 0, more = 0;
-    MsError err = {0};
-    MsStatus s = store_dataset_list(st, token, size, &rows, &n, &more, &err);
-    if (s == MS_ERR_INVALID) {
-        reply_problem(r, 422, "validation",
-                      "page_token: not a token this service issued, or its dataset was deleted");
-        return;
-    }
-    if (s != MS_OK) {
-        reply_status(r, s, &err);
-        return;
-    }
-    JsonBuild b = {0};
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *list = json_put(&b, doc, "datasets", cJSON_CreateArray());
-    for (int i = 0; i < n && !b.oom; i++)
-        json_put(&b, list, NULL, dataset_json(&b, &rows[i]));
-    json_put(&b, doc, "next_page_token",
-             more && n > 0 ? cJSON_CreateString(rows[n - 1].id) : cJSON_CreateNull());
-    for (int i = 0; i < n; i++)
-        store_dataset_free(&rows[i]);
-    free(rows);
-    if (b.oom) {
-        cJSON_Delete(doc);
-        reply_nomem(r);
-        return;
-    }
-    reply_json(r, 200, doc);
+    static const ListKind KIND = {
+        "datasets",
+        "page_token: not a token this service issued, or its dataset was deleted",
+        sizeof(StoreDataset),
+        list_rows,
+        list_render,
+        list_id,
+        list_free};
+    reply_list(r, &KIND);
 }
 
 void h_dataset_get(Req *r) {

@@ -22,14 +22,9 @@
 #include <time.h>
 
 #include "http.h"
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 
 /* ---- small helpers ---- */
-
-static void reply_nomem(Req *r) {
-    MsError e = {.code = MS_ERR_NOMEM, .msg = "out of memory building the response"};
-    reply_status(r, MS_ERR_NOMEM, &e);
-}
 
 // A JSON document stored by the service (config, metrics), or fallback when absent or
 // unreadable; NULL (and b->oom) when it could not be parsed for want of memory.
@@ -156,12 +151,8 @@ void h_job_create(Req *r) {
     }
     TrainConfig cfg;
     MsError err = {0};
-    // syntax first (400 with the offset), so that the codec's parse never fails on syntax
-    if (!req_json_syntax_ok(r)) return;
-    MsStatus s = codec_config_parse(&cfg, r->body ? r->body : "", r->body_len, &err);
-    // the syntax is valid (checked above), so cJSON failed for want of memory
-    if (s == MS_ERR_INVALID && err.detail == MS_DETAIL_SYNTAX)
-        s = ms_fail(&err, MS_ERR_NOMEM, "out of memory parsing the body");
+    // the body was parsed by dispatch (400 with the offset on a syntax error)
+    MsStatus s = codec_config_from_doc(&cfg, r->json, &err);
     if (s != MS_OK) {
         reply_status(r, s, &err);
         return;
@@ -228,43 +219,29 @@ void h_job_create(Req *r) {
 
 /* ---- reads ---- */
 
+static MsStatus list_rows(Store *st, const char *token, int size, void **rows, int *n, int *more,
+                          MsError *err) {
+    StoreJob *v = NULL;
+    MsStatus s = store_job_list(st, token, size, &v, n, more, err);
+    *rows = v;
+    return s;
+}
+static cJSON *list_render(JsonBuild *b, const void *row) {
+    return job_json(b, row, 0);
+}
+static const char *list_id(const void *row) {
+    return ((const StoreJob *)row)->id;
+}
+static void list_free(void *row) {
+    store_job_free(row);
+}
+
 void h_job_list(Req *r) {
-    int size;
-    const char *token;
-    if (!req_page(r, 50, 1000, &size, &token)) return;
-    Store *st = req_store(r);
-    if (!st) return;
-    StoreJob *rows = NULL;
-    int n = 0, more = 0;
-    MsError err = {0};
-    MsStatus s = store_job_list(st, token, size, &rows, &n, &more, &err);
-    if (s == MS_ERR_INVALID) {
-        reply_problem(r, 422, "validation", "page_token: not a token this service issued");
-        return;
-    }
-    if (s != MS_OK) {
-        reply_status(r, s, &err);
-        return;
-    }
-    JsonBuild b = {0};
-    cJSON *doc = cJSON_CreateObject();
-    cJSON *list = json_put(&b, doc, "jobs", cJSON_CreateArray());
-    for (int i = 0; i < n && !b.oom; i++)
-        json_put(&b, list, NULL, job_json(&b, &rows[i], 0));
-    json_put(&b, doc, "next_page_token",
-             more && n > 0 ? cJSON_CreateString(rows[n - 1].id) : cJSON_CreateNull());
-    for (int i = 0; i < n; i++)
-        store_job_free(&rows[i]);
-    free(rows);
-    if (s != MS_OK || b.oom) {
-        cJSON_Delete(doc);
-        if (s != MS_OK)
-            reply_status(r, s, &err);
-        else
-            reply_nomem(r);
-        return;
-    }
-    reply_json(r, 200, doc);
+    static const ListKind KIND = {"jobs",           "page_token: not a token this service issued",
+                                  sizeof(StoreJob), list_rows,
+                                  list_render,      list_id,
+                                  list_free};
+    reply_list(r, &KIND);
 }
 
 void h_job_get(Req *r) {
@@ -322,7 +299,7 @@ static int parse_step(const char *s, long long lo, int64_t *out) {
 void h_job_metrics(Req *r) {
     int size;
     const char *token;
-    if (!req_page(r, 50, 1000, &size, &token)) return;
+    if (!req_page(r, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, &size, &token)) return;
     int64_t after = -1;
     const char *as = req_query(r, "after_step");
     // a page token (the last step of the previous page) supersedes after_step, so a client

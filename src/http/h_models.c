@@ -6,7 +6,7 @@
  * times as RFC 3339 UTC with milliseconds, stored JSON texts (config, hyper, metrics) embedded as
  * parsed JSON, weights in the {"W", "b"} layer layout printed by the codec ("%.9g" per float).
  * Every write that can change what a reference resolves to (delete, alias move) ends with
- * registry_invalidate, so the version cache never serves a deleted version.
+ * serving_invalidate, so the version cache never serves a deleted version.
  *
  * Path parameters: params[0] is the model name or reference, params[1] the version or alias.
  * Names, references and aliases are validated by the store before they appear in any message;
@@ -22,10 +22,7 @@
 #include <time.h>
 
 #include "http.h"
-#include "metaserve/http/codec.h"
-
-#define MODEL_PAGE_DEFAULT 50   // models per page when page_size is absent
-#define MODEL_PAGE_MAX     1000 // largest page_size accepted
+#include "metaserve/codec/codec.h"
 
 /* ---- helpers ---- */
 
@@ -49,45 +46,6 @@ static int add_job_id(cJSON *o, const char *job_id) {
                       : cJSON_AddNullToObject(o, "job_id")) != NULL;
 }
 
-// Replies with doc when every addition succeeded (ok), else 503 (out of memory).
-static void reply_built(Req *r, int status, cJSON *doc, int ok) {
-    if (!doc || !ok) {
-        cJSON_Delete(doc);
-        reply_problem(r, 503, "unavailable", "out of memory while rendering the response");
-        return;
-    }
-    reply_json(r, status, doc);
-}
-
-// json_only_fields, and each allowed key at most once (cJSON keeps duplicates and the first would
-// silently win). Replies 422 and returns 0 otherwise.
-static int fields_once(Req *r, const cJSON *obj, const char *path, const char *const *allowed) {
-    if (!json_only_fields(r, obj, path, allowed)) return 0;
-    for (const char *const *a = allowed; *a; a++) {
-        int seen = 0;
-        for (const cJSON *it = obj->child; it; it = it->next)
-            seen += strcmp(it->string, *a) == 0;
-        if (seen > 1) {
-            reply_problem(r, 422, "validation", "%s.%s: duplicate field", path, *a);
-            return 0;
-        }
-    }
-    return 1;
-}
-
-// 1 when s is a model name as the store writes it (so it can be a page token we issued).
-static int name_like(const char *s) {
-    size_t n = strlen(s);
-    if (n >= STORE_NAME_MAX || s[0] == '.') return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '.' || c == '_' || c == '-';
-        if (!ok) return 0;
-    }
-    return 1;
-}
-
 // Reads the version path parameter: a decimal integer in 1..INT_MAX; replies 422 otherwise.
 static int path_version(Req *r, const char *s, int *out) {
     size_t n = s ? strlen(s) : 0;
@@ -106,8 +64,9 @@ static int path_version(Req *r, const char *s, int *out) {
 void h_model_list(Req *r) {
     int size;
     const char *token;
-    if (!req_page(r, MODEL_PAGE_DEFAULT, MODEL_PAGE_MAX, &size, &token)) return;
-    if (!name_like(token)) {
+    if (!req_page(r, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, &size, &token)) return;
+    // a token we issue is the name of the last model of the page ("" for the first page)
+    if (*token && !name_valid(token)) {
         reply_problem(r, 422, "validation", "page_token: not a token this service issued");
         return;
     }
@@ -202,7 +161,7 @@ void h_model_delete(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    registry_invalidate(r->app->registry, r->params[0]);
+    serving_invalidate(r->app->serving, r->params[0]);
     reply_empty(r, 204);
 }
 
@@ -243,7 +202,7 @@ void h_version_delete(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    registry_invalidate(r->app->registry, r->params[0]);
+    serving_invalidate(r->app->serving, r->params[0]);
     reply_empty(r, 204);
 }
 
@@ -251,15 +210,11 @@ void h_version_delete(Req *r) {
 
 void h_alias_put(Req *r) {
     static const char *const fields[] = {"version", NULL};
-    cJSON *body = req_json(r);
-    if (!body) return;
+    const cJSON *body = r->json; // parsed by dispatch
     long long version = 0;
-    if (!fields_once(r, body, "body", fields) ||
-        !json_int(r, body, "version", 1, INT_MAX, 1, &version)) {
-        cJSON_Delete(body);
+    if (!body_fields(r, body, "body", fields) ||
+        !body_int(r, body, "version", 1, INT_MAX, 1, &version))
         return;
-    }
-    cJSON_Delete(body);
     Store *st = req_store(r);
     if (!st) return;
     MsError err = {0};
@@ -268,7 +223,7 @@ void h_alias_put(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    registry_invalidate(r->app->registry, r->params[0]);
+    serving_invalidate(r->app->serving, r->params[0]);
     // both names passed the store's validation: safe to echo
     cJSON *doc = cJSON_CreateObject();
     int ok = cJSON_AddStringToObject(doc, "name", r->params[0]) &&
@@ -286,7 +241,7 @@ void h_alias_delete(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    registry_invalidate(r->app->registry, r->params[0]);
+    serving_invalidate(r->app->serving, r->params[0]);
     reply_empty(r, 204);
 }
 
@@ -306,8 +261,8 @@ void h_model_weights(Req *r) {
     Store *st = req_store(r);
     if (!st) return;
     MsError err = {0};
-    RegistryModel *m = NULL;
-    MsStatus s = registry_get(r->app->registry, st, r->params[0], &m, &err);
+    ServingModel *m = NULL;
+    MsStatus s = serving_get(r->app->serving, st, r->params[0], &m, &err);
     if (s != MS_OK) {
         reply_status(r, s, &err);
         return;
@@ -328,6 +283,6 @@ void h_model_weights(Req *r) {
          add_weights(doc, "weights", spec, m->theta) &&
          (m->lrs ? add_weights(doc, "lrs", spec, m->lrs)
                  : cJSON_AddNullToObject(doc, "lrs") != NULL);
-    registry_release(r->app->registry, m);
+    serving_release(r->app->serving, m);
     reply_built(r, 200, doc, ok);
 }

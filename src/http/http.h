@@ -1,8 +1,9 @@
 /*
  * Private to http/: the request context every handler receives, the application state shared by
- * all request threads, the route table, and the reply helpers. Handlers are thin: they parse and
- * validate the body (cJSON, length-bounded), call store/, registry/ or jobs/, and reply; the
- * generic checks (route, method, auth, content type, size, JSON syntax) have run before them.
+ * all request threads, the route table, and the reply helpers. Handlers are thin: the generic
+ * checks (route, method, auth, size, content type) and, for a json_body route, the body parse
+ * (r->json) have run before them; they read the parsed body with the body_* readers, call
+ * store/, serving/ or jobs/, and reply.
  *
  * Errors are RFC 9457 problem+json documents: {"type", "title", "status", "detail", "instance",
  * "request_id"}; `type` is a stable URI from the table in problem.c, `detail` names the offending
@@ -11,15 +12,17 @@
 #ifndef METASERVE_HTTP_INTERNAL_H
 #define METASERVE_HTTP_INTERNAL_H
 
-#include <cJSON.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metaserve/codec/json.h"
+#include "metaserve/core/name.h"
 #include "metaserve/core/status.h"
 #include "metaserve/http/server.h"
 #include "metaserve/jobs/jobs.h"
-#include "metaserve/registry/registry.h"
+#include "metaserve/jobs/sweeper.h"
+#include "metaserve/serving/serving.h"
 #include "metaserve/store/store.h"
 #include "metaserve/tasks/dataset.h"
 
@@ -30,8 +33,9 @@ struct Metrics;
 /** State shared by every request thread; owned by server.c. */
 typedef struct App {
     ServerConfig cfg;    // copy; strings borrowed from the caller for the server's life
-    Registry *registry;  // model-version cache
-    JobPool *jobs;       // training workers (may be NULL in tests that run none)
+    Serving *serving;    // model-version cache and adaptation
+    JobPool *jobs;       // training workers (NULL with no workers or a read-only database)
+    Sweeper *sweeper;    // expiry and WAL truncation (NULL only with a read-only database)
     atomic_int draining; // 1 after SIGTERM: readiness false, new jobs refused
     struct Metrics *metrics;
     const char *openapi; // the contract served at /openapi.yaml
@@ -54,8 +58,9 @@ typedef struct Req {
     char *body;          // NUL-terminated copy of the body (may be empty)
     size_t body_len;
     size_t body_cap;
-    int too_large;                      // the body passed max_body_bytes
-    int oom;                            // the body could not be buffered (out of memory)
+    int too_large; // the body passed max_body_bytes
+    int oom;       // the body could not be buffered (out of memory)
+    cJSON *json;   // the parsed body of a json_body route (dispatch); freed with the request
     const char *params[REQ_MAX_PARAMS]; // path parameters, in pattern order (point into pbuf)
     char pbuf[1024];
     int n_params;
@@ -102,6 +107,14 @@ void reply_json(Req *r, int status, cJSON *doc);
  */
 void reply_json_committed(Req *r, int status, cJSON *doc, char *reserve, size_t cap,
                           const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/** reply_json when doc is non-NULL and ok (every addition succeeded), else deletes doc and
+ *  replies 503 "out of memory while rendering the response". */
+void reply_built(Req *r, int status, cJSON *doc, int ok);
+/** Replies 503: out of memory building the response. */
+void reply_nomem(Req *r);
+/** Replies with JSON text of len bytes in text (malloc'd; takes ownership); len 0 (the text did
+ *  not fit its buffer) replies 503 and frees text. */
+void reply_text(Req *r, int status, char *text, size_t len);
 /** Replies with raw bytes (copied) and a content type. */
 void reply_raw(Req *r, int status, const char *content_type, const char *data, size_t len);
 /** Replies 204 No Content. */
@@ -121,40 +134,55 @@ const char *problem_title(const char *slug);
 /* ---- request helpers (reply.c) ---- */
 
 /** Parses the body as JSON; on a syntax error replies 400 with the byte offset and returns
- *  NULL. The caller deletes the document. */
+ *  NULL. The caller deletes the document. dispatch calls it for every json_body route and
+ *  hands the handler the result in r->json. */
 cJSON *req_json(Req *r);
 /** 1 when the body is syntactically valid JSON; else replies 400 with the byte offset of the
  *  first offending byte (422 when a string holds a \u0000 escape) and returns 0. */
 int req_json_syntax_ok(Req *r);
 /** The value of a query parameter, or NULL. */
 const char *req_query(Req *r, const char *name);
+#define PAGE_SIZE_DEFAULT 50   // list entries per page when page_size is absent
+#define PAGE_SIZE_MAX     1000 // largest page_size accepted
 /** page_size (1..max, default def) and page_token ("" when absent); replies 422 and returns
  *  0 on a bad value. */
 int req_page(Req *r, int def, int max, int *size, const char **token);
+/** A paginated listing of one kind of stored row (GET /v1/datasets, GET /v1/jobs). */
+typedef struct {
+    const char *key;       // the array's key in the reply ("datasets")
+    const char *bad_token; // the 422 detail when the store refuses page_token (MS_ERR_INVALID)
+    size_t row_size;       // bytes of one row
+    // the store's list call: *rows (malloc'd, *n rows of row_size) the caller frees
+    MsStatus (*list)(Store *st, const char *token, int size, void **rows, int *n, int *more,
+                     MsError *err);
+    cJSON *(*render)(JsonBuild *b, const void *row); // one row's document
+    const char *(*id)(const void *row);              // its id, the next page's token
+    void (*free_row)(void *row);                     // releases what one row holds
+} ListKind;
+/** Reads page_size / page_token, lists one page with k->list and replies 200 {key: [...],
+ *  "next_page_token": id of the last row, or null on the last page}; 422 for a bad page
+ *  argument, the status's problem for a store error, 503 out of memory. */
+void reply_list(Req *r, const ListKind *k);
 /** The thread's store connection (opened on first use); replies 503 and returns NULL when the
  *  database cannot be opened. */
 Store *req_store(Req *r);
 
-/* ---- JSON helpers (json.c): strict field readers that name the path in their errors ---- */
+/* ---- request-body readers (json.c): codec/json.h's readers, replying on failure ---- */
 
-/** Checks that obj is an object whose keys are all in allowed (NULL-terminated); replies 422
- *  naming the first unknown field and returns 0 otherwise. */
-int json_only_fields(Req *r, const cJSON *obj, const char *path, const char *const *allowed);
-/** Reads a finite number in [lo, hi]; absent -> *out unchanged and returns 1 when optional. */
-int json_number(Req *r, const cJSON *obj, const char *key, double lo, double hi, int required,
-                double *out);
-/** Reads an integer in [lo, hi]. */
-int json_int(Req *r, const cJSON *obj, const char *key, long long lo, long long hi, int required,
+/** json_fields (known keys only, each once), or replies 422 naming the field and returns 0. */
+int body_fields(Req *r, const cJSON *obj, const char *path, const char *const *allowed);
+/** Reads a finite number in [lo, hi] ((lo, hi] when lo_open); absent or null -> *out unchanged
+ *  and returns 1 when optional, replies 422 when required. */
+int body_number(Req *r, const cJSON *obj, const char *key, double lo, int lo_open, double hi,
+                int required, double *out);
+/** Reads an integer in [lo, hi]; absent as for body_number. */
+int body_int(Req *r, const cJSON *obj, const char *key, long long lo, long long hi, int required,
              long long *out);
-/** Reads a string of 1..max-1 bytes into out. */
-int json_string(Req *r, const cJSON *obj, const char *key, size_t max, int required, char *out);
-/**
- * Reads a matrix of finite numbers ([[...], ...]) with exactly `cols` columns (cols > 0) or any
- * consistent width (cols = 0, returned in *cols_out), at least 1 and at most max_rows rows, into
- * a new float array (caller frees). Replies 422 naming "path[i][j]" and returns NULL on error;
- * 413 when max_rows is exceeded.
- */
-float *json_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max_rows, int *rows,
+/** Reads a string of 1..max-1 bytes into out; absent as for body_number. */
+int body_string(Req *r, const cJSON *obj, const char *key, size_t max, int required, char *out);
+/** json_read_floats into a new float array (caller frees), or replies 422 naming "path[i][j]" /
+ *  413 over max_rows / 503 and returns NULL. */
+float *body_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max_rows, int *rows,
                    int *cols_out);
 
 /** 1 when s[0..n) is one valid JSON value (RFC 8259: UTF-8, nesting up to 1000, no lone UTF-16
@@ -172,13 +200,6 @@ int hex_digit(char c);
  *  with *oom = 0 when text is NULL or not JSON (a damaged row: the caller's fallback applies). */
 cJSON *json_parse_stored(const char *text, int *oom);
 
-/** A reply under construction: a failed allocation sets oom, checked once before replying. */
-typedef struct {
-    int oom;
-} JsonBuild;
-/** Adds item to parent under key (appends when key is NULL); item, or NULL (oom set, item
- *  deleted) on failure. */
-cJSON *json_put(JsonBuild *b, cJSON *parent, const char *key, cJSON *item);
 /** ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T22:48:26.123Z"); 0 when
  *  not representable. */
 int json_time_text(char out[32], int64_t ms);

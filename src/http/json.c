@@ -1,8 +1,9 @@
 /*
- * Strict JSON field readers for request bodies: each checks type and range, rejects non-finite
- * numbers, and on failure replies 422 (or 413 for a size limit) with the field's path, so
- * handlers read a body in a few lines and never see a bad value. User text echoed in messages is
- * never included (only paths and limits), so a hostile key cannot shape the reply.
+ * Request-body readers for the handlers: thin wrappers over the codec area's strict readers
+ * (codec/json.h) that turn a codec error into the problem reply (422 naming the field, 413 for a
+ * limit, 503 out of memory) and return 0, so handlers read a body in a few lines and never see a
+ * bad value. Also the JSON syntax recogniser that names the first offending byte of a body, and
+ * the time stamps of replies.
  */
 #include <math.h>
 #include <stdio.h>
@@ -11,142 +12,63 @@
 
 #include "http.h"
 
-int json_only_fields(Req *r, const cJSON *obj, const char *path, const char *const *allowed) {
-    if (!cJSON_IsObject(obj)) {
-        reply_problem(r, 422, "validation", "%s: must be an object", path);
-        return 0;
-    }
-    for (const cJSON *it = obj->child; it; it = it->next) {
-        int ok = 0;
-        for (const char *const *a = allowed; *a && !ok; a++)
-            ok = it->string && strcmp(it->string, *a) == 0;
-        if (!ok) {
-            // name the field only when it is short printable ASCII
-            int printable = it->string && strlen(it->string) < 64;
-            for (const char *c = it->string; printable && *c; c++)
-                printable = *c >= 0x20 && *c < 0x7f && *c != '"' && *c != '\\';
-            if (printable)
-                reply_problem(r, 422, "validation", "%s.%s: unknown field", path, it->string);
-            else
-                reply_problem(r, 422, "validation", "%s: unknown field", path);
-            return 0;
-        }
-    }
-    return 1;
+// 1 when st is MS_OK; else replies with err's problem and returns 0.
+static int ok_or_reply(Req *r, MsStatus st, const MsError *err) {
+    if (st == MS_OK) return 1;
+    reply_status(r, st, err);
+    return 0;
 }
 
-int json_number(Req *r, const cJSON *obj, const char *key, double lo, double hi, int required,
-                double *out) {
+int body_fields(Req *r, const cJSON *obj, const char *path, const char *const *allowed) {
+    MsError err = {0};
+    return ok_or_reply(r, json_fields(obj, path, allowed, &err), &err);
+}
+
+// The value of key in obj; NULL (after replying 422 when required) when absent or null.
+static const cJSON *member(Req *r, const cJSON *obj, const char *key, int required) {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!it || cJSON_IsNull(it)) {
-        if (required) reply_problem(r, 422, "validation", "%s: is required", key);
-        return !required;
-    }
-    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble < lo ||
-        it->valuedouble > hi) {
-        reply_problem(r, 422, "validation", "%s: must be a number in [%g, %g]", key, lo, hi);
-        return 0;
-    }
-    *out = it->valuedouble;
-    return 1;
+    if (it && !cJSON_IsNull(it)) return it;
+    if (required) reply_problem(r, 422, "validation", "%s: is required", key);
+    return NULL;
 }
 
-int json_int(Req *r, const cJSON *obj, const char *key, long long lo, long long hi, int required,
+int body_number(Req *r, const cJSON *obj, const char *key, double lo, int lo_open, double hi,
+                int required, double *out) {
+    MsError err = {0};
+    const cJSON *it = member(r, obj, key, required);
+    if (!it) return !required;
+    return ok_or_reply(r, json_read_num(it, key, lo, lo_open, hi, out, &err), &err);
+}
+
+int body_int(Req *r, const cJSON *obj, const char *key, long long lo, long long hi, int required,
              long long *out) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!it || cJSON_IsNull(it)) {
-        if (required) reply_problem(r, 422, "validation", "%s: is required", key);
-        return !required;
-    }
-    double v = cJSON_IsNumber(it) ? it->valuedouble : NAN;
-    if (!isfinite(v) || v != floor(v) || v < (double)lo || v > (double)hi) {
-        reply_problem(r, 422, "validation", "%s: must be an integer in %lld..%lld", key, lo, hi);
-        return 0;
-    }
-    *out = (long long)v;
-    return 1;
+    MsError err = {0};
+    const cJSON *it = member(r, obj, key, required);
+    if (!it) return !required;
+    return ok_or_reply(r, json_read_int(it, key, lo, hi, out, &err), &err);
 }
 
-int json_string(Req *r, const cJSON *obj, const char *key, size_t max, int required, char *out) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!it || cJSON_IsNull(it)) {
-        if (required) reply_problem(r, 422, "validation", "%s: is required", key);
-        return !required;
-    }
-    size_t n = cJSON_IsString(it) ? strlen(it->valuestring) : 0;
-    if (!cJSON_IsString(it) || n == 0 || n >= max) {
-        reply_problem(r, 422, "validation", "%s: must be a string of 1..%zu characters", key,
-                      max - 1);
-        return 0;
-    }
-    memcpy(out, it->valuestring, n + 1);
-    return 1;
+int body_string(Req *r, const cJSON *obj, const char *key, size_t max, int required, char *out) {
+    MsError err = {0};
+    const cJSON *it = member(r, obj, key, required);
+    if (!it) return !required;
+    return ok_or_reply(r, json_read_str(it, key, out, max, &err), &err);
 }
 
-float *json_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max_rows, int *rows,
+float *body_matrix(Req *r, const cJSON *arr, const char *path, int cols, int max_rows, int *rows,
                    int *cols_out) {
-    if (!cJSON_IsArray(arr)) {
-        reply_problem(r, 422, "validation", "%s: must be an array of rows", path);
-        return NULL;
-    }
-    int n = cJSON_GetArraySize(arr);
-    if (n < 1) {
-        reply_problem(r, 422, "validation", "%s: needs at least one row", path);
-        return NULL;
-    }
-    if (n > max_rows) {
-        reply_problem(r, 413, "payload-too-large", "%s: %d rows, the limit is %d", path, n,
-                      max_rows);
-        return NULL;
-    }
-    const cJSON *first = arr->child;
-    int w = cols > 0 ? cols : cJSON_GetArraySize(first);
-    if (!cJSON_IsArray(first) || w < 1) {
-        reply_problem(r, 422, "validation", "%s[0]: must be a non-empty array of numbers", path);
-        return NULL;
-    }
-    // The loop below stops at the first row of another shape, so only the rows before it need
-    // room: sizing by n x w instead would let a first row of w numbers followed by n empty rows
-    // (a few bytes each) ask for n x w floats.
-    int fit = 0;
-    for (const cJSON *row = first; row && cJSON_IsArray(row) && cJSON_GetArraySize(row) == w;
-         row = row->next)
-        fit++;
-    float *m = malloc((size_t)(fit > 0 ? fit : 1) * (size_t)w * sizeof(float));
-    if (!m) {
-        reply_problem(r, 503, "unavailable", "out of memory");
-        return NULL;
-    }
-    int i = 0;
-    for (const cJSON *row = arr->child; row; row = row->next, i++) {
-        if (!cJSON_IsArray(row) || cJSON_GetArraySize(row) != w) {
-            reply_problem(r, 422, "validation", "%s[%d]: must be an array of %d numbers", path, i,
-                          w);
-            free(m);
-            return NULL;
-        }
-        int j = 0;
-        for (const cJSON *v = row->child; v; v = v->next, j++) {
-            // finite in double and in float: 1e39 would become infinity in the model
-            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 3e38) {
-                reply_problem(r, 422, "validation", "%s[%d][%d]: must be a finite number", path, i,
-                              j);
-                free(m);
-                return NULL;
-            }
-            m[(size_t)i * w + j] = (float)v->valuedouble;
-        }
-    }
-    *rows = n;
-    if (cols_out) *cols_out = w;
+    MsError err = {0};
+    float *m = NULL;
+    ok_or_reply(r, json_read_floats(&m, arr, path, cols, max_rows, rows, cols_out, &err), &err);
     return m;
 }
 
 /* ---- syntax-error position ---- */
 
-// A strict JSON (RFC 8259) recogniser used only after cJSON refused a body, to name the first
-// offending byte exactly (cJSON's parse end can lie one byte past it). Returns 1 on success with
-// *p past the value, 0 with *p at the first bad byte.
+// A strict JSON (RFC 8259) recogniser that req_json runs on every body before cJSON sees it, to
+// name the first offending byte exactly (cJSON's parse end can lie one byte past it) and so that
+// cJSON's failure path (not thread-safe) is never taken. Returns 1 on success with *p past the
+// value, 0 with *p at the first bad byte.
 typedef struct {
     const char *s, *end;
     const char *p;
@@ -381,23 +303,7 @@ cJSON *json_parse_stored(const char *text, int *oom) {
     return doc;
 }
 
-/* ---- building replies ---- */
-
-cJSON *json_put(JsonBuild *b, cJSON *parent, const char *key, cJSON *item) {
-    if (!item || !parent) {
-        cJSON_Delete(item);
-        b->oom = 1;
-        return NULL;
-    }
-    cJSON_bool ok =
-        key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item);
-    if (!ok) {
-        cJSON_Delete(item);
-        b->oom = 1;
-        return NULL;
-    }
-    return item;
-}
+/* ---- time stamps ---- */
 
 int json_time_text(char out[32], int64_t ms) {
     int64_t sec = ms / 1000, rem = ms % 1000;

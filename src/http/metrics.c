@@ -174,27 +174,33 @@ char *metrics_render(App *app, Store *st, size_t *len) {
         put(&o, "# TYPE metaserve_%s_total counter\nmetaserve_%s_total %lld\n", m->counters[i].name,
             m->counters[i].name, (long long)m->counters[i].value);
     pthread_mutex_unlock(&m->mu);
-    RegistryStats rs;
-    registry_stats(app->registry, &rs);
+    ServingStats rs;
+    serving_stats(app->serving, &rs);
     put(&o,
         "# TYPE metaserve_model_cache_hits_total counter\nmetaserve_model_cache_hits_total %lld\n"
         "# TYPE metaserve_model_cache_misses_total counter\n"
         "metaserve_model_cache_misses_total %lld\n"
         "# TYPE metaserve_model_cache_size gauge\nmetaserve_model_cache_size %d\n",
         (long long)rs.hits, (long long)rs.misses, rs.size);
+    JobPoolStats js = {0};
     if (app->jobs) {
-        JobPoolStats js;
         jobpool_stats(app->jobs, &js);
         put(&o,
             "# TYPE metaserve_training_iterations_total counter\n"
             "metaserve_training_iterations_total %lld\n"
-            "# TYPE metaserve_checkpoints_total counter\nmetaserve_checkpoints_total %lld\n"
-            "# TYPE metaserve_adaptations_expired_total counter\n"
-            "metaserve_adaptations_expired_total %lld\n"
-            "# TYPE metaserve_jobs_running gauge\nmetaserve_jobs_running %d\n",
-            (long long)js.iterations, (long long)js.checkpoints, (long long)js.adaptations_expired,
-            js.running);
+            "# TYPE metaserve_checkpoints_total counter\nmetaserve_checkpoints_total %lld\n",
+            (long long)js.iterations, (long long)js.checkpoints);
     }
+    if (app->sweeper) {
+        SweeperStats ss;
+        sweeper_stats(app->sweeper, &ss);
+        put(&o,
+            "# TYPE metaserve_adaptations_expired_total counter\n"
+            "metaserve_adaptations_expired_total %lld\n",
+            (long long)ss.adaptations_expired);
+    }
+    if (app->jobs)
+        put(&o, "# TYPE metaserve_jobs_running gauge\nmetaserve_jobs_running %d\n", js.running);
     int64_t counts[5];
     if (st && store_job_counts(st, counts, NULL) == MS_OK) {
         put(&o, "# HELP metaserve_jobs Jobs by state.\n# TYPE metaserve_jobs gauge\n");

@@ -65,6 +65,33 @@ void reply_json_committed(Req *r, int status, cJSON *doc, char *reserve, size_t 
     r->content_type = "application/json";
 }
 
+void reply_built(Req *r, int status, cJSON *doc, int ok) {
+    if (!doc || !ok) {
+        cJSON_Delete(doc);
+        reply_problem(r, 503, "unavailable", "out of memory while rendering the response");
+        return;
+    }
+    reply_json(r, status, doc);
+}
+
+void reply_nomem(Req *r) {
+    MsError e = {.code = MS_ERR_NOMEM, .msg = "out of memory building the response"};
+    reply_status(r, MS_ERR_NOMEM, &e);
+}
+
+void reply_text(Req *r, int status, char *text, size_t len) {
+    if (!len) {
+        free(text);
+        reply_problem(r, 503, "unavailable", "out of memory rendering the response");
+        return;
+    }
+    free(r->reply);
+    r->reply = text;
+    r->reply_len = len;
+    r->status = status;
+    r->content_type = "application/json";
+}
+
 void reply_empty(Req *r, int status) {
     free(r->reply);
     r->reply = NULL;
@@ -194,6 +221,44 @@ int req_page(Req *r, int def, int max, int *size, const char **token) {
         return 0;
     }
     return 1;
+}
+
+void reply_list(Req *r, const ListKind *k) {
+    int size;
+    const char *token;
+    if (!req_page(r, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, &size, &token)) return;
+    Store *st = req_store(r);
+    if (!st) return;
+    void *rows = NULL;
+    int n = 0, more = 0;
+    MsError err = {0};
+    MsStatus s = k->list(st, token, size, &rows, &n, &more, &err);
+    if (s == MS_ERR_INVALID) {
+        reply_problem(r, 422, "validation", "%s", k->bad_token);
+        return;
+    }
+    if (s != MS_OK) {
+        reply_status(r, s, &err);
+        return;
+    }
+    char *row = rows;
+    JsonBuild b = {0};
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *list = json_put(&b, doc, k->key, cJSON_CreateArray());
+    for (int i = 0; i < n && !b.oom; i++)
+        json_put(&b, list, NULL, k->render(&b, row + (size_t)i * k->row_size));
+    json_put(&b, doc, "next_page_token",
+             more && n > 0 ? cJSON_CreateString(k->id(row + (size_t)(n - 1) * k->row_size))
+                           : cJSON_CreateNull());
+    for (int i = 0; i < n; i++)
+        k->free_row(row + (size_t)i * k->row_size);
+    free(rows);
+    if (b.oom) {
+        cJSON_Delete(doc);
+        reply_nomem(r);
+        return;
+    }
+    reply_json(r, 200, doc);
 }
 
 /* ---- the thread's store connection ---- */

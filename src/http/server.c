@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include "http.h"
-#include "metaserve/http/codec.h"
 #include "metaserve/http/openapi.h"
 
 struct Server {
@@ -38,16 +37,9 @@ static int64_t now_ns(void) {
 
 /* ---- request ids ---- */
 
+// A request id we accept from a client: 1..63 characters of [A-Za-z0-9._-].
 static int id_ok(const char *s) {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n >= REQ_ID_MAX) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.'))
-            return 0;
-    }
-    return 1;
+    return name_chars(s, REQ_ID_MAX);
 }
 
 static void make_id(char *out) {
@@ -271,6 +263,8 @@ static void dispatch(Req *r) {
         reply_problem(r, 415, "unsupported-media-type", "%s", why);
         return;
     }
+    // the body is parsed once, here: handlers of json_body routes read r->json
+    if (rt->json_body && !(r->json = req_json(r))) return;
     rt->handler(r);
     if (!r->status) reply_problem(r, 500, "internal", "the handler gave no reply");
 }
@@ -358,6 +352,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         metrics_observe(app->metrics, r->route ? r->route->name : "unmatched", r->method, r->status,
                         s);
     }
+    cJSON_Delete(r->json);
     free(r->body);
     free(r->reply);
     free(r);
@@ -465,8 +460,7 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
         st = ms_fail(err, MS_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    if ((st = registry_create(&s->app.registry, c->cache_models, codec_config_parse, err)))
-        goto fail;
+    if ((st = serving_create(&s->app.serving, c->cache_models, err))) goto fail;
     JobPoolConfig jc;
     jobpool_config_defaults(&jc);
     jc.db_path = s->app.cfg.db;
@@ -474,11 +468,13 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     jc.workers = c->workers;
     jc.checkpoint_every = c->checkpoint_every;
     jc.checkpoint_seconds = c->checkpoint_seconds;
-    jc.adaptation_sweep_seconds = c->adapt_sweep_s;
-    jc.parse_config = codec_config_parse;
     // a read-only database can queue nothing and finish nothing: no workers (jobs are 503)
     if (c->workers > 0 && !c->db_read_only && (st = jobpool_start(&s->app.jobs, &jc, err)))
         goto fail;
+    // the sweeper does not depend on training: it runs with zero workers too
+    SweeperConfig sc = {
+        .db_path = s->app.cfg.db, .store_opts = &s->app.store_opts, .period_s = c->adapt_sweep_s};
+    if (!c->db_read_only && (st = sweeper_start(&s->app.sweeper, &sc, err))) goto fail;
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
@@ -531,7 +527,8 @@ void server_stop(Server *s) {
         MHD_stop_daemon(s->daemon);
     }
     jobpool_stop(s->app.jobs); // running jobs checkpoint and return to the queue
-    registry_destroy(s->app.registry);
+    sweeper_stop(s->app.sweeper);
+    serving_destroy(s->app.serving);
     metrics_destroy(s->app.metrics);
     free(s);
 }

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "jobs_internal.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/meta/eval.h"
 #include "metaserve/store/store.h"
 
@@ -44,20 +45,17 @@ struct JobPool {
     int stopping;
     int n_workers;
     Worker workers[MAX_WORKERS];
-    pthread_t sweeper;
-    int has_sweeper;
     JobPoolStats stats;
 };
 
 void jobpool_config_defaults(JobPoolConfig *c) {
     memset(c, 0, sizeof *c);
-    c->workers = 2;
-    c->checkpoint_every = 1000;
-    c->checkpoint_seconds = 10;
+    c->workers = JOBPOOL_DEFAULT_WORKERS;
+    c->checkpoint_every = JOBPOOL_DEFAULT_CHECKPOINT_EVERY;
+    c->checkpoint_seconds = JOBPOOL_DEFAULT_CHECKPOINT_S;
     c->progress_seconds = 1;
     c->curve_points = 500;
     c->val_tasks = 25;
-    c->adaptation_sweep_seconds = 60;
 }
 
 static double mono_s(void) {
@@ -102,9 +100,9 @@ static double val_loss(JobPool *p, Trainer *tr) {
     rng_seed(&r, tr->cfg.seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(tr->t + 1)));
     EvalCell cell;
     int nq = tr->cfg.k_query * (tr->sampler->classification ? tr->sampler->n_way : 1);
-    MsStatus st = meta_eval_ex(&tr->spec, tr->cfg.algo, tr->params, trainer_lrs(tr),
-                               (real)tr->cfg.inner_lr, tr->sampler, &r, p->cfg.val_tasks,
-                               tr->cfg.k_support, tr->cfg.inner_steps, nq, 1, &cell, NULL);
+    MsStatus st = meta_eval_split(&tr->spec, tr->cfg.algo, tr->params, trainer_lrs(tr),
+                                  (real)tr->cfg.inner_lr, tr->sampler, &r, p->cfg.val_tasks,
+                                  tr->cfg.k_support, tr->cfg.inner_steps, nq, 1, &cell, NULL);
     return st == MS_OK ? cell.mean : NAN;
 }
 
@@ -178,7 +176,7 @@ static RunEnd run_job(Worker *w, Store *st, StoreJob *job) {
     JobsDataset ds;
     memset(&ds, 0, sizeof ds);
     RunEnd end = RUN_DONE;
-    MsStatus s = p->cfg.parse_config(&cfg, job->config, strlen(job->config), &err);
+    MsStatus s = codec_config_parse(&cfg, job->config, strlen(job->config), &err);
     if (s == MS_OK) s = jobs_build_sampler(st, &cfg, &ds, &sampler, &err);
     if (s == MS_OK) s = trainer_init_with_sampler(&tr, &cfg, sampler, &err);
     if (s != MS_OK) {
@@ -316,33 +314,9 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-static void *sweeper_main(void *arg) {
-    JobPool *p = arg;
-    Store *st = NULL;
-    if (store_open_opts(&st, p->cfg.db_path, p->cfg.store_opts, NULL) != MS_OK) return NULL;
-    pthread_mutex_lock(&p->mu);
-    while (!p->stopping) {
-        pthread_mutex_unlock(&p->mu);
-        int n = 0;
-        if (store_adaptation_expire(st, store_now_ms(), &n, NULL) == MS_OK && n > 0) {
-            pthread_mutex_lock(&p->mu);
-            p->stats.adaptations_expired += n;
-            pthread_mutex_unlock(&p->mu);
-        }
-        // keeps the WAL bounded under steady traffic; a busy attempt is retried next sweep
-        store_wal_truncate(st, 200, NULL);
-        pthread_mutex_lock(&p->mu);
-        if (!p->stopping) timed_wait(p, p->cfg.adaptation_sweep_seconds);
-    }
-    pthread_mutex_unlock(&p->mu);
-    store_close(st);
-    return NULL;
-}
-
 MsStatus jobpool_start(JobPool **out, const JobPoolConfig *cfg, MsError *err) {
     *out = NULL;
-    if (!cfg->db_path || !cfg->parse_config)
-        return ms_fail(err, MS_ERR_INVALID, "jobs: db_path and parse_config are required");
+    if (!cfg->db_path) return ms_fail(err, MS_ERR_INVALID, "jobs: db_path is required");
     if (cfg->workers < 1 || cfg->workers > MAX_WORKERS)
         return ms_fail(err, MS_ERR_INVALID, "workers: must be in 1..%d", MAX_WORKERS);
     if (cfg->checkpoint_every < 0 || !(cfg->checkpoint_seconds >= 0) ||
@@ -373,9 +347,6 @@ MsStatus jobpool_start(JobPool **out, const JobPoolConfig *cfg, MsError *err) {
         }
         p->n_workers++;
     }
-    if (cfg->adaptation_sweep_seconds > 0) {
-        if (pthread_create(&p->sweeper, NULL, sweeper_main, p) == 0) p->has_sweeper = 1;
-    }
     *out = p;
     return MS_OK;
 }
@@ -403,7 +374,6 @@ void jobpool_stop(JobPool *p) {
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->n_workers; i++)
         pthread_join(p->workers[i].thread, NULL);
-    if (p->has_sweeper) pthread_join(p->sweeper, NULL);
     pthread_cond_destroy(&p->wake);
     pthread_mutex_destroy(&p->mu);
     free(p);

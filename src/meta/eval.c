@@ -27,13 +27,13 @@ static double score(MlpWork *w, const real *y) {
 MsStatus meta_eval(const MlpSpec *spec, MetaAlgo algo, const real *theta, const real *lrs,
                    real alpha, TaskSampler *s, Rng *rng, int n_tasks, int k, int steps, int n_query,
                    EvalCell *out, MsError *err) {
-    return meta_eval_ex(spec, algo, theta, lrs, alpha, s, rng, n_tasks, k, steps, n_query, 0, out,
-                        err);
+    return meta_eval_split(spec, algo, theta, lrs, alpha, s, rng, n_tasks, k, steps, n_query, 0,
+                           out, err);
 }
 
-MsStatus meta_eval_ex(const MlpSpec *spec, MetaAlgo algo, const real *theta, const real *lrs,
-                      real alpha, TaskSampler *s, Rng *rng, int n_tasks, int k, int steps,
-                      int n_query, int validation, EvalCell *out, MsError *err) {
+MsStatus meta_eval_split(const MlpSpec *spec, MetaAlgo algo, const real *theta, const real *lrs,
+                         real alpha, TaskSampler *s, Rng *rng, int n_tasks, int k, int steps,
+                         int n_query, int validation, EvalCell *out, MsError *err) {
     memset(out, 0, sizeof *out);
     if (n_tasks < 1) return ms_fail(err, MS_ERR_INVALID, "tasks: must be >= 1");
     if (steps < 0 || steps > META_MAX_STEPS)

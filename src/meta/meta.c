@@ -154,17 +154,17 @@ MsStatus meta_adapt(MlpWork *w, real *theta_out, real *grad, MetaAlgo algo, cons
                     double *loss_before, double *loss_after) {
     const MlpSpec *s = w->spec;
     const size_t P = s->P;
-    const int first = algo == META_ANIL ? s->L - 1 : 0;
-    const size_t lo = algo == META_ANIL ? s->w_off[s->L - 1] : 0;
+    const int head_layer = algo == META_ANIL ? s->L - 1 : 0;
+    const size_t head_off = algo == META_ANIL ? s->w_off[s->L - 1] : 0;
     memcpy(theta_out, theta0, P * sizeof(real));
     double loss = 0;
     for (int j = 0; j < steps; j++) {
         loss = mlp_forward_loss(w, theta_out, xs, ys, ns);
         if (!isfinite(loss)) return MS_ERR_NUMERIC;
         if (j == 0 && loss_before) *loss_before = loss;
-        memset(grad + lo, 0, (P - lo) * sizeof(real));
-        mlp_backward(w, grad, theta_out, first);
-        if (!sgd_step(theta_out, theta_out, grad, lrs, alpha, lo, P)) return MS_ERR_NUMERIC;
+        memset(grad + head_off, 0, (P - head_off) * sizeof(real));
+        mlp_backward(w, grad, theta_out, head_layer);
+        if (!sgd_step(theta_out, theta_out, grad, lrs, alpha, head_off, P)) return MS_ERR_NUMERIC;
     }
     if (loss_after || (steps == 0 && loss_before)) {
         mlp_forward(w, theta_out, xs, ns);
@@ -190,13 +190,13 @@ static int axpy(real *y, real a, const real *x, size_t n) {
 
 MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *theta, const real *lrs,
                         real alpha, const real *xs, const real *ys, int ns, const real *xq,
-                        const real *yq, int nq, int want_initial, MetaTaskResult *res) {
+                        const real *yq, int nq, int with_initial_losses, MetaTaskResult *res) {
     const MlpSpec *s = m->spec;
     const size_t P = s->P;
     const MetaAlgo algo = m->algo;
     const int K = algo == META_PRETRAIN ? 0 : m->K;
-    const int first = algo == META_ANIL ? s->L - 1 : 0;
-    const size_t lo = algo == META_ANIL ? s->w_off[s->L - 1] : 0;
+    const int head_layer = algo == META_ANIL ? s->L - 1 : 0;
+    const size_t head_off = algo == META_ANIL ? s->w_off[s->L - 1] : 0;
     const real *rates = algo == META_METASGD ? lrs : NULL;
     MS_ASSERT(ns <= m->max_s && nq <= m->max_q);
     MS_ASSERT(algo != META_METASGD || (lrs && g_lrs));
@@ -213,8 +213,8 @@ MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *the
         m->support_loss[j] = ls;
         real *g = algo == META_METASGD ? m->gs + (size_t)j * P : m->g;
         memset(g, 0, P * sizeof(real));
-        mlp_backward(w, g, tj, first);
-        if (!sgd_step(tn, tj, g, rates, alpha, lo, P)) return MS_ERR_NUMERIC;
+        mlp_backward(w, g, tj, head_layer);
+        if (!sgd_step(tn, tj, g, rates, alpha, head_off, P)) return MS_ERR_NUMERIC;
     }
     if (K == 0) memcpy(th, theta, P * sizeof(real)); // keep "thetas + K*P = adapted" true
     const real *tK = th + (size_t)K * P;
@@ -258,8 +258,8 @@ MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *the
             // only; the HVP needs every layer's gradient state, so complete it first.
             memset(dir, 0, P * sizeof(real));
             mlp_backward(w, dir, tj, 0);
-            memset(dir, 0, lo * sizeof(real));
-            memcpy(dir + lo, v + lo, (P - lo) * sizeof(real));
+            memset(dir, 0, head_off * sizeof(real));
+            memcpy(dir + head_off, v + head_off, (P - head_off) * sizeof(real));
             mlp_hvp(w, hv, tj, dir);
             finite_v = axpy(v, -alpha, hv, P);
         }
@@ -272,7 +272,7 @@ MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *the
         res->query_loss = lq;
         res->query_loss_initial = NAN;
         res->support_loss_final = NAN;
-        if (want_initial) {
+        if (with_initial_losses) {
             // The tape is no longer needed: reuse the first support block and the query block.
             mlp_forward(&m->ws[0], tK, xs, ns);
             res->support_loss_final = mlp_loss_only(&m->ws[0], ys);

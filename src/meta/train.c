@@ -12,6 +12,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "metaserve/core/name.h"
+
+_Static_assert(TRAIN_NAME_MAX == NAME_MAX_BYTES, "a model name follows core/name.h");
+
 void train_config_defaults(TrainConfig *c) {
     memset(c, 0, sizeof *c);
     strcpy(c->name, "model");
@@ -33,18 +37,6 @@ void train_config_defaults(TrainConfig *c) {
     strcpy(c->tasks.family, "sinusoid");
     c->k_support = 10;
     c->k_query = 10;
-}
-
-static int name_ok(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n >= TRAIN_NAME_MAX) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                 ch == '-' || ch == '_' || ch == '.';
-        if (!ok) return 0;
-    }
-    return s[0] != '.';
 }
 
 // Rows a sampler yields for k shots: k points, or k per class.
@@ -72,7 +64,7 @@ static MsStatus check_fit(const TrainConfig *c, const TaskSampler *s, MsError *e
 MsStatus train_config_validate(const TrainConfig *c, MsError *err) {
     MlpSpec spec;
     MsStatus st;
-    if (!name_ok(c->name))
+    if (!name_valid(c->name))
         return ms_fail(err, MS_ERR_INVALID,
                        "name: 1..%d characters of [A-Za-z0-9._-], not starting with '.'",
                        TRAIN_NAME_MAX - 1);

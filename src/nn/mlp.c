@@ -16,6 +16,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "act.h"
 #include "gemm.h"
 
 /* ---- spec ---- */
@@ -201,6 +202,18 @@ const real *mlp_forward(MlpWork *w, const real *theta, const real *X, int B) {
 
 /* ---- losses ---- */
 
+// sum_j exp(z_j - m) over one row of O logits, with m = max_j z_j (to *m): the stable softmax
+// denominator, shared by the loss and mlp_softmax.
+static double sum_exp(const real *z, int O, double *m) {
+    double mx = z[0], sum = 0;
+    for (int j = 1; j < O; j++)
+        mx = z[j] > mx ? z[j] : mx;
+    for (int j = 0; j < O; j++)
+        sum += exp((double)z[j] - mx);
+    *m = mx;
+    return sum;
+}
+
 // Loss of the current output against Y; with dZ != NULL also dLoss/dZ_out (and the softmax).
 static double loss_eval(MlpWork *w, const real *Y, real *dZ) {
     const MlpSpec *s = w->spec;
@@ -223,12 +236,7 @@ static double loss_eval(MlpWork *w, const real *Y, real *dZ) {
     // L = -1/B sum_i log softmax(z_i)[y_i] ; dL/dz_i = (p_i - onehot(y_i)) / B
     for (int i = 0; i < B; i++) {
         const real *z = Z + (size_t)i * O;
-        double m = z[0];
-        for (int j = 1; j < O; j++)
-            m = z[j] > m ? z[j] : m;
-        double sum = 0;
-        for (int j = 0; j < O; j++)
-            sum += exp((double)z[j] - m);
+        double m, sum = sum_exp(z, O, &m);
         double logsum = log(sum) + m;
         double yv = (double)Y[i];
         int y = (int)yv;
@@ -262,11 +270,7 @@ const real *mlp_softmax(MlpWork *w) {
     for (int i = 0; i < w->B; i++) {
         const real *z = w->Z[s->L - 1] + (size_t)i * O;
         real *p = w->prob + (size_t)i * O;
-        double m = z[0], sum = 0;
-        for (int j = 1; j < O; j++)
-            m = z[j] > m ? z[j] : m;
-        for (int j = 0; j < O; j++)
-            sum += exp((double)z[j] - m);
+        double m, sum = sum_exp(z, O, &m);
         for (int j = 0; j < O; j++)
             p[j] = (real)(exp((double)z[j] - m) / sum);
     }
@@ -274,25 +278,6 @@ const real *mlp_softmax(MlpWork *w) {
 }
 
 /* ---- backward ---- */
-
-// dZ = dA (.) act'(z), with act' written through a = act(z): relu 1[a > 0], tanh 1 - a^2,
-// sigmoid a (1 - a).
-static void act_backward(MlpAct act, real *dZ, const real *dA, const real *a, size_t n) {
-    switch (act) {
-    case MLP_ACT_RELU:
-        for (size_t i = 0; i < n; i++)
-            dZ[i] = a[i] > 0 ? dA[i] : 0;
-        break;
-    case MLP_ACT_TANH:
-        for (size_t i = 0; i < n; i++)
-            dZ[i] = dA[i] * (1 - a[i] * a[i]);
-        break;
-    case MLP_ACT_SIGMOID:
-        for (size_t i = 0; i < n; i++)
-            dZ[i] = dA[i] * a[i] * (1 - a[i]);
-        break;
-    }
-}
 
 // db += column sums of dZ (B x out).
 static void colsum_add(real *db, const real *dZ, int B, int out) {
@@ -318,7 +303,7 @@ void mlp_backward(MlpWork *w, real *grad, const real *theta, int first_layer) {
             // dA_l = dZ_l W_l (B x in); dZ_{l-1} = dA_l (.) act'(Z_{l-1})
             gemm(w->naive, 0, 0, B, in, out, 1, w->dZ[l], out, theta + s->w_off[l], in, 0, w->dA[l],
                  in);
-            act_backward(s->act, w->dZ[l - 1], w->dA[l], w->A[l], (size_t)B * in);
+            act_deriv_mul(s->act, w->dZ[l - 1], w->dA[l], w->A[l], (size_t)B * in);
         }
     }
 }

@@ -9,26 +9,9 @@
  */
 #include <string.h>
 
+#include "act.h"
 #include "gemm.h"
 #include "metaserve/nn/mlp.h"
-
-// rA = act'(z) (.) rZ, with act' through a = act(z) as in mlp.c.
-static void act_r(MlpAct act, real *rA, const real *rZ, const real *a, size_t n) {
-    switch (act) {
-    case MLP_ACT_RELU:
-        for (size_t i = 0; i < n; i++)
-            rA[i] = a[i] > 0 ? rZ[i] : 0;
-        break;
-    case MLP_ACT_TANH:
-        for (size_t i = 0; i < n; i++)
-            rA[i] = rZ[i] * (1 - a[i] * a[i]);
-        break;
-    case MLP_ACT_SIGMOID:
-        for (size_t i = 0; i < n; i++)
-            rA[i] = rZ[i] * a[i] * (1 - a[i]);
-        break;
-    }
-}
 
 // rdZ = rdA (.) act'(z) + dA (.) act''(z) (.) rZ, in place over rdZ (which holds rdA on entry).
 // act'': relu 0 (away from the kink), tanh -2a(1 - a^2), sigmoid a(1 - a)(1 - 2a).
@@ -69,7 +52,7 @@ void mlp_hvp(MlpWork *w, real *hv, const real *theta, const real *v) {
         gemm(w->naive, 0, 1, B, out, in, 1, Ain, in, V, in, 1, rZ, out);
         if (l > 0)
             gemm(w->naive, 0, 1, B, out, in, 1, w->rA[l], in, theta + s->w_off[l], in, 1, rZ, out);
-        if (l < L - 1) act_r(s->act, w->rA[l + 1], rZ, w->A[l + 1], (size_t)B * out);
+        if (l < L - 1) act_deriv_mul(s->act, w->rA[l + 1], rZ, w->A[l + 1], (size_t)B * out);
     }
 
     /* R of the loss gradient at the output */

@@ -15,6 +15,7 @@
  * per adaptation, reads of models on cache misses; tens of connections at most.
  */
 #include "store_internal.h"
+#include "metaserve/core/name.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -322,11 +323,6 @@ int64_t store_now_ms(void) {
 }
 
 /* ---- names and ids ---- */
-
-static int name_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
-}
 
 MsStatus store_name_check(const char *field, const char *name, int is_alias, MsError *err) {
     const char *rule = "must be 1..127 characters of [A-Za-z0-9._-], not starting with '.'";

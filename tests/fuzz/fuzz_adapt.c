@@ -1,7 +1,7 @@
 /*
  * Fuzz target: the body of POST /v1/models/{ref}/adapt, read as h_model_adapt reads it (req_json,
- * adapt_read_body, then adapt_read_support against the model) and checked as registry_adapt_params
- * checks it before adapting (registry_adapt_check), against each shape of fuzz_shapes.h. The
+ * adapt_read_body, then adapt_read_support against the model) and checked as serving_adapt_copy
+ * checks it before adapting (serving_adapt_check), against each shape of fuzz_shapes.h. The
  * adaptation itself is not run: a support set within the limits may still ask for ~2e9
  * multiply-adds.
  *
@@ -11,7 +11,7 @@
 #include "fuzz_shapes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static RegistryModel models[FUZZ_N_SHAPES];
+    static ServingModel models[FUZZ_N_SHAPES];
     static int ready;
     if (!ready) fuzz_shapes(models), ready = 1;
     AdaptLimits lim;

@@ -1,6 +1,6 @@
 /*
  * Fuzz target: the training config of POST /v1/jobs, as h_job_create reads it: codec_config_parse
- * (src/http/codec.c: cJSON, strict fields, train_config_validate), then train_config_check_limits.
+ * (src/codec/codec.c: cJSON, strict fields, train_config_validate), then train_config_check_limits.
  * Nothing is trained: a valid config is only printed and re-read.
  *
  * The codec is fed every input, also those json_syntax refuses (the handler answers those 400
@@ -14,7 +14,7 @@
  * promises "reads back to the same values").
  */
 #include "fuzz_common.h"
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     TrainConfig c, c2;

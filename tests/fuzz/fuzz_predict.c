@@ -13,7 +13,7 @@
 #include "fuzz_shapes.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static RegistryModel models[FUZZ_N_SHAPES];
+    static ServingModel models[FUZZ_N_SHAPES];
     static int ready;
     if (!ready) fuzz_shapes(models), ready = 1;
     AdaptLimits lim;

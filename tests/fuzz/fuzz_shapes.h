@@ -12,7 +12,7 @@
 
 // 0: the README's 1-40-40-1 sinusoid regressor; 1: a 2-16-5 classifier (5-way); 2: a 3-8-2
 // tanh regressor with Meta-SGD-like defaults (inner steps 3).
-static inline void fuzz_shapes(RegistryModel m[FUZZ_N_SHAPES]) {
+static inline void fuzz_shapes(ServingModel m[FUZZ_N_SHAPES]) {
     static const int s0[] = {1, 40, 40, 1}, s1[] = {2, 16, 5}, s2[] = {3, 8, 2};
     MsError err = {0};
     memset(m, 0, FUZZ_N_SHAPES * sizeof *m);
@@ -29,8 +29,8 @@ static inline void fuzz_shapes(RegistryModel m[FUZZ_N_SHAPES]) {
 }
 
 // Reads a support set against m as the handlers do (adapt_read_support), then makes the checks
-// registry_adapt_params makes before adapting (registry_adapt_check), without adapting.
-static inline void fuzz_support(const cJSON *sup, const RegistryModel *m, const AdaptLimits *lim,
+// serving_adapt_copy makes before adapting (serving_adapt_check), without adapting.
+static inline void fuzz_support(const cJSON *sup, const ServingModel *m, const AdaptLimits *lim,
                                 int steps, double lr, long long ttl_s) {
     Req r;
     fuzz_req_init(&r, "", 0);
@@ -43,7 +43,7 @@ static inline void fuzz_support(const cJSON *sup, const RegistryModel *m, const 
         FUZZ_CHECK(n >= 1 && n <= lim->max_support_rows && x && y);
         AdaptRequest q = {.x = x, .y = y, .n = n, .steps = steps, .lr = lr, .ttl_ms = ttl_s * 1000};
         MsError err = {0};
-        MsStatus st = registry_adapt_check(m, &q, lim, &err);
+        MsStatus st = serving_adapt_check(m, &q, lim, &err);
         FUZZ_CHECK(st == MS_OK || ((st == MS_ERR_INVALID || st == MS_ERR_TOO_LARGE) && err.msg[0]));
     }
     free(x);

@@ -1200,6 +1200,58 @@ START_TEST(adapt_and_predict_from_four_threads_while_a_job_trains) {
 }
 END_TEST
 
+/* ---- maintenance without training ---- */
+
+// METASERVE_WORKERS=0 ("accept jobs but train none") still runs the sweeper: an adaptation past
+// its TTL is deleted (the counter counts rows the sweep removed, not reads that hid them).
+START_TEST(expired_adaptations_are_deleted_with_zero_workers) {
+    char cfg[1024], id[64], path[256], db[sizeof g_dir + 16];
+    HcResp r;
+    // a model, trained by a server that has a worker
+    server_up(1, 100, (size_t)64 << 20);
+    snprintf(db, sizeof db, "%s/api.db", g_dir);
+    sine_config(cfg, sizeof cfg, "tiny", 8, 5, 2);
+    ck_assert_int_eq(train(cfg, id), 1);
+    testsrv_stop(&g_srv, NULL);
+
+    // the same database served with no workers and a short sweep period
+    ServerConfig c;
+    testsrv_config(&c, db);
+    setenv("METASERVE_WORKERS", "0", 1);
+    setenv("METASERVE_ADAPT_SWEEP_S", "0.2", 1);
+    MsError err = {0};
+    MsStatus st = server_config_load(&c, 0, NULL, &err);
+    unsetenv("METASERVE_WORKERS");
+    unsetenv("METASERVE_ADAPT_SWEEP_S");
+    ck_assert_msg(st == MS_OK, "server_config_load: %s", err.msg);
+    ck_assert_int_eq(c.workers, 0);
+    testsrv_start(&g_srv, &g_c, &c);
+
+    ck_assert_int_eq(call(&r, "POST", "/v1/models/tiny/adapt",
+                          "{\"support\":{\"x\":[[1]],\"y\":[[1]]},\"ttl_s\":1}"),
+                     201);
+    snprintf(path, sizeof path, "/v1/adaptations/%s", hc_str(&r, "id"));
+    hc_free(&r);
+    ck_assert_int_eq(call(&r, "GET", path, NULL), 200);
+    hc_free(&r);
+
+    // TTL 1 s and a sweep every 0.2 s: deleted after about 1.2 s; the deadline only bounds a
+    // broken server's wait
+    double expired = -1, t0 = now_s();
+    while (now_s() - t0 < DEADLINE_S) {
+        ck_assert_int_eq(call(&r, "GET", "/metrics", NULL), 200);
+        expired = metric_value(r.body, "metaserve_adaptations_expired_total");
+        hc_free(&r);
+        if (expired >= 1) break;
+        sleep_ms(100);
+    }
+    ck_assert_msg(expired == 1, "adaptations expired by the sweeper: %g", expired);
+    ck_assert_int_eq(call(&r, "GET", path, NULL), 404);
+    hc_free(&r);
+    server_down();
+}
+END_TEST
+
 int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     Suite *s = suite_create("api");
@@ -1217,6 +1269,7 @@ int main(void) {
     tcase_add_test(tc, a_model_description_lists_its_aliases);
     tcase_add_test(tc, request_ids_are_echoed_when_well_formed_and_replaced_otherwise);
     tcase_add_test(tc, adapt_and_predict_from_four_threads_while_a_job_trains);
+    tcase_add_test(tc, expired_adaptations_are_deleted_with_zero_workers);
     suite_add_tcase(s, tc);
     int failed = test_suite_run(s);
     curl_global_cleanup();

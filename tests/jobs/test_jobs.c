@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/jobs/jobs.h"
 #include "metaserve/store/store.h"
 #include "metaserve/tasks/dataset.h"
@@ -48,7 +48,6 @@ static JobPoolConfig pool_config(int workers) {
     jobpool_config_defaults(&c);
     c.db_path = g_db;
     c.workers = workers;
-    c.parse_config = codec_config_parse;
     c.checkpoint_every = 200;
     c.checkpoint_seconds = 0;
     c.progress_seconds = 0.05;

@@ -1,7 +1,7 @@
 /*
  * Forced into every translation unit of the double-precision build (`-include`): selects double
- * as `real` and renames every public symbol of the numeric areas (nn/, tasks/, meta/, the JSON
- * codec) with an _f64 suffix, so that the float service code and the double code used by
+ * as `real` and renames every public symbol of the numeric areas (nn/, tasks/, meta/) with an _f64
+ * suffix, so that the float service code and the double code used by
  * `metaserve metagrad` and the exactness tests link into one binary. A symbol missing here shows
  * up as a duplicate-definition link error of the metaserve binary.
  */
@@ -79,22 +79,7 @@
 #define train_config_check_limits train_config_check_limits_f64
 
 /* meta/eval.h */
-#define meta_eval    meta_eval_f64
-#define meta_eval_ex meta_eval_ex_f64
-#define meta_eval_ex meta_eval_ex_f64
-
-/* http/codec.h: add every public codec function here */
-#define codec_config_parse        codec_config_parse_f64
-#define codec_config_print        codec_config_print_f64
-#define codec_weights_parse       codec_weights_parse_f64
-#define codec_weights_print       codec_weights_print_f64
-#define codec_model_print         codec_model_print_f64
-#define codec_model_parse         codec_model_parse_f64
-#define codec_model_free          codec_model_free_f64
-#define codec_metagrad_parse      codec_metagrad_parse_f64
-#define codec_metagrad_free       codec_metagrad_free_f64
-#define codec_metagrad_print      codec_metagrad_print_f64
-#define codec_train_summary_print codec_train_summary_print_f64
-#define codec_eval_print          codec_eval_print_f64
+#define meta_eval       meta_eval_f64
+#define meta_eval_split meta_eval_split_f64
 
 #endif

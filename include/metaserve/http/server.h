@@ -16,6 +16,7 @@
 #define METASERVE_HTTP_SERVER_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "metaserve/core/status.h"
@@ -50,7 +51,7 @@ void server_config_defaults(ServerConfig *c);
  *  naming the variable or flag on a bad value. */
 MsStatus server_config_load(ServerConfig *c, int argc, char **argv, MsError *err);
 /** Writes the effective configuration as one JSON line to f, keys redacted. */
-void server_config_log(const ServerConfig *c, void *file);
+void server_config_log(const ServerConfig *c, FILE *f);
 
 typedef struct Server Server;
 

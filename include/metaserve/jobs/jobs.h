@@ -15,7 +15,7 @@
  *
  * Usage:
  *     JobPoolConfig c; jobpool_config_defaults(&c);
- *     c.db_path = "metaserve.db"; c.parse_config = my_parser;
+ *     c.db_path = "metaserve.db";
  *     JobPool *p; jobpool_start(&p, &c, &err);
  *     ... store_job_create(...); jobpool_notify(p); ...
  *     jobpool_stop(p); // running jobs checkpoint and return to the queue
@@ -30,31 +30,31 @@
 #include "metaserve/meta/train.h"
 #include "metaserve/store/store.h"
 
-/** Parses a job's stored config JSON into c (the HTTP layer's codec; injected so that jobs/ does
- *  not depend on the JSON library). */
-typedef MsStatus (*JobConfigParser)(TrainConfig *c, const char *json, size_t len, MsError *err);
-
 typedef struct {
-    const char *db_path;             // borrowed for the pool's lifetime
-    const StoreOptions *store_opts;  // how connections are opened (NULL: defaults); borrowed
-    int workers;                     // training threads, 1..64
-    int64_t checkpoint_every;        // iterations between checkpoints; 0: by time only
-    double checkpoint_seconds;       // seconds between checkpoints; 0: by count only
-    double progress_seconds;         // seconds between progress writes (iteration, metrics)
-    int curve_points;                // loss-curve points kept per metric per job (downsampled)
-    int val_tasks;                   // held-out tasks per validation measurement; 0: none
-    double adaptation_sweep_seconds; // period of the expired-adaptation sweep; 0: off
-    JobConfigParser parse_config;    // required
+    const char *db_path;            // borrowed for the pool's lifetime
+    const StoreOptions *store_opts; // how connections are opened (NULL: defaults); borrowed
+    int workers;                    // training threads, 1..64
+    int64_t checkpoint_every;       // iterations between checkpoints; 0: by time only
+    double checkpoint_seconds;      // seconds between checkpoints; 0: by count only
+    double progress_seconds;        // seconds between progress writes (iteration, metrics)
+    int curve_points;               // loss-curve points kept per metric per job (downsampled)
+    int val_tasks;                  // held-out tasks per validation measurement; 0: none
 } JobPoolConfig;
 
-/** Defaults: 2 workers, checkpoints every 1000 iterations or 10 s, progress every 1 s, 500 curve
- *  points, 25 validation tasks, sweep every 60 s. */
+#define JOBPOOL_DEFAULT_WORKERS          1    // training threads
+#define JOBPOOL_DEFAULT_CHECKPOINT_EVERY 1000 // iterations between checkpoints
+#define JOBPOOL_DEFAULT_CHECKPOINT_S     10.0 // seconds between checkpoints
+
+/** Defaults (the server's too): JOBPOOL_DEFAULT_WORKERS workers, checkpoints every
+ *  JOBPOOL_DEFAULT_CHECKPOINT_EVERY iterations or JOBPOOL_DEFAULT_CHECKPOINT_S seconds, progress
+ *  every 1 s, 500 curve points, 25 validation tasks. */
 void jobpool_config_defaults(JobPoolConfig *c);
 
 typedef struct JobPool JobPool;
 
 /** Opens the store, returns jobs left running by a previous process to the queue, and starts
- *  the workers (and the sweeper). Caller stops with jobpool_stop. */
+ *  the workers. Caller stops with jobpool_stop. (Expired adaptations are the sweeper's:
+ *  jobs/sweeper.h.) */
 MsStatus jobpool_start(JobPool **out, const JobPoolConfig *cfg, MsError *err);
 /** Wakes idle workers: a job was queued. */
 void jobpool_notify(JobPool *p);
@@ -70,8 +70,7 @@ typedef struct {
     int64_t iterations;    // meta-iterations trained
     int64_t jobs_finished; // succeeded, failed or cancelled here
     int64_t checkpoints;   // checkpoints written
-    int64_t adaptations_expired;
-    int running; // jobs running now
+    int running;           // jobs running now
 } JobPoolStats;
 void jobpool_stats(JobPool *p, JobPoolStats *out);
 

@@ -27,10 +27,11 @@ MsStatus meta_eval(const MlpSpec *spec, MetaAlgo algo, const real *theta, const 
                    real alpha, TaskSampler *s, Rng *rng, int n_tasks, int k, int steps, int n_query,
                    EvalCell *out, MsError *err);
 
-/** As meta_eval; with validation = 1 tasks come from the sampler's sample_val (held-out classes or
- *  tasks where the source has them). */
-MsStatus meta_eval_ex(const MlpSpec *spec, MetaAlgo algo, const real *theta, const real *lrs,
-                      real alpha, TaskSampler *s, Rng *rng, int n_tasks, int k, int steps,
-                      int n_query, int validation, EvalCell *out, MsError *err);
+/** As meta_eval, on the training split (validation = 0: what meta_eval does) or on the held-out
+ *  split (validation = 1: the sampler's sample_val, held-out classes or tasks where the source
+ *  has them). */
+MsStatus meta_eval_split(const MlpSpec *spec, MetaAlgo algo, const real *theta, const real *lrs,
+                         real alpha, TaskSampler *s, Rng *rng, int n_tasks, int k, int steps,
+                         int n_query, int validation, EvalCell *out, MsError *err);
 
 #endif

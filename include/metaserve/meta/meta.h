@@ -59,8 +59,8 @@ typedef struct {
 /** Per-task figures from meta_task_grad. */
 typedef struct {
     double query_loss;         // L_q(theta_K)
-    double query_loss_initial; // L_q(theta_0) when want_initial, else NAN
-    double support_loss_final; // L_s(theta_K) when want_initial, else NAN
+    double query_loss_initial; // L_q(theta_0) when with_initial_losses, else NAN
+    double support_loss_final; // L_s(theta_K) when with_initial_losses, else NAN
 } MetaTaskResult;
 
 /** Allocates for K inner steps and up to max_s / max_q rows. MS_ERR_INVALID, MS_ERR_NOMEM. */
@@ -81,7 +81,7 @@ size_t meta_work_bytes(const MlpSpec *spec, MetaAlgo algo, int K, int max_s, int
  */
 MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *theta, const real *lrs,
                         real alpha, const real *xs, const real *ys, int ns, const real *xq,
-                        const real *yq, int nq, int want_initial, MetaTaskResult *res);
+                        const real *yq, int nq, int with_initial_losses, MetaTaskResult *res);
 
 /**
  * Adapts theta0 to a support set with `steps` inner SGD steps (per-parameter lrs when non-NULL,

@@ -12,11 +12,14 @@
  * classification loss is softmax cross-entropy, the mean over B rows, with integer labels.
  *
  * Usage:
- *     MlpSpec s; mlp_spec_init(&s, (int[]){1, 40, 40, 1}, 4, MLP_ACT_RELU, MLP_HEAD_REGRESSION,
- * &e); MlpWork w; mlp_work_init(&w, &s, 64, &e); double loss = mlp_forward_loss(&w, theta, X, Y,
- * B); // forward + loss + dLoss/dOutput mlp_backward(&w, grad, theta);                      // grad
- * += dLoss/dtheta mlp_hvp(&w, hv, theta, v);                          // hv += H v (after
- * forward_loss+backward) mlp_work_free(&w);
+ *     MlpSpec s;
+ *     mlp_spec_init(&s, (int[]){1, 40, 40, 1}, 4, MLP_ACT_RELU, MLP_HEAD_REGRESSION, &e);
+ *     MlpWork w;
+ *     mlp_work_init(&w, &s, 64, &e);
+ *     double loss = mlp_forward_loss(&w, theta, X, Y, B); // forward, loss, dLoss/dOutput
+ *     mlp_backward(&w, grad, theta, 0);                   // grad += dLoss/dtheta (from layer 0)
+ *     mlp_hvp(&w, hv, theta, v);                          // hv += H v (after the two above)
+ *     mlp_work_free(&w);
  *
  * No function here allocates except mlp_work_init. Nothing here prints.
  */

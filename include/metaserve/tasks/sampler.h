@@ -23,15 +23,17 @@
 #include "metaserve/core/rng.h"
 #include "metaserve/core/status.h"
 
-#define TASK_FAMILY_MAX 32
+#define TASK_FAMILY_MAX     32
+#define TASK_DATASET_ID_MAX 40 // an uploaded dataset id (32 hex characters) + NUL: STORE_ID_MAX
 
 /** What a sampler is asked for: a built-in family and its parameters. */
 typedef struct {
     char family[TASK_FAMILY_MAX]; // "sinusoid" | "gaussian"
     int n_way;                    // classification families: classes per episode (2..100)
     int dim;                      // gaussian: input dimension (1..1024; 0: default 2)
-    char dataset[40];             // uploaded dataset id: when set, family is unused and the
-                                  // sampler comes from dataset_sampler_create (tasks/dataset.h)
+    char
+        dataset[TASK_DATASET_ID_MAX]; // uploaded dataset id: when set, family is unused and the
+                                      // sampler comes from dataset_sampler_create (tasks/dataset.h)
 } TaskConfig;
 
 typedef struct TaskSampler TaskSampler;

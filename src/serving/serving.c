@@ -1,5 +1,5 @@
 /*
- * Model-version cache and adaptation (registry/registry.h).
+ * Model-version cache and adaptation (serving/serving.h).
  *
  * Owns: the LRU list of loaded versions (capacity tens of versions; a linear scan is cheaper than
  * a hash at that size), its lock and counters. Loading happens outside the lock (a store read and
@@ -7,18 +7,20 @@
  * once both load it and the second insert is dropped.
  *
  * Adaptation allocates its scratch per call (one MlpWork and two parameter copies, bounded by the
- * limits checked first) and never touches the cached parameters.
+ * limits checked first) and never touches the cached parameters; so does prediction (one
+ * MlpWork of at most SERVING_PREDICT_WORK_BYTES).
  */
-#include "metaserve/registry/registry.h"
+#include "metaserve/serving/serving.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "metaserve/codec/codec.h"
 #include "metaserve/meta/meta.h"
 
-_Static_assert(sizeof(real) == sizeof(float), "registry/ runs on the float build of the core");
+_Static_assert(sizeof(real) == sizeof(float), "serving/ runs on the float build of the core");
 
 // A resolved reference: "name" or "name@alias" -> version, trusted for RESOLVE_TTL_MS. Moves made
 // through this process (alias set or delete, model delete) invalidate at once; a version written
@@ -32,36 +34,33 @@ typedef struct {
     int64_t at_ms;
 } Resolved;
 
-struct Registry {
+struct Serving {
     Resolved resolved[RESOLVE_SLOTS]; // direct-mapped by a hash of ref
     pthread_mutex_t mu;
     int capacity, size;
-    RegistryModel *head, *tail; // most recently used first
-    JobConfigParser parse;
-    RegistryStats stats;
+    ServingModel *head, *tail; // most recently used first
+    ServingStats stats;
 };
 
-MsStatus registry_create(Registry **out, int capacity, JobConfigParser parse, MsError *err) {
+MsStatus serving_create(Serving **out, int capacity, MsError *err) {
     *out = NULL;
-    if (capacity < 1 || !parse)
-        return ms_fail(err, MS_ERR_INVALID, "registry: capacity >= 1 and a parser are required");
-    Registry *r = calloc(1, sizeof *r);
+    if (capacity < 1) return ms_fail(err, MS_ERR_INVALID, "registry: capacity must be >= 1");
+    Serving *r = calloc(1, sizeof *r);
     if (!r) return ms_fail(err, MS_ERR_NOMEM, "registry: out of memory");
     pthread_mutex_init(&r->mu, NULL);
     r->capacity = capacity;
-    r->parse = parse;
     *out = r;
     return MS_OK;
 }
 
-static void model_free(RegistryModel *m) {
+static void model_free(ServingModel *m) {
     if (!m) return;
     free(m->theta);
     free(m->lrs);
     free(m);
 }
 
-static void unlink_model(Registry *r, RegistryModel *m) {
+static void unlink_model(Serving *r, ServingModel *m) {
     if (m->prev)
         m->prev->next = m->next;
     else
@@ -75,7 +74,7 @@ static void unlink_model(Registry *r, RegistryModel *m) {
     r->size--;
 }
 
-static void push_front(Registry *r, RegistryModel *m) {
+static void push_front(Serving *r, ServingModel *m) {
     m->prev = NULL;
     m->next = r->head;
     if (r->head) r->head->prev = m;
@@ -85,10 +84,10 @@ static void push_front(Registry *r, RegistryModel *m) {
     r->size++;
 }
 
-void registry_destroy(Registry *r) {
+void serving_destroy(Serving *r) {
     if (!r) return;
     while (r->head) {
-        RegistryModel *m = r->head;
+        ServingModel *m = r->head;
         unlink_model(r, m);
         model_free(m);
     }
@@ -97,19 +96,18 @@ void registry_destroy(Registry *r) {
 }
 
 // Loads name@version from the store into a new, unreferenced model.
-static MsStatus load(Registry *r, Store *st, const char *name, int version, RegistryModel **out,
-                     MsError *err) {
+static MsStatus load(Store *st, const char *name, int version, ServingModel **out, MsError *err) {
     StoreModel sm;
     MsStatus s = store_model_get(st, name, version, &sm, err);
     if (s != MS_OK) return s;
-    RegistryModel *m = calloc(1, sizeof *m);
+    ServingModel *m = calloc(1, sizeof *m);
     if (!m) {
         store_model_free(&sm);
         return ms_fail(err, MS_ERR_NOMEM, "registry: out of memory");
     }
     snprintf(m->name, sizeof m->name, "%s", sm.name);
     m->version = sm.version;
-    s = r->parse(&m->cfg, sm.config, strlen(sm.config), err);
+    s = codec_config_parse(&m->cfg, sm.config, strlen(sm.config), err);
     if (s == MS_ERR_INVALID) {
         // the config was printed by the codec when the job was queued; cJSON's failure does not
         // tell running out of memory from a damaged file, so the message names both
@@ -160,7 +158,7 @@ static int explicit_version(const char *ref, char name[STORE_NAME_MAX], int *ver
 }
 
 // Resolves ref to (name, version) from the resolution cache, or from the store (and records it).
-static MsStatus resolve(Registry *r, Store *st, const char *ref, char name[STORE_NAME_MAX],
+static MsStatus resolve(Serving *r, Store *st, const char *ref, char name[STORE_NAME_MAX],
                         int *version, int *explicit_v, MsError *err) {
     *explicit_v = explicit_version(ref, name, version);
     if (*explicit_v) return MS_OK;
@@ -186,14 +184,14 @@ static MsStatus resolve(Registry *r, Store *st, const char *ref, char name[STORE
     return MS_OK;
 }
 
-MsStatus registry_get(Registry *r, Store *st, const char *ref, RegistryModel **out, MsError *err) {
+MsStatus serving_get(Serving *r, Store *st, const char *ref, ServingModel **out, MsError *err) {
     *out = NULL;
     char name[STORE_NAME_MAX];
     int version = 0, explicit_v = 0;
     MsStatus s = resolve(r, st, ref, name, &version, &explicit_v, err);
     if (s != MS_OK) return s;
     pthread_mutex_lock(&r->mu);
-    for (RegistryModel *m = r->head; m; m = m->next) {
+    for (ServingModel *m = r->head; m; m = m->next) {
         if (m->version == version && strcmp(m->name, name) == 0) {
             unlink_model(r, m);
             push_front(r, m);
@@ -206,19 +204,19 @@ MsStatus registry_get(Registry *r, Store *st, const char *ref, RegistryModel **o
     }
     r->stats.misses++;
     pthread_mutex_unlock(&r->mu);
-    RegistryModel *m = NULL;
-    if ((s = load(r, st, name, version, &m, err)) != MS_OK) return s;
+    ServingModel *m = NULL;
+    if ((s = load(st, name, version, &m, err)) != MS_OK) return s;
     pthread_mutex_lock(&r->mu);
     r->stats.loaded++;
     m->refs = 1;
     int dup = 0;
-    for (RegistryModel *c = r->head; c; c = c->next)
+    for (ServingModel *c = r->head; c; c = c->next)
         dup |= c->version == version && strcmp(c->name, name) == 0;
     if (!dup) {
         push_front(r, m);
         // evict from the cold end; referenced versions leave the list and die on release
         while (r->size > r->capacity) {
-            RegistryModel *t = r->tail;
+            ServingModel *t = r->tail;
             unlink_model(r, t);
             if (t->refs == 0) model_free(t);
         }
@@ -229,7 +227,7 @@ MsStatus registry_get(Registry *r, Store *st, const char *ref, RegistryModel **o
     return MS_OK;
 }
 
-void registry_release(Registry *r, RegistryModel *m) {
+void serving_release(Serving *r, ServingModel *m) {
     if (!m) return;
     pthread_mutex_lock(&r->mu);
     int dead = --m->refs == 0 && !m->cached;
@@ -237,13 +235,13 @@ void registry_release(Registry *r, RegistryModel *m) {
     if (dead) model_free(m);
 }
 
-void registry_invalidate(Registry *r, const char *name) {
+void serving_invalidate(Serving *r, const char *name) {
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < RESOLVE_SLOTS; i++)
         if (strcmp(r->resolved[i].name, name) == 0) r->resolved[i].ref[0] = '\0';
-    RegistryModel *m = r->head;
+    ServingModel *m = r->head;
     while (m) {
-        RegistryModel *next = m->next;
+        ServingModel *next = m->next;
         if (strcmp(m->name, name) == 0) {
             unlink_model(r, m);
             if (m->refs == 0) model_free(m);
@@ -254,7 +252,7 @@ void registry_invalidate(Registry *r, const char *name) {
     pthread_mutex_unlock(&r->mu);
 }
 
-void registry_stats(Registry *r, RegistryStats *out) {
+void serving_stats(Serving *r, ServingStats *out) {
     pthread_mutex_lock(&r->mu);
     *out = r->stats;
     out->size = r->size;
@@ -270,7 +268,7 @@ void adapt_limits_default(AdaptLimits *l) {
     l->max_ttl_ms = 7LL * 24 * 3600 * 1000;
 }
 
-static MsStatus check_request(const RegistryModel *m, const AdaptRequest *q, const AdaptLimits *l,
+static MsStatus check_request(const ServingModel *m, const AdaptRequest *q, const AdaptLimits *l,
                               int steps, MsError *err) {
     const MlpSpec *s = &m->spec;
     const int D = s->sizes[0], O = s->sizes[s->L], yc = mlp_target_cols(s);
@@ -305,17 +303,17 @@ static MsStatus check_request(const RegistryModel *m, const AdaptRequest *q, con
     return MS_OK;
 }
 
-MsStatus registry_adapt_check(const RegistryModel *m, const AdaptRequest *q, const AdaptLimits *lim,
-                              MsError *err) {
+MsStatus serving_adapt_check(const ServingModel *m, const AdaptRequest *q, const AdaptLimits *lim,
+                             MsError *err) {
     return check_request(m, q, lim, q->steps < 0 ? m->cfg.inner_steps : q->steps, err);
 }
 
-MsStatus registry_adapt_params(const RegistryModel *m, const AdaptRequest *q,
-                               const AdaptLimits *lim, float *out_theta, double *loss_before,
-                               double *loss_after, MsError *err) {
+MsStatus serving_adapt_copy(const ServingModel *m, const AdaptRequest *q, const AdaptLimits *lim,
+                            float *out_theta, double *loss_before, double *loss_after,
+                            MsError *err) {
     const MlpSpec *s = &m->spec;
     const int steps = q->steps < 0 ? m->cfg.inner_steps : q->steps;
-    MsStatus st = registry_adapt_check(m, q, lim, err);
+    MsStatus st = serving_adapt_check(m, q, lim, err);
     if (st != MS_OK) return st;
     const double alpha = q->lr > 0 ? q->lr : m->cfg.inner_lr;
     MlpWork w;
@@ -339,19 +337,19 @@ done:
     return st;
 }
 
-MsStatus registry_adapt(Registry *r, Store *st, const char *ref, const AdaptRequest *req,
-                        const AdaptLimits *lim, StoreAdaptation *out, MsError *err) {
+MsStatus serving_adapt(Serving *r, Store *st, const char *ref, const AdaptRequest *req,
+                       const AdaptLimits *lim, StoreAdaptation *out, MsError *err) {
     memset(out, 0, sizeof *out);
-    RegistryModel *m;
-    MsStatus s = registry_get(r, st, ref, &m, err);
+    ServingModel *m;
+    MsStatus s = serving_get(r, st, ref, &m, err);
     if (s != MS_OK) return s;
     out->params = malloc(m->spec.P * sizeof(float));
     if (!out->params) {
         s = ms_fail(err, MS_ERR_NOMEM, "adapt: out of memory");
         goto done;
     }
-    s = registry_adapt_params(m, req, lim, out->params, &out->support_loss_before,
-                              &out->support_loss_after, err);
+    s = serving_adapt_copy(m, req, lim, out->params, &out->support_loss_before,
+                           &out->support_loss_after, err);
     if (s != MS_OK) goto done;
     snprintf(out->model, sizeof out->model, "%s", m->name);
     out->version = m->version;
@@ -359,7 +357,34 @@ MsStatus registry_adapt(Registry *r, Store *st, const char *ref, const AdaptRequ
     out->expires_at = store_now_ms() + (req->ttl_ms > 0 ? req->ttl_ms : 3600LL * 1000);
     s = store_adaptation_put(st, out, err);
 done:
-    registry_release(r, m);
+    serving_release(r, m);
     if (s != MS_OK) store_adaptation_free(out);
     return s;
+}
+
+/* ---- prediction ---- */
+
+MsStatus serving_predict(const MlpSpec *s, const float *theta, const float *x, int rows, float *out,
+                         MsError *err) {
+    const int D = s->sizes[0], O = s->sizes[s->L];
+    size_t per_row = mlp_work_bytes(s, 1);
+    size_t fit = per_row ? SERVING_PREDICT_WORK_BYTES / per_row : (size_t)rows;
+    int chunk = fit < 1 ? 1 : fit < (size_t)rows ? (int)fit : rows;
+    MlpWork w;
+    MsStatus st = mlp_work_init(&w, s, chunk, err);
+    if (st != MS_OK) return st;
+    for (int i0 = 0; i0 < rows && st == MS_OK; i0 += chunk) {
+        const int B = rows - i0 < chunk ? rows - i0 : chunk;
+        const real *z = mlp_forward(&w, theta, x + (size_t)i0 * D, B);
+        if (!meta_all_finite(z, (size_t)B * O)) {
+            st = ms_fail(err, MS_ERR_NUMERIC,
+                         "prediction: the model's output is not finite for rows %d..%d of x", i0,
+                         i0 + B - 1);
+            break;
+        }
+        if (s->head == MLP_HEAD_CLASSIFICATION) z = mlp_softmax(&w);
+        memcpy(out + (size_t)i0 * O, z, (size_t)B * O * sizeof(float));
+    }
+    mlp_work_free(&w);
+    return st;
 }

@@ -1,13 +1,15 @@
 /*
- * Where a job's tasks come from (jobs_internal.h): a built-in family, or an uploaded dataset read
- * once from the store. The dataset's arrays are held once, by the job, and borrowed by the
- * sampler; they are checked (dataset_view_check, dataset_shots_check) before training starts, so
- * a dataset too small for the requested shots fails the job at once with the reason.
+ * Builds a job's task sampler (jobs_internal.h): from a built-in family, or from an uploaded
+ * dataset read once from the store. The dataset's arrays are held once, by the job, and borrowed by
+ * the sampler; they are checked (dataset_view_check, dataset_shots_check) before training starts,
+ * so a dataset too small for the requested shots fails the job at once with the reason.
  */
 #include <string.h>
 
 #include "jobs_internal.h"
 #include "metaserve/tasks/dataset.h"
+
+_Static_assert(TASK_DATASET_ID_MAX == STORE_ID_MAX, "a config names a dataset by its store id");
 
 MsStatus jobs_build_sampler(Store *st, const TrainConfig *cfg, JobsDataset *ds, TaskSampler **out,
                             MsError *err) {

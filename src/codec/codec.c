@@ -1,66 +1,36 @@
 /*
- * The JSON codec (include/metaserve/http/codec.h): training configs, weights, model files, the
- * input and output of `metaserve metagrad`, and the reports of the train and eval commands. It is
- * the only place besides the HTTP handlers that includes cJSON.h; it knows nothing of files,
- * sockets or printing to a stream — it turns bytes into validated structs and structs into bytes.
+ * The JSON codec (include/metaserve/codec/codec.h): training configs, weights, model files, the
+ * input and output of `metaserve metagrad`, and the reports of the train and eval commands. It
+ * knows nothing of files, sockets or printing to a stream: it turns bytes into validated structs
+ * and structs into bytes, reading and building through the area's JSON layer (codec/json.h).
  *
- * Parsing: the body is copied into a NUL-terminated buffer of our own before
- * cJSON_ParseWithLengthOpts sees it (cJSON 1.7.x may read one byte past the given length), and
- * only JSON whitespace may follow the value. Every object is checked for unknown and duplicate
- * keys; every number for type, range and finiteness (and, in the float build, for fitting a
- * float). Errors are MS_ERR_INVALID with the JSON path first: "architecture.sizes[2]: ...". User
- * text echoed in a message is reduced to printable ASCII and truncated.
+ * Parsing: every object is checked for unknown and duplicate keys; every number for type, range
+ * and finiteness (and, in the float build, for fitting a float). Errors are MS_ERR_INVALID with
+ * the JSON path first: "architecture.sizes[2]: ...". Shaped arrays of reals (weights, support and
+ * query sets) are read here, into `real`; everything else by the JSON layer's readers.
  *
- * Printing: numbers are emitted as raw text we format ourselves, so the digits are ours, not
- * cJSON's: weights with "%.9g" (float) or "%.17g" (double), which round-trip a real exactly; other
- * doubles with the shortest of %.15g..%.17g that reads back to the same value; non-finite values
- * as null. A tree under construction tracks allocation failure in one flag (Builder) instead of
- * checking each node. Output strings come from cJSON's default allocator (cJSON_InitHooks is never
- * called), so callers release them with free().
+ * Printing: weights with "%.9g" (float) or "%.17g" (double), which round-trip a real exactly;
+ * other doubles with the shortest of %.15g..%.17g that reads back to the same value; non-finite
+ * values as null. Callers release output strings with free().
  *
  * Sizes: configs are a few hundred bytes; model files hold P reals (1,761 for the 1-40-40-1
  * sinusoid net, ~20 bytes each); metagrad inputs are small. Everything is bounded by
  * CODEC_MAX_BODY_BYTES before the parser runs.
  */
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#define PATH_LEN 160                // bytes of a JSON path in a message
-#define ECHO_LEN 40                 // characters of user text echoed in a message
+#include "metaserve/codec/json.h"
+
+_Static_assert(CODEC_MAX_BODY_BYTES == JSON_MAX_BODY_BYTES, "one document size limit");
+
 #define MAX_ROWS 1000000            // rows of a metagrad support or query set
 #define SEED_MAX 9007199254740991LL // 2^53 - 1: the largest integer a JSON double holds exactly
 
 /* ---- small helpers ---- */
-
-// Ends a path that snprintf (returning n) cut at PATH_LEN with "...", so the cut is visible.
-static const char *mark_cut(char *dst, int n) {
-    if (n < 0 || n >= PATH_LEN) memcpy(dst + PATH_LEN - 4, "...", 4);
-    return dst;
-}
-
-// Writes "parent.key" (or "key" at the root) into dst (PATH_LEN bytes) and returns dst.
-static const char *join(char *dst, const char *parent, const char *key) {
-    return mark_cut(dst, snprintf(dst, PATH_LEN, "%s%s%s", parent, *parent ? "." : "", key));
-}
-
-// Writes "parent[i]" into dst (PATH_LEN bytes) and returns dst.
-static const char *at(char *dst, const char *parent, int i) {
-    return mark_cut(dst, snprintf(dst, PATH_LEN, "%s[%d]", parent, i));
-}
-
-// Copies user text into dst (ECHO_LEN + 4 bytes) as printable ASCII, truncated with "...".
-static const char *echo(char *dst, const char *src) {
-    size_t i = 0;
-    for (; src[i] && i < ECHO_LEN; i++)
-        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
-    if (src[i]) memcpy(dst + i, "...", 3), i += 3;
-    dst[i] = '\0';
-    return dst;
-}
 
 // 1 when v is finite and stays finite once rounded to real.
 static int real_ok(double v) {
@@ -69,122 +39,16 @@ static int real_ok(double v) {
 
 /* ---- parsing ---- */
 
-// Parses body[0..len) into *root; what names the document in messages ("body", "weights"). With
-// want_object the root must be an object.
-static MsStatus parse_doc(cJSON **root, const char *body, size_t len, const char *what,
-                          int want_object, MsError *err) {
-    *root = NULL;
-    if (len > CODEC_MAX_BODY_BYTES)
-        return ms_fail(err, MS_ERR_TOO_LARGE, "%s: %zu bytes exceeds the limit of %zu bytes", what,
-                       len, CODEC_MAX_BODY_BYTES);
-    char *copy = malloc(len + 1);
-    if (!copy) return ms_fail(err, MS_ERR_NOMEM, "%s: cannot allocate %zu bytes", what, len + 1);
-    if (len) memcpy(copy, body, len);
-    copy[len] = '\0';
-    const char *end = NULL;
-    MsStatus st = MS_OK;
-    cJSON *doc = cJSON_ParseWithLengthOpts(copy, len, &end, 0);
-    if (!doc) {
-        size_t off = end ? (size_t)(end - copy) : 0;
-        st = ms_fail_detail(err, MS_ERR_INVALID, MS_DETAIL_SYNTAX,
-                            "%s: invalid JSON at byte offset %zu", what, off);
-        goto done;
-    }
-    for (size_t off = (size_t)(end - copy); off < len; off++) {
-        char ch = copy[off];
-        if (ch != ' ' && ch != '\t' && ch != '\n' && ch != '\r') {
-            st = ms_fail_detail(err, MS_ERR_INVALID, MS_DETAIL_SYNTAX,
-                                "%s: unexpected data after the JSON value at byte offset %zu", what,
-                                off);
-            goto done;
-        }
-    }
-    if (want_object && !cJSON_IsObject(doc)) {
-        st = ms_fail(err, MS_ERR_INVALID, "%s: must be a JSON object", what);
-        goto done;
-    }
-    *root = doc;
-    doc = NULL;
-done:
-    cJSON_Delete(doc);
-    free(copy);
-    return st;
-}
-
-// Rejects keys of obj that are not in known (NULL-terminated) and keys given twice.
-static MsStatus check_fields(const cJSON *obj, const char *path, const char *const *known,
-                             MsError *err) {
-    char p[PATH_LEN], e[ECHO_LEN + 4];
-    for (const cJSON *it = obj->child; it; it = it->next) {
-        int ok = 0;
-        for (const char *const *k = known; *k && !ok; k++)
-            ok = strcmp(*k, it->string) == 0;
-        if (!ok)
-            return ms_fail(err, MS_ERR_INVALID, "%s: unknown field",
-                           join(p, path, echo(e, it->string)));
-        for (const cJSON *prev = obj->child; prev != it; prev = prev->next)
-            if (strcmp(prev->string, it->string) == 0)
-                return ms_fail(err, MS_ERR_INVALID, "%s: duplicate field",
-                               join(p, path, it->string));
-    }
-    return MS_OK;
-}
-
 // An object field of obj, or NULL when absent (case-sensitive, first occurrence).
 static const cJSON *field(const cJSON *obj, const char *key) {
     return cJSON_GetObjectItemCaseSensitive(obj, key);
-}
-
-static MsStatus need_object(const cJSON *it, const char *path, MsError *err) {
-    return cJSON_IsObject(it) ? MS_OK : ms_fail(err, MS_ERR_INVALID, "%s: must be an object", path);
-}
-
-// An integer in lo..hi.
-static MsStatus get_int(const cJSON *it, const char *path, long long lo, long long hi,
-                        long long *out, MsError *err) {
-    double v = cJSON_IsNumber(it) ? it->valuedouble : NAN;
-    if (!(isfinite(v) && v == floor(v) && v >= (double)lo && v <= (double)hi))
-        return ms_fail(err, MS_ERR_INVALID, "%s: must be an integer in %lld..%lld", path, lo, hi);
-    *out = (long long)v;
-    return MS_OK;
-}
-
-// get_int into an int (lo and hi within int range).
-static MsStatus get_small(const cJSON *it, const char *path, int lo, int hi, int *out,
-                          MsError *err) {
-    long long v;
-    MsStatus st = get_int(it, path, lo, hi, &v, err);
-    if (st == MS_OK) *out = (int)v;
-    return st;
-}
-
-// A finite number in (lo, hi] when lo_open, else [lo, hi].
-static MsStatus get_num(const cJSON *it, const char *path, double lo, int lo_open, double hi,
-                        double *out, MsError *err) {
-    double v = cJSON_IsNumber(it) ? it->valuedouble : NAN;
-    if (!(isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi))
-        return ms_fail(err, MS_ERR_INVALID, "%s: must be a number in %c%g, %g]", path,
-                       lo_open ? '(' : '[', lo, hi);
-    *out = v;
-    return MS_OK;
-}
-
-// A string of 1..cap-1 bytes copied into dst.
-static MsStatus get_str(const cJSON *it, const char *path, char *dst, size_t cap, MsError *err) {
-    if (!cJSON_IsString(it) || !it->valuestring)
-        return ms_fail(err, MS_ERR_INVALID, "%s: must be a string", path);
-    size_t n = strlen(it->valuestring);
-    if (n == 0 || n >= cap)
-        return ms_fail(err, MS_ERR_INVALID, "%s: must be 1..%zu characters", path, cap - 1);
-    memcpy(dst, it->valuestring, n + 1);
-    return MS_OK;
 }
 
 // dst[0..n) from an array of exactly n finite numbers. When labels > 0 every value must be a
 // class index in 0..labels-1.
 static MsStatus get_reals(real *dst, int n, const cJSON *arr, const char *path, int labels,
                           MsError *err) {
-    char p[PATH_LEN];
+    char p[JSON_PATH_LEN];
     if (!cJSON_IsArray(arr))
         return ms_fail(err, MS_ERR_INVALID, "%s: must be an array of %d numbers", path, n);
     int got = cJSON_GetArraySize(arr);
@@ -195,9 +59,10 @@ static MsStatus get_reals(real *dst, int n, const cJSON *arr, const char *path, 
         double v = cJSON_IsNumber(e) ? e->valuedouble : NAN;
         if (labels > 0 && !(v == floor(v) && v >= 0 && v < labels))
             return ms_fail(err, MS_ERR_INVALID, "%s: must be a class index in 0..%d",
-                           at(p, path, i), labels - 1);
+                           json_path_index(p, path, i), labels - 1);
         if (!real_ok(v))
-            return ms_fail(err, MS_ERR_INVALID, "%s: must be a finite number", at(p, path, i));
+            return ms_fail(err, MS_ERR_INVALID, "%s: must be a finite number",
+                           json_path_index(p, path, i));
         dst[i] = (real)v;
     }
     return MS_OK;
@@ -206,7 +71,7 @@ static MsStatus get_reals(real *dst, int n, const cJSON *arr, const char *path, 
 // Rows x cols reals from an array of rows arrays of cols numbers each.
 static MsStatus get_matrix(real *dst, int rows, int cols, const cJSON *arr, const char *path,
                            int labels, MsError *err) {
-    char p[PATH_LEN];
+    char p[JSON_PATH_LEN];
     if (!cJSON_IsArray(arr))
         return ms_fail(err, MS_ERR_INVALID, "%s: must be an array of %d rows", path, rows);
     int got = cJSON_GetArraySize(arr);
@@ -214,8 +79,8 @@ static MsStatus get_matrix(real *dst, int rows, int cols, const cJSON *arr, cons
         return ms_fail(err, MS_ERR_INVALID, "%s: expected %d rows, got %d", path, rows, got);
     int r = 0;
     for (const cJSON *row = arr->child; row; row = row->next, r++) {
-        MsStatus st =
-            get_reals(dst + (size_t)r * (size_t)cols, cols, row, at(p, path, r), labels, err);
+        MsStatus st = get_reals(dst + (size_t)r * (size_t)cols, cols, row,
+                                json_path_index(p, path, r), labels, err);
         if (st != MS_OK) return st;
     }
     return MS_OK;
@@ -225,7 +90,7 @@ static MsStatus get_matrix(real *dst, int rows, int cols, const cJSON *arr, cons
 static MsStatus weights_from_json(real *theta, const MlpSpec *spec, const cJSON *arr,
                                   const char *path, MsError *err) {
     static const char *const LAYER_FIELDS[] = {"W", "b", NULL};
-    char pl[PATH_LEN], p[PATH_LEN];
+    char pl[JSON_PATH_LEN], p[JSON_PATH_LEN];
     if (!cJSON_IsArray(arr))
         return ms_fail(err, MS_ERR_INVALID, "%s: must be an array of %d layers", path, spec->L);
     int got = cJSON_GetArraySize(arr);
@@ -233,17 +98,17 @@ static MsStatus weights_from_json(real *theta, const MlpSpec *spec, const cJSON 
         return ms_fail(err, MS_ERR_INVALID, "%s: expected %d layers, got %d", path, spec->L, got);
     int l = 0;
     for (const cJSON *layer = arr->child; layer; layer = layer->next, l++) {
-        MsStatus st = need_object(layer, at(pl, path, l), err);
-        if (st == MS_OK) st = check_fields(layer, pl, LAYER_FIELDS, err);
+        MsStatus st = json_need_object(layer, json_path_index(pl, path, l), err);
+        if (st == MS_OK) st = json_fields(layer, pl, LAYER_FIELDS, err);
         if (st == MS_OK && (!field(layer, "W") || !field(layer, "b")))
             st = ms_fail(err, MS_ERR_INVALID, "%s: needs both \"W\" and \"b\"", pl);
         const int in = spec->sizes[l], out = spec->sizes[l + 1];
         if (st == MS_OK)
-            st = get_matrix(theta + spec->w_off[l], out, in, field(layer, "W"), join(p, pl, "W"), 0,
-                            err);
+            st = get_matrix(theta + spec->w_off[l], out, in, field(layer, "W"),
+                            json_path_key(p, pl, "W"), 0, err);
         if (st == MS_OK)
-            st =
-                get_reals(theta + spec->b_off[l], out, field(layer, "b"), join(p, pl, "b"), 0, err);
+            st = get_reals(theta + spec->b_off[l], out, field(layer, "b"),
+                           json_path_key(p, pl, "b"), 0, err);
         if (st != MS_OK) return st;
     }
     return MS_OK;
@@ -253,56 +118,58 @@ static MsStatus weights_from_json(real *theta, const MlpSpec *spec, const cJSON 
 
 static MsStatus arch_from_json(TrainConfig *c, const cJSON *obj, const char *path, MsError *err) {
     static const char *const FIELDS[] = {"sizes", "activation", "head", NULL};
-    char p[PATH_LEN], q[PATH_LEN], e[ECHO_LEN + 4];
-    MsStatus st = need_object(obj, path, err);
-    if (st == MS_OK) st = check_fields(obj, path, FIELDS, err);
+    char p[JSON_PATH_LEN], q[JSON_PATH_LEN], e[JSON_ECHO_LEN + 4];
+    MsStatus st = json_need_object(obj, path, err);
+    if (st == MS_OK) st = json_fields(obj, path, FIELDS, err);
     if (st != MS_OK) return st;
     const cJSON *it;
     if ((it = field(obj, "sizes"))) {
-        join(p, path, "sizes");
+        json_path_key(p, path, "sizes");
         int n = cJSON_IsArray(it) ? cJSON_GetArraySize(it) : 0;
         if (n < 2 || n > MLP_MAX_LAYERS + 1)
             return ms_fail(err, MS_ERR_INVALID, "%s: must be an array of 2..%d layer widths", p,
                            MLP_MAX_LAYERS + 1);
         int i = 0;
         for (const cJSON *s = it->child; s; s = s->next, i++)
-            if ((st = get_small(s, at(q, p, i), 1, MLP_MAX_WIDTH, &c->sizes[i], err)) != MS_OK)
+            if ((st = json_read_small(s, json_path_index(q, p, i), 1, MLP_MAX_WIDTH, &c->sizes[i],
+                                      err)) != MS_OK)
                 return st;
         c->n_sizes = n;
     }
     if ((it = field(obj, "activation"))) {
         if (!cJSON_IsString(it) || mlp_act_parse(it->valuestring, &c->act) != MS_OK)
             return ms_fail(err, MS_ERR_INVALID, "%s: must be \"relu\", \"tanh\" or \"sigmoid\"%s%s",
-                           join(p, path, "activation"), cJSON_IsString(it) ? ", not " : "",
-                           cJSON_IsString(it) ? echo(e, it->valuestring) : "");
+                           json_path_key(p, path, "activation"), cJSON_IsString(it) ? ", not " : "",
+                           cJSON_IsString(it) ? json_echo(e, it->valuestring) : "");
     }
     if ((it = field(obj, "head"))) {
         if (!cJSON_IsString(it) || mlp_head_parse(it->valuestring, &c->head) != MS_OK)
             return ms_fail(err, MS_ERR_INVALID, "%s: must be \"regression\" or \"classification\"",
-                           join(p, path, "head"));
+                           json_path_key(p, path, "head"));
     }
     return MS_OK;
 }
 
 static MsStatus inner_from_json(TrainConfig *c, const cJSON *obj, const char *path, MsError *err) {
     static const char *const FIELDS[] = {"lr", "steps", NULL};
-    char p[PATH_LEN];
-    MsStatus st = need_object(obj, path, err);
-    if (st == MS_OK) st = check_fields(obj, path, FIELDS, err);
+    char p[JSON_PATH_LEN];
+    MsStatus st = json_need_object(obj, path, err);
+    if (st == MS_OK) st = json_fields(obj, path, FIELDS, err);
     const cJSON *it;
     if (st == MS_OK && (it = field(obj, "lr")))
-        st = get_num(it, join(p, path, "lr"), 0, 1, 10, &c->inner_lr, err);
+        st = json_read_num(it, json_path_key(p, path, "lr"), 0, 1, 10, &c->inner_lr, err);
     if (st == MS_OK && (it = field(obj, "steps")))
-        st = get_small(it, join(p, path, "steps"), 0, META_MAX_STEPS, &c->inner_steps, err);
+        st = json_read_small(it, json_path_key(p, path, "steps"), 0, META_MAX_STEPS,
+                             &c->inner_steps, err);
     return st;
 }
 
 static MsStatus outer_from_json(TrainConfig *c, const cJSON *obj, const char *path, MsError *err) {
     static const char *const FIELDS[] = {"optimizer", "lr",    "clip_norm", "anneal",
                                          "beta1",     "beta2", "eps",       NULL};
-    char p[PATH_LEN];
-    MsStatus st = need_object(obj, path, err);
-    if (st == MS_OK) st = check_fields(obj, path, FIELDS, err);
+    char p[JSON_PATH_LEN];
+    MsStatus st = json_need_object(obj, path, err);
+    if (st == MS_OK) st = json_fields(obj, path, FIELDS, err);
     if (st != MS_OK) return st;
     const cJSON *it;
     if ((it = field(obj, "optimizer"))) {
@@ -313,34 +180,34 @@ static MsStatus outer_from_json(TrainConfig *c, const cJSON *obj, const char *pa
             c->opt = OPT_SGD;
         else
             return ms_fail(err, MS_ERR_INVALID, "%s: must be \"adam\" or \"sgd\"",
-                           join(p, path, "optimizer"));
+                           json_path_key(p, path, "optimizer"));
     }
-    if ((it = field(obj, "lr")) &&
-        (st = get_num(it, join(p, path, "lr"), 0, 1, 10, &c->outer_lr, err)) != MS_OK)
+    if ((it = field(obj, "lr")) && (st = json_read_num(it, json_path_key(p, path, "lr"), 0, 1, 10,
+                                                       &c->outer_lr, err)) != MS_OK)
         return st;
     if ((it = field(obj, "clip_norm"))) {
         if (cJSON_IsNull(it))
             c->clip_norm = 0;
         else if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || it->valuedouble <= 0)
             return ms_fail(err, MS_ERR_INVALID, "%s: must be a number > 0, or null",
-                           join(p, path, "clip_norm"));
+                           json_path_key(p, path, "clip_norm"));
         else
             c->clip_norm = it->valuedouble;
     }
     if ((it = field(obj, "anneal"))) {
         if (!cJSON_IsBool(it))
             return ms_fail(err, MS_ERR_INVALID, "%s: must be true or false",
-                           join(p, path, "anneal"));
+                           json_path_key(p, path, "anneal"));
         c->anneal = cJSON_IsTrue(it);
     }
-    if ((it = field(obj, "beta1")) &&
-        (st = get_num(it, join(p, path, "beta1"), 0, 0, 0.999999, &c->adam_beta1, err)) != MS_OK)
+    if ((it = field(obj, "beta1")) && (st = json_read_num(it, json_path_key(p, path, "beta1"), 0, 0,
+                                                          0.999999, &c->adam_beta1, err)) != MS_OK)
         return st;
-    if ((it = field(obj, "beta2")) &&
-        (st = get_num(it, join(p, path, "beta2"), 0, 0, 0.999999, &c->adam_beta2, err)) != MS_OK)
+    if ((it = field(obj, "beta2")) && (st = json_read_num(it, json_path_key(p, path, "beta2"), 0, 0,
+                                                          0.999999, &c->adam_beta2, err)) != MS_OK)
         return st;
-    if ((it = field(obj, "eps")) &&
-        (st = get_num(it, join(p, path, "eps"), 0, 1, 1, &c->adam_eps, err)) != MS_OK)
+    if ((it = field(obj, "eps")) && (st = json_read_num(it, json_path_key(p, path, "eps"), 0, 1, 1,
+                                                        &c->adam_eps, err)) != MS_OK)
         return st;
     return MS_OK;
 }
@@ -348,9 +215,9 @@ static MsStatus outer_from_json(TrainConfig *c, const cJSON *obj, const char *pa
 static MsStatus tasks_from_json(TrainConfig *c, const cJSON *obj, const char *path, MsError *err) {
     static const char *const FIELDS[] = {"family", "dataset", "k_support", "k_query",
                                          "n_way",  "dim",     NULL};
-    char p[PATH_LEN];
-    MsStatus st = need_object(obj, path, err);
-    if (st == MS_OK) st = check_fields(obj, path, FIELDS, err);
+    char p[JSON_PATH_LEN];
+    MsStatus st = json_need_object(obj, path, err);
+    if (st == MS_OK) st = json_fields(obj, path, FIELDS, err);
     if (st != MS_OK) return st;
     const cJSON *it;
     if ((it = field(obj, "dataset"))) {
@@ -362,27 +229,28 @@ static MsStatus tasks_from_json(TrainConfig *c, const cJSON *obj, const char *pa
             ok = (d[i] >= '0' && d[i] <= '9') || (d[i] >= 'a' && d[i] <= 'f');
         if (!ok)
             return ms_fail(err, MS_ERR_INVALID, "%s: must be a dataset id (32 hex characters)",
-                           join(p, path, "dataset"));
+                           json_path_key(p, path, "dataset"));
         if (field(obj, "family"))
             return ms_fail(err, MS_ERR_INVALID, "%s: give either \"family\" or \"dataset\"",
-                           join(p, path, "dataset"));
+                           json_path_key(p, path, "dataset"));
         memcpy(c->tasks.dataset, d, n + 1);
         c->tasks.family[0] = '\0';
     }
-    if ((it = field(obj, "family")) &&
-        (st = get_str(it, join(p, path, "family"), c->tasks.family, TASK_FAMILY_MAX, err)))
+    if ((it = field(obj, "family")) && (st = json_read_str(it, json_path_key(p, path, "family"),
+                                                           c->tasks.family, TASK_FAMILY_MAX, err)))
         return st;
     if ((it = field(obj, "k_support")) &&
-        (st = get_small(it, join(p, path, "k_support"), 1, 10000, &c->k_support, err)))
+        (st = json_read_small(it, json_path_key(p, path, "k_support"), 1, 10000, &c->k_support,
+                              err)))
         return st;
     if ((it = field(obj, "k_query")) &&
-        (st = get_small(it, join(p, path, "k_query"), 1, 10000, &c->k_query, err)))
+        (st = json_read_small(it, json_path_key(p, path, "k_query"), 1, 10000, &c->k_query, err)))
         return st;
-    if ((it = field(obj, "n_way")) &&
-        (st = get_small(it, join(p, path, "n_way"), 2, MLP_MAX_WIDTH, &c->tasks.n_way, err)))
+    if ((it = field(obj, "n_way")) && (st = json_read_small(it, json_path_key(p, path, "n_way"), 2,
+                                                            MLP_MAX_WIDTH, &c->tasks.n_way, err)))
         return st;
-    if ((it = field(obj, "dim")) &&
-        (st = get_small(it, join(p, path, "dim"), 1, MLP_MAX_WIDTH, &c->tasks.dim, err)))
+    if ((it = field(obj, "dim")) && (st = json_read_small(it, json_path_key(p, path, "dim"), 1,
+                                                          MLP_MAX_WIDTH, &c->tasks.dim, err)))
         return st;
     return MS_OK;
 }
@@ -392,41 +260,47 @@ static MsStatus config_fields(TrainConfig *c, const cJSON *obj, const char *path
     static const char *const FIELDS[] = {
         "name",       "architecture", "algorithm", "inner", "outer",
         "meta_batch", "iterations",   "seed",      "tasks", NULL};
-    char p[PATH_LEN], e[ECHO_LEN + 4];
-    MsStatus st = need_object(obj, *path ? path : "body", err);
-    if (st == MS_OK) st = check_fields(obj, path, FIELDS, err);
+    char p[JSON_PATH_LEN], e[JSON_ECHO_LEN + 4];
+    MsStatus st = json_need_object(obj, *path ? path : "body", err);
+    if (st == MS_OK) st = json_fields(obj, path, FIELDS, err);
     if (st != MS_OK) return st;
     const cJSON *it;
     long long v;
     if ((it = field(obj, "name")) &&
-        (st = get_str(it, join(p, path, "name"), c->name, TRAIN_NAME_MAX, err)))
+        (st = json_read_str(it, json_path_key(p, path, "name"), c->name, TRAIN_NAME_MAX, err)))
         return st;
     if ((it = field(obj, "architecture")) &&
-        (st = arch_from_json(c, it, join(p, path, "architecture"), err)))
+        (st = arch_from_json(c, it, json_path_key(p, path, "architecture"), err)))
         return st;
     if ((it = field(obj, "algorithm"))) {
         if (!cJSON_IsString(it) || meta_algo_parse(it->valuestring, &c->algo) != MS_OK)
             return ms_fail(err, MS_ERR_INVALID,
                            "%s: must be one of maml, fomaml, metasgd, anil, reptile, pretrain%s%s",
-                           join(p, path, "algorithm"), cJSON_IsString(it) ? ", not " : "",
-                           cJSON_IsString(it) ? echo(e, it->valuestring) : "");
+                           json_path_key(p, path, "algorithm"), cJSON_IsString(it) ? ", not " : "",
+                           cJSON_IsString(it) ? json_echo(e, it->valuestring) : "");
     }
-    if ((it = field(obj, "inner")) && (st = inner_from_json(c, it, join(p, path, "inner"), err)))
+    if ((it = field(obj, "inner")) &&
+        (st = inner_from_json(c, it, json_path_key(p, path, "inner"), err)))
         return st;
-    if ((it = field(obj, "outer")) && (st = outer_from_json(c, it, join(p, path, "outer"), err)))
+    if ((it = field(obj, "outer")) &&
+        (st = outer_from_json(c, it, json_path_key(p, path, "outer"), err)))
         return st;
     if ((it = field(obj, "meta_batch")) &&
-        (st = get_small(it, join(p, path, "meta_batch"), 1, 10000, &c->meta_batch, err)))
+        (st = json_read_small(it, json_path_key(p, path, "meta_batch"), 1, 10000, &c->meta_batch,
+                              err)))
         return st;
     if ((it = field(obj, "iterations"))) {
-        if ((st = get_int(it, join(p, path, "iterations"), 1, 1000000000, &v, err))) return st;
+        if ((st = json_read_int(it, json_path_key(p, path, "iterations"), 1, 1000000000, &v, err)))
+            return st;
         c->iterations = (long)v;
     }
     if ((it = field(obj, "seed"))) {
-        if ((st = get_int(it, join(p, path, "seed"), 0, SEED_MAX, &v, err))) return st;
+        if ((st = json_read_int(it, json_path_key(p, path, "seed"), 0, SEED_MAX, &v, err)))
+            return st;
         c->seed = (uint64_t)v;
     }
-    if ((it = field(obj, "tasks")) && (st = tasks_from_json(c, it, join(p, path, "tasks"), err)))
+    if ((it = field(obj, "tasks")) &&
+        (st = tasks_from_json(c, it, json_path_key(p, path, "tasks"), err)))
         return st;
     return MS_OK;
 }
@@ -443,68 +317,20 @@ static MsStatus config_from_json(TrainConfig *c, const cJSON *obj, const char *p
     return MS_OK;
 }
 
+MsStatus codec_config_from_doc(TrainConfig *c, const cJSON *doc, MsError *err) {
+    if (!cJSON_IsObject(doc)) return ms_fail(err, MS_ERR_INVALID, "body: must be a JSON object");
+    return config_from_json(c, doc, "", err);
+}
+
 MsStatus codec_config_parse(TrainConfig *c, const char *body, size_t len, MsError *err) {
     cJSON *root = NULL;
-    MsStatus st = parse_doc(&root, body, len, "body", 1, err);
-    if (st == MS_OK) st = config_from_json(c, root, "", err);
+    MsStatus st = json_parse(&root, body, len, "body", 1, err);
+    if (st == MS_OK) st = codec_config_from_doc(c, root, err);
     cJSON_Delete(root);
     return st;
 }
 
 /* ---- building ---- */
-
-// A tree under construction: any failed allocation sets oom, checked once when printing.
-typedef struct {
-    int oom;
-} Builder;
-
-// Adds item to parent (under key, or appended when key is NULL) and returns it; NULL on failure.
-static cJSON *put(Builder *b, cJSON *parent, const char *key, cJSON *item) {
-    if (!item || !parent) {
-        cJSON_Delete(item);
-        b->oom = 1;
-        return NULL;
-    }
-    cJSON_bool ok =
-        key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item);
-    if (!ok) {
-        cJSON_Delete(item);
-        b->oom = 1;
-        return NULL;
-    }
-    return item;
-}
-
-// A number printed with printf format fmt ("%.17g"...), or null when not finite.
-static cJSON *num_fmt(double v, const char *fmt) {
-    if (!isfinite(v)) return cJSON_CreateNull();
-    char buf[40];
-    snprintf(buf, sizeof buf, fmt, v);
-    return cJSON_CreateRaw(buf);
-}
-
-// A double with the fewest significant digits (15..17) that read back as the same value.
-static cJSON *num(double v) {
-    if (!isfinite(v)) return cJSON_CreateNull();
-    char buf[40];
-    for (int prec = 15; prec <= 17; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v) break;
-    }
-    return cJSON_CreateRaw(buf);
-}
-
-static cJSON *integer(long long v) {
-    char buf[24];
-    snprintf(buf, sizeof buf, "%lld", v);
-    return cJSON_CreateRaw(buf);
-}
-
-static cJSON *uinteger(unsigned long long v) {
-    char buf[24];
-    snprintf(buf, sizeof buf, "%llu", v);
-    return cJSON_CreateRaw(buf);
-}
 
 // The format that round-trips a real.
 static const char *real_fmt(void) {
@@ -512,82 +338,72 @@ static const char *real_fmt(void) {
 }
 
 // n reals as a JSON array, each printed with fmt.
-static cJSON *reals_json(Builder *b, const real *x, int n, const char *fmt) {
+static cJSON *reals_json(JsonBuild *b, const real *x, int n, const char *fmt) {
     cJSON *arr = cJSON_CreateArray();
     for (int i = 0; i < n && arr; i++)
-        put(b, arr, NULL, num_fmt((double)x[i], fmt));
+        json_put(b, arr, NULL, json_num_fmt((double)x[i], fmt));
     if (!arr) b->oom = 1;
     return arr;
 }
 
 // theta (spec->P reals) as a list of layers {"W": [[in] x out], "b": [out]}.
-static cJSON *weights_json(Builder *b, const MlpSpec *spec, const real *theta, const char *fmt) {
+static cJSON *weights_json(JsonBuild *b, const MlpSpec *spec, const real *theta, const char *fmt) {
     cJSON *layers = cJSON_CreateArray();
     for (int l = 0; l < spec->L && layers; l++) {
         const int in = spec->sizes[l], out = spec->sizes[l + 1];
-        cJSON *layer = put(b, layers, NULL, cJSON_CreateObject());
-        cJSON *W = put(b, layer, "W", cJSON_CreateArray());
+        cJSON *layer = json_put(b, layers, NULL, cJSON_CreateObject());
+        cJSON *W = json_put(b, layer, "W", cJSON_CreateArray());
         for (int r = 0; r < out && W; r++)
-            put(b, W, NULL,
-                reals_json(b, theta + spec->w_off[l] + (size_t)r * (size_t)in, in, fmt));
-        put(b, layer, "b", reals_json(b, theta + spec->b_off[l], out, fmt));
+            json_put(b, W, NULL,
+                     reals_json(b, theta + spec->w_off[l] + (size_t)r * (size_t)in, in, fmt));
+        json_put(b, layer, "b", reals_json(b, theta + spec->b_off[l], out, fmt));
     }
     if (!layers) b->oom = 1;
     return layers;
 }
 
-// Prints root (taking ownership) into *out.
-static MsStatus finish(Builder *b, cJSON *root, int pretty, char **out, MsError *err) {
-    *out = NULL;
-    if (!root) b->oom = 1;
-    if (!b->oom) *out = pretty ? cJSON_Print(root) : cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (!*out) return ms_fail(err, MS_ERR_NOMEM, "out of memory while printing JSON");
-    return MS_OK;
-}
-
-static cJSON *config_json(Builder *b, const TrainConfig *c) {
+static cJSON *config_json(JsonBuild *b, const TrainConfig *c) {
     cJSON *o = cJSON_CreateObject();
-    put(b, o, "name", cJSON_CreateString(c->name));
-    cJSON *arch = put(b, o, "architecture", cJSON_CreateObject());
-    cJSON *sizes = put(b, arch, "sizes", cJSON_CreateArray());
+    json_put(b, o, "name", cJSON_CreateString(c->name));
+    cJSON *arch = json_put(b, o, "architecture", cJSON_CreateObject());
+    cJSON *sizes = json_put(b, arch, "sizes", cJSON_CreateArray());
     for (int i = 0; i < c->n_sizes && sizes; i++)
-        put(b, sizes, NULL, integer(c->sizes[i]));
-    put(b, arch, "activation", cJSON_CreateString(mlp_act_name(c->act)));
-    put(b, arch, "head", cJSON_CreateString(mlp_head_name(c->head)));
-    put(b, o, "algorithm", cJSON_CreateString(meta_algo_name(c->algo)));
-    cJSON *inner = put(b, o, "inner", cJSON_CreateObject());
-    put(b, inner, "lr", num(c->inner_lr));
-    put(b, inner, "steps", integer(c->inner_steps));
-    cJSON *outer = put(b, o, "outer", cJSON_CreateObject());
-    put(b, outer, "optimizer", cJSON_CreateString(c->opt == OPT_ADAM ? "adam" : "sgd"));
-    put(b, outer, "lr", num(c->outer_lr));
-    put(b, outer, "clip_norm", c->clip_norm > 0 ? num(c->clip_norm) : cJSON_CreateNull());
-    if (c->anneal >= 0) put(b, outer, "anneal", cJSON_CreateBool(c->anneal));
+        json_put(b, sizes, NULL, json_integer(c->sizes[i]));
+    json_put(b, arch, "activation", cJSON_CreateString(mlp_act_name(c->act)));
+    json_put(b, arch, "head", cJSON_CreateString(mlp_head_name(c->head)));
+    json_put(b, o, "algorithm", cJSON_CreateString(meta_algo_name(c->algo)));
+    cJSON *inner = json_put(b, o, "inner", cJSON_CreateObject());
+    json_put(b, inner, "lr", json_num(c->inner_lr));
+    json_put(b, inner, "steps", json_integer(c->inner_steps));
+    cJSON *outer = json_put(b, o, "outer", cJSON_CreateObject());
+    json_put(b, outer, "optimizer", cJSON_CreateString(c->opt == OPT_ADAM ? "adam" : "sgd"));
+    json_put(b, outer, "lr", json_num(c->outer_lr));
+    json_put(b, outer, "clip_norm", c->clip_norm > 0 ? json_num(c->clip_norm) : cJSON_CreateNull());
+    if (c->anneal >= 0) json_put(b, outer, "anneal", cJSON_CreateBool(c->anneal));
     if (c->opt == OPT_ADAM) {
-        put(b, outer, "beta1", num(c->adam_beta1));
-        put(b, outer, "beta2", num(c->adam_beta2));
-        put(b, outer, "eps", num(c->adam_eps));
+        json_put(b, outer, "beta1", json_num(c->adam_beta1));
+        json_put(b, outer, "beta2", json_num(c->adam_beta2));
+        json_put(b, outer, "eps", json_num(c->adam_eps));
     }
-    put(b, o, "meta_batch", integer(c->meta_batch));
-    put(b, o, "iterations", integer(c->iterations));
-    put(b, o, "seed", uinteger(c->seed));
-    cJSON *tasks = put(b, o, "tasks", cJSON_CreateObject());
+    json_put(b, o, "meta_batch", json_integer(c->meta_batch));
+    json_put(b, o, "iterations", json_integer(c->iterations));
+    json_put(b, o, "seed", json_uinteger(c->seed));
+    cJSON *tasks = json_put(b, o, "tasks", cJSON_CreateObject());
     if (c->tasks.dataset[0])
-        put(b, tasks, "dataset", cJSON_CreateString(c->tasks.dataset));
+        json_put(b, tasks, "dataset", cJSON_CreateString(c->tasks.dataset));
     else
-        put(b, tasks, "family", cJSON_CreateString(c->tasks.family));
-    put(b, tasks, "k_support", integer(c->k_support));
-    put(b, tasks, "k_query", integer(c->k_query));
-    if (c->tasks.n_way) put(b, tasks, "n_way", integer(c->tasks.n_way));
-    if (c->tasks.dim) put(b, tasks, "dim", integer(c->tasks.dim));
+        json_put(b, tasks, "family", cJSON_CreateString(c->tasks.family));
+    json_put(b, tasks, "k_support", json_integer(c->k_support));
+    json_put(b, tasks, "k_query", json_integer(c->k_query));
+    if (c->tasks.n_way) json_put(b, tasks, "n_way", json_integer(c->tasks.n_way));
+    if (c->tasks.dim) json_put(b, tasks, "dim", json_integer(c->tasks.dim));
     if (!o) b->oom = 1;
     return o;
 }
 
 MsStatus codec_config_print(const TrainConfig *c, char **out, MsError *err) {
-    Builder b = {0};
-    return finish(&b, config_json(&b, c), 1, out, err);
+    JsonBuild b = {0};
+    return json_finish(&b, config_json(&b, c), 1, out, err);
 }
 
 /* ---- weights ---- */
@@ -595,15 +411,15 @@ MsStatus codec_config_print(const TrainConfig *c, char **out, MsError *err) {
 MsStatus codec_weights_parse(real *theta, const MlpSpec *spec, const char *body, size_t len,
                              MsError *err) {
     cJSON *doc = NULL;
-    MsStatus st = parse_doc(&doc, body, len, "weights", 0, err);
+    MsStatus st = json_parse(&doc, body, len, "weights", 0, err);
     if (st == MS_OK) st = weights_from_json(theta, spec, doc, "weights", err);
     cJSON_Delete(doc);
     return st;
 }
 
 MsStatus codec_weights_print(const MlpSpec *spec, const real *theta, char **out, MsError *err) {
-    Builder b = {0};
-    return finish(&b, weights_json(&b, spec, theta, real_fmt()), 0, out, err);
+    JsonBuild b = {0};
+    return json_finish(&b, weights_json(&b, spec, theta, real_fmt()), 0, out, err);
 }
 
 /* ---- model files ---- */
@@ -633,36 +449,37 @@ MsStatus codec_model_print(const TrainConfig *cfg, const real *theta, const real
     for (int i = 0; i < n_metrics; i++)
         if (!metric_key_ok(metrics[i].key))
             return ms_fail(err, MS_ERR_INVALID, "metrics[%d]: bad key", i);
-    Builder b = {0};
+    JsonBuild b = {0};
     cJSON *root = cJSON_CreateObject();
-    put(&b, root, "format", cJSON_CreateString(CODEC_MODEL_FORMAT));
-    put(&b, root, "config", config_json(&b, cfg));
-    put(&b, root, "weights", weights_json(&b, &spec, theta, real_fmt()));
-    if (cfg->algo == META_METASGD) put(&b, root, "lrs", weights_json(&b, &spec, lrs, real_fmt()));
-    cJSON *m = put(&b, root, "metrics", cJSON_CreateObject());
+    json_put(&b, root, "format", cJSON_CreateString(CODEC_MODEL_FORMAT));
+    json_put(&b, root, "config", config_json(&b, cfg));
+    json_put(&b, root, "weights", weights_json(&b, &spec, theta, real_fmt()));
+    if (cfg->algo == META_METASGD)
+        json_put(&b, root, "lrs", weights_json(&b, &spec, lrs, real_fmt()));
+    cJSON *m = json_put(&b, root, "metrics", cJSON_CreateObject());
     for (int i = 0; i < n_metrics; i++)
-        put(&b, m, metrics[i].key, num(metrics[i].value));
-    return finish(&b, root, 1, out, err);
+        json_put(&b, m, metrics[i].key, json_num(metrics[i].value));
+    return json_finish(&b, root, 1, out, err);
 }
 
 static MsStatus metrics_from_json(CodecModel *m, const cJSON *obj, MsError *err) {
-    char p[PATH_LEN], e[ECHO_LEN + 4];
-    MsStatus st = need_object(obj, "metrics", err);
+    char p[JSON_PATH_LEN], e[JSON_ECHO_LEN + 4];
+    MsStatus st = json_need_object(obj, "metrics", err);
     if (st != MS_OK) return st;
     for (const cJSON *it = obj->child; it; it = it->next) {
         if (!metric_key_ok(it->string))
-            return ms_fail(err, MS_ERR_INVALID,
-                           "%s: metric names are 1..%d characters of [A-Za-z0-9_.-]",
-                           join(p, "metrics", echo(e, it->string)), CODEC_METRIC_KEY_MAX - 1);
+            return ms_fail(
+                err, MS_ERR_INVALID, "%s: metric names are 1..%d characters of [A-Za-z0-9_.-]",
+                json_path_key(p, "metrics", json_echo(e, it->string)), CODEC_METRIC_KEY_MAX - 1);
         if (m->n_metrics == CODEC_MAX_METRICS)
             return ms_fail(err, MS_ERR_INVALID, "metrics: at most %d entries", CODEC_MAX_METRICS);
         for (int i = 0; i < m->n_metrics; i++)
             if (strcmp(m->metrics[i].key, it->string) == 0)
                 return ms_fail(err, MS_ERR_INVALID, "%s: duplicate field",
-                               join(p, "metrics", it->string));
+                               json_path_key(p, "metrics", it->string));
         if (!cJSON_IsNull(it) && !(cJSON_IsNumber(it) && isfinite(it->valuedouble)))
             return ms_fail(err, MS_ERR_INVALID, "%s: must be a finite number or null",
-                           join(p, "metrics", it->string));
+                           json_path_key(p, "metrics", it->string));
         CodecMetric *cm = &m->metrics[m->n_metrics++];
         memcpy(cm->key, it->string, strlen(it->string) + 1);
         cm->value = cJSON_IsNull(it) ? NAN : it->valuedouble;
@@ -674,8 +491,8 @@ MsStatus codec_model_parse(CodecModel *m, const char *body, size_t len, MsError 
     static const char *const FIELDS[] = {"format", "config", "weights", "lrs", "metrics", NULL};
     memset(m, 0, sizeof *m);
     cJSON *root = NULL;
-    MsStatus st = parse_doc(&root, body, len, "body", 1, err);
-    if (st == MS_OK) st = check_fields(root, "", FIELDS, err);
+    MsStatus st = json_parse(&root, body, len, "body", 1, err);
+    if (st == MS_OK) st = json_fields(root, "", FIELDS, err);
     if (st != MS_OK) goto done;
     const cJSON *fmt = field(root, "format");
     if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, CODEC_MODEL_FORMAT) != 0) {
@@ -733,7 +550,7 @@ static MsStatus count_rows(const cJSON *obj, const char *key, int *rows, MsError
 
 // sizes, activation and loss into in->spec.
 static MsStatus metagrad_spec(CodecMetagradInput *in, const cJSON *root, MsError *err) {
-    char p[PATH_LEN];
+    char p[JSON_PATH_LEN];
     int sizes[MLP_MAX_LAYERS + 1];
     const cJSON *it = field(root, "sizes");
     int n = cJSON_IsArray(it) ? cJSON_GetArraySize(it) : 0;
@@ -743,7 +560,7 @@ static MsStatus metagrad_spec(CodecMetagradInput *in, const cJSON *root, MsError
     int i = 0;
     MsStatus st = MS_OK;
     for (const cJSON *s = it->child; s && st == MS_OK; s = s->next, i++)
-        st = get_small(s, at(p, "sizes", i), 1, MLP_MAX_WIDTH, &sizes[i], err);
+        st = json_read_small(s, json_path_index(p, "sizes", i), 1, MLP_MAX_WIDTH, &sizes[i], err);
     if (st != MS_OK) return st;
     MlpAct act;
     it = field(root, "activation");
@@ -774,7 +591,8 @@ static MsStatus metagrad_scalars(CodecMetagradInput *in, const cJSON *root, MsEr
         return ms_fail(err, MS_ERR_INVALID,
                        "algo: must be \"maml\", \"fomaml\", \"metasgd\" or "
                        "\"anil\"");
-    MsStatus st = get_small(field(root, "steps"), "steps", 0, META_MAX_STEPS, &in->steps, err);
+    MsStatus st =
+        json_read_small(field(root, "steps"), "steps", 0, META_MAX_STEPS, &in->steps, err);
     if (st != MS_OK) return st;
     in->alpha = 0;
     it = field(root, "alpha");
@@ -795,8 +613,8 @@ MsStatus codec_metagrad_parse(CodecMetagradInput *in, const char *body, size_t l
                                            "steps",     "algo",       NULL};
     memset(in, 0, sizeof *in);
     cJSON *root = NULL;
-    MsStatus st = parse_doc(&root, body, len, "body", 1, err);
-    if (st == MS_OK) st = check_fields(root, "", FIELDS, err);
+    MsStatus st = json_parse(&root, body, len, "body", 1, err);
+    if (st == MS_OK) st = json_fields(root, "", FIELDS, err);
     for (const char *const *k = REQUIRED; st == MS_OK && *k; k++)
         if (!field(root, *k)) st = ms_fail(err, MS_ERR_INVALID, "%s: required field missing", *k);
     if (st == MS_OK) st = metagrad_spec(in, root, err);
@@ -852,54 +670,54 @@ void codec_metagrad_free(CodecMetagradInput *in) {
 MsStatus codec_metagrad_print(const MlpSpec *spec, const CodecMetagradOutput *o, char **out,
                               MsError *err) {
     static const char F17[] = "%.17g";
-    Builder b = {0};
+    JsonBuild b = {0};
     cJSON *root = cJSON_CreateObject();
-    put(&b, root, "query_loss_initial", num_fmt(o->query_loss_initial, F17));
-    put(&b, root, "query_loss", num_fmt(o->query_loss, F17));
-    cJSON *sl = put(&b, root, "support_losses", cJSON_CreateArray());
+    json_put(&b, root, "query_loss_initial", json_num_fmt(o->query_loss_initial, F17));
+    json_put(&b, root, "query_loss", json_num_fmt(o->query_loss, F17));
+    cJSON *sl = json_put(&b, root, "support_losses", cJSON_CreateArray());
     for (int i = 0; i < o->n_support_losses && sl; i++)
-        put(&b, sl, NULL, num_fmt(o->support_losses[i], F17));
-    put(&b, root, "adapted_weights", weights_json(&b, spec, o->adapted, F17));
-    put(&b, root, "meta_grad", weights_json(&b, spec, o->meta_grad, F17));
-    put(&b, root, "meta_grad_lrs",
-        o->meta_grad_lrs ? weights_json(&b, spec, o->meta_grad_lrs, F17) : cJSON_CreateNull());
-    return finish(&b, root, 0, out, err);
+        json_put(&b, sl, NULL, json_num_fmt(o->support_losses[i], F17));
+    json_put(&b, root, "adapted_weights", weights_json(&b, spec, o->adapted, F17));
+    json_put(&b, root, "meta_grad", weights_json(&b, spec, o->meta_grad, F17));
+    json_put(&b, root, "meta_grad_lrs",
+             o->meta_grad_lrs ? weights_json(&b, spec, o->meta_grad_lrs, F17) : cJSON_CreateNull());
+    return json_finish(&b, root, 0, out, err);
 }
 
 /* ---- command reports ---- */
 
 MsStatus codec_train_summary_print(const CodecTrainSummary *s, char **out, MsError *err) {
-    Builder b = {0};
+    JsonBuild b = {0};
     cJSON *root = cJSON_CreateObject();
-    put(&b, root, "model", cJSON_CreateString(s->model));
-    put(&b, root, "algorithm", cJSON_CreateString(s->algorithm));
-    put(&b, root, "out", cJSON_CreateString(s->out));
-    put(&b, root, "iterations", integer(s->iterations));
-    put(&b, root, "meta_loss", num(s->meta_loss));
-    put(&b, root, "seconds", num(s->seconds));
-    put(&b, root, "tasks_per_s", num(s->tasks_per_s));
-    return finish(&b, root, 0, out, err);
+    json_put(&b, root, "model", cJSON_CreateString(s->model));
+    json_put(&b, root, "algorithm", cJSON_CreateString(s->algorithm));
+    json_put(&b, root, "out", cJSON_CreateString(s->out));
+    json_put(&b, root, "iterations", json_integer(s->iterations));
+    json_put(&b, root, "meta_loss", json_num(s->meta_loss));
+    json_put(&b, root, "seconds", json_num(s->seconds));
+    json_put(&b, root, "tasks_per_s", json_num(s->tasks_per_s));
+    return json_finish(&b, root, 0, out, err);
 }
 
 MsStatus codec_eval_print(const TrainConfig *cfg, int n_tasks, int n_query, unsigned long long seed,
                           const EvalCell *cells, int n_cells, char **out, MsError *err) {
-    Builder b = {0};
+    JsonBuild b = {0};
     cJSON *root = cJSON_CreateObject();
-    put(&b, root, "model", cJSON_CreateString(cfg->name));
-    put(&b, root, "algorithm", cJSON_CreateString(meta_algo_name(cfg->algo)));
-    put(&b, root, "metric",
-        cJSON_CreateString(cfg->head == MLP_HEAD_CLASSIFICATION ? "accuracy" : "mse"));
-    put(&b, root, "tasks", integer(n_tasks));
-    put(&b, root, "query", integer(n_query));
-    put(&b, root, "seed", uinteger(seed));
-    cJSON *arr = put(&b, root, "cells", cJSON_CreateArray());
+    json_put(&b, root, "model", cJSON_CreateString(cfg->name));
+    json_put(&b, root, "algorithm", cJSON_CreateString(meta_algo_name(cfg->algo)));
+    json_put(&b, root, "metric",
+             cJSON_CreateString(cfg->head == MLP_HEAD_CLASSIFICATION ? "accuracy" : "mse"));
+    json_put(&b, root, "tasks", json_integer(n_tasks));
+    json_put(&b, root, "query", json_integer(n_query));
+    json_put(&b, root, "seed", json_uinteger(seed));
+    cJSON *arr = json_put(&b, root, "cells", cJSON_CreateArray());
     for (int i = 0; i < n_cells && arr; i++) {
-        cJSON *c = put(&b, arr, NULL, cJSON_CreateObject());
-        put(&b, c, "k", integer(cells[i].k));
-        put(&b, c, "steps", integer(cells[i].steps));
-        put(&b, c, "mean", num(cells[i].mean));
-        put(&b, c, "ci95", num(cells[i].ci95));
-        put(&b, c, "mean_before", num(cells[i].mean_before));
+        cJSON *c = json_put(&b, arr, NULL, cJSON_CreateObject());
+        json_put(&b, c, "k", json_integer(cells[i].k));
+        json_put(&b, c, "steps", json_integer(cells[i].steps));
+        json_put(&b, c, "mean", json_num(cells[i].mean));
+        json_put(&b, c, "ci95", json_num(cells[i].ci95));
+        json_put(&b, c, "mean_before", json_num(cells[i].mean_before));
     }
-    return finish(&b, root, 0, out, err);
+    return json_finish(&b, root, 0, out, err);
 }

@@ -1,8 +1,8 @@
 /*
  * The JSON codec: every wire format of DESIGN.md §3 that is parsed or printed lives here, so that
- * cJSON stays behind this header (only http/ includes cJSON.h). It is built twice, like the
- * numeric areas: `real` is float in the service build and double in the _f64 build used by
- * `metaserve metagrad`, and f64.h renames every function below.
+ * cJSON stays behind the codec area (only codec/ and http/ include cJSON.h). It is built twice,
+ * like the numeric areas: `real` is float in the service build and double in the _f64 build used
+ * by `metaserve metagrad`, and the block below renames every function of this header there.
  *
  * Parsing is length-bounded (a body need not be NUL-terminated), strict (unknown and duplicate
  * fields are rejected, every number is checked for type, range and finiteness) and reports
@@ -18,8 +18,8 @@
  *     if (codec_config_parse(&c, body, len, &err) != MS_OK) reply_422(err.msg);
  *     char *json; codec_model_print(&c, theta, lrs, metrics, n, &json, &err); ...; free(json);
  */
-#ifndef METASERVE_HTTP_CODEC_H
-#define METASERVE_HTTP_CODEC_H
+#ifndef METASERVE_CODEC_CODEC_H
+#define METASERVE_CODEC_CODEC_H
 
 #include <stddef.h>
 
@@ -29,6 +29,22 @@
 #include "metaserve/meta/meta.h"
 #include "metaserve/meta/train.h"
 #include "metaserve/nn/mlp.h"
+
+#ifdef MS_REAL_DOUBLE // the _f64 build (core/f64.h): every public codec function gets the suffix
+#define codec_config_parse        codec_config_parse_f64
+#define codec_config_from_doc     codec_config_from_doc_f64
+#define codec_config_print        codec_config_print_f64
+#define codec_weights_parse       codec_weights_parse_f64
+#define codec_weights_print       codec_weights_print_f64
+#define codec_model_print         codec_model_print_f64
+#define codec_model_parse         codec_model_parse_f64
+#define codec_model_free          codec_model_free_f64
+#define codec_metagrad_parse      codec_metagrad_parse_f64
+#define codec_metagrad_free       codec_metagrad_free_f64
+#define codec_metagrad_print      codec_metagrad_print_f64
+#define codec_train_summary_print codec_train_summary_print_f64
+#define codec_eval_print          codec_eval_print_f64
+#endif
 
 #define CODEC_MODEL_FORMAT   "metaserve.model/1" // the "format" tag of a model file
 #define CODEC_MAX_METRICS    16                  // metrics kept in a model file
@@ -97,6 +113,11 @@ typedef struct {
  * MS_ERR_NOMEM. On failure *c is unspecified.
  */
 MsStatus codec_config_parse(TrainConfig *c, const char *body, size_t len, MsError *err);
+
+struct cJSON; // (codec/json.h; this header does not include cJSON.h)
+/** codec_config_parse of a document already parsed (an HTTP body): "body: must be a JSON object"
+ *  when doc is not an object; the same messages otherwise. doc is borrowed. */
+MsStatus codec_config_from_doc(TrainConfig *c, const struct cJSON *doc, MsError *err);
 
 /**
  * Prints c as a training config that codec_config_parse reads back to the same values, into *out

@@ -1,5 +1,5 @@
 /*
- * registry/ against a real SQLite file: the version cache (hits, misses, LRU eviction,
+ * serving/ against a real SQLite file: the version cache (hits, misses, LRU eviction,
  * invalidation, references outliving eviction), and adaptation: it lowers the support loss, never
  * changes the stored version, uses the learned Meta-SGD rates, validates every field of the
  * request and the limits before computing, and stores an adaptation that expires.
@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metaserve/http/codec.h"
+#include "metaserve/codec/codec.h"
 #include "metaserve/meta/meta.h"
-#include "metaserve/registry/registry.h"
+#include "metaserve/serving/serving.h"
 
 static char g_dir[64], g_db[128];
 static Store *g_st;
@@ -68,54 +68,54 @@ static void sine_support(float *x, float *y, int n) {
 }
 
 START_TEST(cache_hits_misses_evicts_and_invalidates) {
-    Registry *r;
-    ck_assert_int_eq(registry_create(&r, 2, codec_config_parse, NULL), MS_OK);
+    Serving *r;
+    ck_assert_int_eq(serving_create(&r, 2, NULL), MS_OK);
     TrainConfig c;
     train_config_defaults(&c);
     strcpy(c.name, "a");
     put_trained(&c, 5);
     put_trained(&c, 6);
     put_trained(&c, 7);
-    RegistryModel *m1, *m2, *m3, *again;
-    ck_assert_int_eq(registry_get(r, g_st, "a@1", &m1, NULL), MS_OK);
-    ck_assert_int_eq(registry_get(r, g_st, "a@2", &m2, NULL), MS_OK);
-    ck_assert_int_eq(registry_get(r, g_st, "a", &m3, NULL), MS_OK); // latest: 3; evicts a@1
+    ServingModel *m1, *m2, *m3, *again;
+    ck_assert_int_eq(serving_get(r, g_st, "a@1", &m1, NULL), MS_OK);
+    ck_assert_int_eq(serving_get(r, g_st, "a@2", &m2, NULL), MS_OK);
+    ck_assert_int_eq(serving_get(r, g_st, "a", &m3, NULL), MS_OK); // latest: 3; evicts a@1
     ck_assert_int_eq(m3->version, 3);
-    RegistryStats s;
-    registry_stats(r, &s);
+    ServingStats s;
+    serving_stats(r, &s);
     ck_assert_int_eq(s.misses, 3);
     ck_assert_int_eq(s.size, 2);
     // the evicted a@1 is still usable by its holder
     ck_assert_uint_eq(m1->spec.P, 1761);
     ck_assert(isfinite(m1->theta[0]));
-    registry_release(r, m1);
-    ck_assert_int_eq(registry_get(r, g_st, "a@2", &again, NULL), MS_OK);
+    serving_release(r, m1);
+    ck_assert_int_eq(serving_get(r, g_st, "a@2", &again, NULL), MS_OK);
     ck_assert_ptr_eq(again, m2);
-    registry_stats(r, &s);
+    serving_stats(r, &s);
     ck_assert_int_eq(s.hits, 1);
-    registry_release(r, again);
+    serving_release(r, again);
     // warm gets need no database at all: explicit versions, and names resolved within the TTL
     // (a NULL store would crash on any access)
-    ck_assert_int_eq(registry_get(r, NULL, "a@2", &again, NULL), MS_OK);
+    ck_assert_int_eq(serving_get(r, NULL, "a@2", &again, NULL), MS_OK);
     ck_assert_ptr_eq(again, m2);
-    registry_release(r, again);
-    ck_assert_int_eq(registry_get(r, NULL, "a", &again, NULL), MS_OK);
+    serving_release(r, again);
+    ck_assert_int_eq(serving_get(r, NULL, "a", &again, NULL), MS_OK);
     ck_assert_ptr_eq(again, m3);
-    registry_release(r, again);
-    registry_invalidate(r, "a");
-    registry_stats(r, &s);
+    serving_release(r, again);
+    serving_invalidate(r, "a");
+    serving_stats(r, &s);
     ck_assert_int_eq(s.size, 0);
-    registry_release(r, m2);
-    registry_release(r, m3);
-    ck_assert_int_eq(registry_get(r, g_st, "nope", &m1, NULL), MS_ERR_NOT_FOUND);
-    registry_destroy(r);
+    serving_release(r, m2);
+    serving_release(r, m3);
+    ck_assert_int_eq(serving_get(r, g_st, "nope", &m1, NULL), MS_ERR_NOT_FOUND);
+    serving_destroy(r);
 }
 END_TEST
 
 START_TEST(adaptation_lowers_support_loss_and_leaves_the_stored_version_unchanged) {
-    Registry *r;
+    Serving *r;
     MsError err = {0};
-    ck_assert_int_eq(registry_create(&r, 4, codec_config_parse, NULL), MS_OK);
+    ck_assert_int_eq(serving_create(&r, 4, NULL), MS_OK);
     TrainConfig c;
     train_config_defaults(&c);
     strcpy(c.name, "sine");
@@ -128,7 +128,7 @@ START_TEST(adaptation_lowers_support_loss_and_leaves_the_stored_version_unchange
     AdaptLimits lim;
     adapt_limits_default(&lim);
     StoreAdaptation a;
-    ck_assert_msg(registry_adapt(r, g_st, "sine", &q, &lim, &a, &err) == MS_OK, "%s", err.msg);
+    ck_assert_msg(serving_adapt(r, g_st, "sine", &q, &lim, &a, &err) == MS_OK, "%s", err.msg);
     ck_assert_double_lt(a.support_loss_after, a.support_loss_before);
     ck_assert_int_eq(a.version, 1);
     StoreModel after;
@@ -147,20 +147,20 @@ START_TEST(adaptation_lowers_support_loss_and_leaves_the_stored_version_unchange
     store_adaptation_free(&a);
     store_model_free(&before);
     store_model_free(&after);
-    registry_destroy(r);
+    serving_destroy(r);
 }
 END_TEST
 
 START_TEST(metasgd_adaptation_uses_the_learned_rates) {
-    Registry *r;
-    ck_assert_int_eq(registry_create(&r, 4, codec_config_parse, NULL), MS_OK);
+    Serving *r;
+    ck_assert_int_eq(serving_create(&r, 4, NULL), MS_OK);
     TrainConfig c;
     train_config_defaults(&c);
     strcpy(c.name, "msgd");
     c.algo = META_METASGD;
     put_trained(&c, 200);
-    RegistryModel *m;
-    ck_assert_int_eq(registry_get(r, g_st, "msgd", &m, NULL), MS_OK);
+    ServingModel *m;
+    ck_assert_int_eq(serving_get(r, g_st, "msgd", &m, NULL), MS_OK);
     ck_assert_ptr_nonnull(m->lrs);
     float x[10], y[10];
     sine_support(x, y, 10);
@@ -170,7 +170,7 @@ START_TEST(metasgd_adaptation_uses_the_learned_rates) {
     size_t P = m->spec.P;
     float *out = malloc(P * sizeof(float)), *ref = malloc(P * sizeof(float));
     float *grad = malloc(P * sizeof(float));
-    ck_assert_int_eq(registry_adapt_params(m, &q, &lim, out, NULL, NULL, NULL), MS_OK);
+    ck_assert_int_eq(serving_adapt_copy(m, &q, &lim, out, NULL, NULL, NULL), MS_OK);
     MlpWork w;
     mlp_work_init(&w, &m->spec, 10, NULL);
     ck_assert_int_eq(meta_adapt(&w, ref, grad, META_METASGD, m->theta, m->lrs,
@@ -184,14 +184,14 @@ START_TEST(metasgd_adaptation_uses_the_learned_rates) {
     ck_assert(memcmp(out, ref, P * sizeof(float)) != 0);
     mlp_work_free(&w);
     free(out), free(ref), free(grad);
-    registry_release(r, m);
-    registry_destroy(r);
+    serving_release(r, m);
+    serving_destroy(r);
 }
 END_TEST
 
 START_TEST(bad_requests_name_the_field_and_limits_apply_before_work) {
-    Registry *r;
-    ck_assert_int_eq(registry_create(&r, 4, codec_config_parse, NULL), MS_OK);
+    Serving *r;
+    ck_assert_int_eq(serving_create(&r, 4, NULL), MS_OK);
     TrainConfig c;
     train_config_defaults(&c);
     strcpy(c.name, "cls");
@@ -202,38 +202,38 @@ START_TEST(bad_requests_name_the_field_and_limits_apply_before_work) {
     c.tasks.dim = 2;
     c.k_support = 2, c.k_query = 2;
     put_trained(&c, 3);
-    RegistryModel *m;
-    ck_assert_int_eq(registry_get(r, g_st, "cls", &m, NULL), MS_OK);
+    ServingModel *m;
+    ck_assert_int_eq(serving_get(r, g_st, "cls", &m, NULL), MS_OK);
     float x[6] = {0, 1, 1, 0, 0.5f, 0.5f}, y[3] = {0, 2, 1};
     float *out = malloc(m->spec.P * sizeof(float));
     AdaptLimits lim;
     adapt_limits_default(&lim);
     MsError err = {0};
     AdaptRequest q = {.x = x, .y = y, .n = 3, .steps = 2, .lr = 0.1};
-    ck_assert_int_eq(registry_adapt_params(m, &q, &lim, out, NULL, NULL, &err), MS_OK);
+    ck_assert_int_eq(serving_adapt_copy(m, &q, &lim, out, NULL, NULL, &err), MS_OK);
     y[1] = 3; // out of range for 3 classes
-    ck_assert_int_eq(registry_adapt_params(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_INVALID);
+    ck_assert_int_eq(serving_adapt_copy(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(err.msg, "support.y[1][0]"));
     y[1] = 1.5f; // not an integer
-    ck_assert_int_eq(registry_adapt_params(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_INVALID);
+    ck_assert_int_eq(serving_adapt_copy(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_INVALID);
     y[1] = 2;
     x[3] = NAN;
-    ck_assert_int_eq(registry_adapt_params(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_INVALID);
+    ck_assert_int_eq(serving_adapt_copy(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(err.msg, "support.x[1][1]"));
     x[3] = 0;
     q.steps = 101;
-    ck_assert_int_eq(registry_adapt_params(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_INVALID);
+    ck_assert_int_eq(serving_adapt_copy(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_INVALID);
     ck_assert_ptr_nonnull(strstr(err.msg, "steps"));
     q.steps = 50;
     lim.max_work = 1000; // 50 steps x 3 rows x P > 1000
-    ck_assert_int_eq(registry_adapt_params(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_TOO_LARGE);
+    ck_assert_int_eq(serving_adapt_copy(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_TOO_LARGE);
     adapt_limits_default(&lim);
     lim.max_support_rows = 2;
-    ck_assert_int_eq(registry_adapt_params(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_TOO_LARGE);
+    ck_assert_int_eq(serving_adapt_copy(m, &q, &lim, out, NULL, NULL, &err), MS_ERR_TOO_LARGE);
     ck_assert_ptr_nonnull(strstr(err.msg, "support"));
     free(out);
-    registry_release(r, m);
-    registry_destroy(r);
+    serving_release(r, m);
+    serving_destroy(r);
 }
 END_TEST
 
