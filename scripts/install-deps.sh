@@ -17,6 +17,8 @@ PACKAGES=(
     libcjson-dev
     libmicrohttpd-dev
     libsqlite3-dev
+    libpq-dev
+    postgresql-15
     check
     libcurl4-openssl-dev
     curl

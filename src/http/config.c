@@ -31,6 +31,7 @@ void server_config_defaults(ServerConfig *c) {
     c->checkpoint_seconds = JOBPOOL_DEFAULT_CHECKPOINT_S;
     c->checkpoint_every = JOBPOOL_DEFAULT_CHECKPOINT_EVERY;
     c->adapt_sweep_s = SWEEPER_DEFAULT_PERIOD_S;
+    c->lease_ms = STORE_LEASE_MS_DEFAULT;
 }
 
 typedef enum { T_INT, T_SIZE, T_DOUBLE, T_STR, T_KEYS, T_KEYFILE } Type;
@@ -48,6 +49,8 @@ static const Opt OPTS[] = {
     {"METASERVE_LISTEN", "--listen", T_STR, OFF(listen), 0, 64},
     {"METASERVE_PORT", "--port", T_INT, OFF(port), 0, 65535},
     {"METASERVE_DB", "--db", T_STR, OFF(db), 0, 512},
+    {"METASERVE_REPLICA", "--replica", T_STR, OFF(replica), 0, 64},
+    {"METASERVE_LEASE_MS", "--lease-ms", T_SIZE, OFF(lease_ms), 1000, 3600000},
     {"METASERVE_DB_READONLY", "--db-readonly", T_INT, OFF(db_read_only), 0, 1},
     {"METASERVE_DB_MAX_PAGES", "--db-max-pages", T_SIZE, OFF(db_max_pages), 0, 4294967294.0},
     {"METASERVE_WORKERS", "--workers", T_INT, OFF(workers), 0, 64},
@@ -172,7 +175,21 @@ MsStatus server_config_load(ServerConfig *c, int argc, char **argv, MsError *err
     return MS_OK;
 }
 
+// The database as logged: a URI's password (postgresql://user:secret@host/db) becomes "***".
+static void db_redacted(char *out, size_t cap, const char *db) {
+    const char *scheme = strstr(db, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *colon = at ? memchr(scheme + 3, ':', (size_t)(at - scheme - 3)) : NULL;
+    if (!colon) {
+        snprintf(out, cap, "%s", db);
+        return;
+    }
+    snprintf(out, cap, "%.*s***%s", (int)(colon + 1 - db), db, at);
+}
+
 void server_config_log(const ServerConfig *c, FILE *f) {
+    char db[sizeof c->db + 4];
+    db_redacted(db, sizeof db, c->db);
     int admins = 0, clients = 0;
     for (int i = 0; i < c->n_keys; i++)
         c->keys[i].role == ROLE_ADMIN ? admins++ : clients++;
@@ -184,7 +201,7 @@ void server_config_log(const ServerConfig *c, FILE *f) {
             "\"checkpoint_s\":%g,\"checkpoint_every\":%lld,\"adapt_sweep_s\":%g,"
             "\"api_keys\":\"%d admin, %d client "
             "(redacted)\"}\n",
-            c->listen, c->port, c->db, c->db_read_only, (long long)c->db_max_pages, c->workers,
+            c->listen, c->port, db, c->db_read_only, (long long)c->db_max_pages, c->workers,
             c->http_threads, c->max_body_bytes, c->conn_timeout_s, c->conn_limit,
             c->max_queued_jobs, c->cache_models, c->checkpoint_seconds,
             (long long)c->checkpoint_every, c->adapt_sweep_s, admins, clients);

@@ -447,6 +447,8 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     s->app.cfg = *c;
     s->app.store_opts.read_only = c->db_read_only;
     s->app.store_opts.max_pages = c->db_max_pages;
+    s->app.store_opts.replica = s->app.cfg.replica;
+    s->app.store_opts.lease_ms = c->lease_ms;
     s->app.openapi = METASERVE_OPENAPI;
     s->app.openapi_len = METASERVE_OPENAPI_LEN;
     s->app.started_ms = store_now_ms();

@@ -9,6 +9,7 @@
  * cache miss), swept every few seconds.
  */
 #include "store_internal.h"
+#include "store_pg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ MsStatus store_adaptation_put(Store *s, StoreAdaptation *a, MsError *err) {
     if (a->version < 1) return ms_fail(err, MS_ERR_INVALID, "version: must be >= 1");
     if (a->n_params == 0 || !a->params)
         return ms_fail(err, MS_ERR_INVALID, "params: an adaptation needs at least one parameter");
+    if (s->pg) return pg_adaptation_put(s, a, err);
     char id[STORE_ID_MAX];
     if ((st = store_id_new(id, err)) != MS_OK) return st;
     int64_t now = store_now_ms();
@@ -79,6 +81,7 @@ MsStatus store_adaptation_get(Store *s, const char *id, StoreAdaptation *out, Ms
     memset(out, 0, sizeof *out);
     MsStatus st = store_id_check("adaptation", id, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_adaptation_get(s, id, out, err);
     sqlite3_stmt *q = NULL;
     if ((st = store_stmt(s, SQL_ADAPT_GET, &q, err)) != MS_OK) return st;
     int rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -125,6 +128,7 @@ static const char SQL_ADAPT_EXPIRE[] =
 MsStatus store_adaptation_delete(Store *s, const char *id, MsError *err) {
     MsStatus st = store_id_check("adaptation", id, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_adaptation_delete(s, id, err);
     sqlite3_stmt *q = NULL;
     int64_t expires_at = 0;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
@@ -186,6 +190,7 @@ done:
 }
 
 MsStatus store_adaptation_expire(Store *s, int64_t now_ms, int *n, MsError *err) {
+    if (s->pg) return pg_adaptation_expire(s, now_ms, n, err);
     if (n) *n = 0;
     // batch after batch, each its own short transaction, so writers get the lock in between
     for (;;) {

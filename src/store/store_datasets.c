@@ -15,6 +15,7 @@
  * Workload: datasets are few and large (up to ~3 x 10^8 bytes, read once per training job).
  */
 #include "store_internal.h"
+#include "store_pg.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -103,6 +104,7 @@ static const void *array_elems(const StoreDatasetData *d, int k, size_t *n) {
 MsStatus store_dataset_put(Store *s, StoreDataset *d, const StoreDatasetData *data, MsError *err) {
     MsStatus st = dataset_check(d, data, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_dataset_put(s, d, data, err);
     size_t lens[3];
     for (int k = 0; k < 3; k++) {
         size_t n;
@@ -213,6 +215,7 @@ MsStatus store_dataset_get(Store *s, const char *id, StoreDataset *out, StoreDat
     if (data) memset(data, 0, sizeof *data);
     MsStatus st = store_id_check("dataset", id, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_dataset_get(s, id, out, data, err);
     sqlite3_stmt *q = NULL;
     if ((st = store_stmt(s, data ? SQL_DATASET_GET_DATA : SQL_DATASET_GET, &q, err)) != MS_OK)
         return st;
@@ -258,6 +261,7 @@ MsStatus store_dataset_list(Store *s, const char *after, int limit, StoreDataset
     int from_start = !after || !after[0];
     if (!from_start && !store_id_valid(after))
         return ms_fail(err, MS_ERR_INVALID, "after: not a dataset id");
+    if (s->pg) return pg_dataset_list(s, after, limit, rows, n, more, err);
     sqlite3_stmt *q = NULL;
     StoreDataset *r = NULL;
     int cnt = 0, cap = 0, rc;
@@ -321,6 +325,7 @@ static const char SQL_DATASET_DELETE[] = "DELETE FROM datasets WHERE id = ?";
 MsStatus store_dataset_delete(Store *s, const char *id, MsError *err) {
     MsStatus st = store_id_check("dataset", id, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_dataset_delete(s, id, err);
     const char *const sqls[3] = {SQL_DATASET_EXISTS, SQL_DATASET_USER, SQL_DATASET_DELETE};
     sqlite3_stmt *q = NULL;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;

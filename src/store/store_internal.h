@@ -22,7 +22,10 @@
 #define STORE_WAL_LIMIT_BYTES "67108864"
 #define STORE_STMT_CACHE      96 // distinct SQL texts in the backend (about 50; asserted)
 
+typedef struct PgStore PgStore; // the PostgreSQL backend's state (store_pg.h)
+
 struct Store {
+    PgStore *pg; // non-NULL: this Store is a PostgreSQL connection and db is unused
     sqlite3 *db;
     struct {
         const char *sql;  // the static SQL text (the cache key is its address)
@@ -88,6 +91,8 @@ MsStatus store_id_new(char id[STORE_ID_MAX], MsError *err);
 char *store_col_strdup(sqlite3_stmt *q, int col, const char *dflt);
 /** Copies a text column into dst[0..cap), truncating at a UTF-8 character boundary. */
 void store_col_copy(char *dst, size_t cap, sqlite3_stmt *q, int col);
+/** Copies t into dst[0..cap) the same way (both backends' text columns). */
+void store_text_copy(char *dst, size_t cap, const char *t);
 /** A double column, NaN for NULL (SQLite stores NaN as NULL). */
 double store_col_double(sqlite3_stmt *q, int col);
 

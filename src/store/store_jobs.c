@@ -17,6 +17,7 @@
  * few hundred; checkpoints are 3P floats plus RNG state (params and Adam moments).
  */
 #include "store_internal.h"
+#include "store_pg.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +143,7 @@ MsStatus store_job_create(Store *s, const char *config_json, const char *model_n
     MsStatus st = store_name_check("name", model_name, 0, err);
     if (st != MS_OK) return st;
     if (total < 0) return ms_fail(err, MS_ERR_INVALID, "total: must be >= 0");
+    if (s->pg) return pg_job_create(s, config_json, model_name, total, max_queued, id_out, err);
     char id[STORE_ID_MAX];
     if ((st = store_id_new(id, err)) != MS_OK) return st;
     sqlite3_stmt *q = NULL;
@@ -188,6 +190,7 @@ MsStatus store_job_get(Store *s, const char *id, StoreJob *out, MsError *err) {
     memset(out, 0, sizeof *out);
     MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_job_get(s, id, out, err);
     return job_read(s, id, out, err);
 }
 
@@ -207,6 +210,7 @@ MsStatus store_job_list(Store *s, const char *after, int limit, StoreJob **rows,
     int from_start = !after || !after[0];
     if (!from_start && !store_id_valid(after))
         return ms_fail(err, MS_ERR_INVALID, "after: not a job id");
+    if (s->pg) return pg_job_list(s, after, limit, rows, n, more, err);
     sqlite3_stmt *q = NULL;
     StoreJob *r = NULL;
     int cnt = 0, cap = 0, rc;
@@ -260,6 +264,7 @@ static const char SQL_JOB_COUNTS[] = "SELECT state, count(*) FROM jobs GROUP BY 
 MsStatus store_job_counts(Store *s, int64_t counts[5], MsError *err) {
     for (int i = 0; i < 5; i++)
         counts[i] = 0;
+    if (s->pg) return pg_job_counts(s, counts, err);
     sqlite3_stmt *q = NULL;
     MsStatus st = store_stmt(s, SQL_JOB_COUNTS, &q, err);
     if (st != MS_OK) return st;
@@ -285,6 +290,7 @@ static const char SQL_START[] =
 MsStatus store_job_claim(Store *s, StoreJob *out, int *claimed, MsError *err) {
     memset(out, 0, sizeof *out);
     *claimed = 0;
+    if (s->pg) return pg_job_claim(s, out, claimed, err);
     sqlite3_stmt *q = NULL;
     char id[STORE_ID_MAX];
     int rc;
@@ -366,6 +372,7 @@ MsStatus store_job_progress(Store *s, const char *id, int64_t iteration, const c
             return ms_fail(err, MS_ERR_INVALID, "pts[%d].key: must be 1..%zu characters", i,
                            key_cap - 1);
     }
+    if (s->pg) return pg_job_progress(s, id, iteration, metrics_json, pts, n, err);
     sqlite3_stmt *q = NULL;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
     if ((st = store_stmt(s, SQL_PROGRESS, &q, err)) != MS_OK) goto done;
@@ -401,6 +408,7 @@ MsStatus store_job_checkpoint(Store *s, const char *id, int64_t iteration, const
     MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
     if (n > 0 && !data) return ms_fail(err, MS_ERR_INVALID, "data: missing");
+    if (s->pg) return pg_job_checkpoint(s, id, iteration, data, n, err);
     sqlite3_stmt *q = NULL;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
     if ((st = store_stmt(s, SQL_CHECKPOINT_PUT, &q, err)) != MS_OK) goto done;
@@ -431,6 +439,7 @@ MsStatus store_job_checkpoint_get(Store *s, const char *id, void **data, size_t 
     *n = 0;
     MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_job_checkpoint_get(s, id, data, n, err);
     sqlite3_stmt *q = NULL;
     if ((st = store_stmt(s, SQL_CHECKPOINT_GET, &q, err)) != MS_OK) return st;
     int rc = sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -474,6 +483,7 @@ MsStatus store_job_finish(Store *s, const char *id, JobState state, const char *
     if (model && state != JOB_SUCCEEDED)
         return ms_fail(err, MS_ERR_INVALID, "model: only a succeeded job writes a model");
     if (model && (st = store_model_check(model, err)) != MS_OK) return st;
+    if (s->pg) return pg_job_finish(s, id, state, error, model, version, err);
     sqlite3_stmt *q = NULL;
     JobState cur;
     int v = 0;
@@ -513,6 +523,7 @@ static const char SQL_CANCEL_RUNNING[] = "UPDATE jobs SET cancel_requested = 1 W
 MsStatus store_job_cancel(Store *s, const char *id, JobState *state_after, MsError *err) {
     MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_job_cancel(s, id, state_after, err);
     sqlite3_stmt *q = NULL;
     JobState cur;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
@@ -570,6 +581,7 @@ static MsStatus requeue(Store *s, const char *id, int *n, MsError *err) {
 }
 
 MsStatus store_job_requeue_running(Store *s, int *n, MsError *err) {
+    if (s->pg) return pg_job_requeue_running(s, n, err);
     MsStatus st = store_tx_begin(s, err);
     if (st != MS_OK) return st;
     if ((st = requeue(s, NULL, n, err)) == MS_OK) st = store_tx_commit(s, err);
@@ -580,6 +592,7 @@ MsStatus store_job_requeue_running(Store *s, int *n, MsError *err) {
 MsStatus store_job_requeue(Store *s, const char *id, MsError *err) {
     MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_job_requeue(s, id, err);
     JobState cur;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
     if ((st = job_state(s, id, &cur, NULL, err)) != MS_OK) goto done;
@@ -610,6 +623,7 @@ MsStatus store_job_metrics(Store *s, const char *id, int64_t after_step, int lim
     MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
     if (limit < 1) return ms_fail(err, MS_ERR_INVALID, "limit: must be at least 1");
+    if (s->pg) return pg_job_metrics(s, id, after_step, limit, rows, n, more, err);
     JobState js;
     if ((st = job_state(s, id, &js, NULL, err)) != MS_OK) return st;
     sqlite3_stmt *q = NULL;

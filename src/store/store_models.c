@@ -16,6 +16,7 @@
  * cache misses, so model_get is one indexed row plus the decode of P floats.
  */
 #include "store_internal.h"
+#include "store_pg.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -126,6 +127,7 @@ done:
 MsStatus store_model_put(Store *s, StoreModel *m, int *version, MsError *err) {
     MsStatus st = store_model_check(m, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_model_put(s, m, version, err);
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
     if ((st = store_model_insert(s, m, NULL, version, err)) != MS_OK) goto done;
     st = store_tx_commit(s, err);
@@ -162,6 +164,7 @@ static MsStatus one_int(Store *s, sqlite3_stmt *q, int64_t *v, int *found, const
 // alias; *found = 0 when absent.
 static MsStatus lookup_version(Store *s, const char *name, int version, const char *alias, int *out,
                                int *found, MsError *err) {
+    if (s->pg) return pg_lookup_version(s, name, version, alias, out, found, err);
     sqlite3_stmt *q = NULL;
     const char *sql = alias ? SQL_ALIAS_GET : version > 0 ? SQL_HAS_VERSION : SQL_LATEST;
     MsStatus st = store_stmt(s, sql, &q, err);
@@ -250,6 +253,7 @@ MsStatus store_model_get(Store *s, const char *name, int version, StoreModel *ou
     memset(out, 0, sizeof *out);
     MsStatus st = store_name_check("name", name, 0, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_model_get(s, name, version, out, err);
     sqlite3_stmt *q = NULL;
     if ((st = store_stmt(s, SQL_MODEL_GET, &q, err)) != MS_OK) goto done;
     int rc = sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
@@ -292,6 +296,7 @@ MsStatus store_model_versions(Store *s, const char *name, StoreModel **rows, int
     *n = 0;
     MsStatus st = store_name_check("name", name, 0, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_model_versions(s, name, rows, n, err);
     sqlite3_stmt *q = NULL;
     StoreModel *r = NULL;
     int cnt = 0, cap = 0, rc;
@@ -333,6 +338,7 @@ MsStatus store_model_list(Store *s, const char *after, int limit, StoreModelSumm
     *n = 0;
     *more = 0;
     if (limit < 1) return ms_fail(err, MS_ERR_INVALID, "limit: must be at least 1");
+    if (s->pg) return pg_model_list(s, after, limit, rows, n, more, err);
     sqlite3_stmt *q = NULL;
     StoreModelSummary *r = NULL;
     int cnt = 0, cap = 0, rc;
@@ -375,6 +381,7 @@ MsStatus store_model_delete(Store *s, const char *name, int version, MsError *er
     MsStatus st = store_name_check("name", name, 0, err);
     if (st != MS_OK) return st;
     if (version < 0) return ms_fail(err, MS_ERR_INVALID, "version: must be >= 0");
+    if (s->pg) return pg_model_delete(s, name, version, err);
     sqlite3_stmt *q = NULL;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
     if ((st = store_stmt(s, version > 0 ? SQL_DELETE_VERSION : SQL_DELETE_MODEL, &q, err)) != MS_OK)
@@ -412,6 +419,7 @@ MsStatus store_alias_set(Store *s, const char *name, const char *alias, int vers
     if (st == MS_OK) st = store_name_check("alias", alias, 1, err);
     if (st != MS_OK) return st;
     if (version < 1) return ms_fail(err, MS_ERR_INVALID, "version: must be >= 1");
+    if (s->pg) return pg_alias_set(s, name, alias, version, err);
     sqlite3_stmt *q = NULL;
     int v, found;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
@@ -442,6 +450,7 @@ MsStatus store_alias_delete(Store *s, const char *name, const char *alias, MsErr
     MsStatus st = store_name_check("name", name, 0, err);
     if (st == MS_OK) st = store_name_check("alias", alias, 1, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_alias_delete(s, name, alias, err);
     sqlite3_stmt *q = NULL;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
     if ((st = store_stmt(s, SQL_ALIAS_DELETE, &q, err)) != MS_OK) goto done;
@@ -473,6 +482,7 @@ MsStatus store_alias_list(Store *s, const char *name, StoreAlias **rows, int *n,
     *n = 0;
     MsStatus st = store_name_check("name", name, 0, err);
     if (st != MS_OK) return st;
+    if (s->pg) return pg_alias_list(s, name, rows, n, err);
     sqlite3_stmt *q = NULL;
     StoreAlias *r = NULL;
     int cnt = 0, cap = 0, rc;

@@ -15,6 +15,7 @@
  * per adaptation, reads of models on cache misses; tens of connections at most.
  */
 #include "store_internal.h"
+#include "store_pg.h"
 #include "metaserve/core/name.h"
 
 #include <errno.h>
@@ -191,6 +192,11 @@ static MsStatus open_with(Store **out, const char *path, int target, const Store
     MsStatus st = MS_OK;
     Store *s = calloc(1, sizeof *s);
     if (!s) return ms_fail(err, MS_ERR_NOMEM, "cannot allocate a store");
+    if (pg_is_uri(path)) {
+        MS_ASSERT(target == STORE_SCHEMA_VERSION); // earlier versions are SQLite test fixtures
+        st = pg_open(s, path, opt, err);
+        goto done;
+    }
     int flags = opt->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     int rc = sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -261,6 +267,7 @@ MsStatus store_open(Store **out, const char *path, MsError *err) {
 // are still reading would wait on them for the whole busy timeout (see store_wal_truncate).
 void store_close(Store *s) {
     if (!s) return;
+    pg_close(s);
     for (int i = 0; i < s->n_stmts; i++)
         sqlite3_finalize(s->stmts[i].st);
     sqlite3_close_v2(s->db);
@@ -277,6 +284,7 @@ void store_close(Store *s) {
 // frames and syncs the file, so a PASSIVE checkpoint (which takes no write lock) first copies
 // and syncs what it can, leaving the TRUNCATE only the frames written in between.
 MsStatus store_wal_truncate(Store *s, int wait_ms, MsError *err) {
+    if (s->pg) return MS_OK; // PostgreSQL recycles its own WAL
     sqlite3_wal_checkpoint_v2(s->db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     sqlite3_busy_timeout(s->db, wait_ms);
     int rc = sqlite3_wal_checkpoint_v2(s->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
@@ -293,6 +301,7 @@ sqlite3 *store_sqlite_db(Store *s) {
 }
 
 int store_schema_version(Store *s) {
+    if (s->pg) return pg_schema_version(s);
     int v = -1;
     MsError ignored;
     if (store_user_version(s, &v, &ignored) != MS_OK) return -1;
@@ -300,6 +309,7 @@ int store_schema_version(Store *s) {
 }
 
 MsStatus store_integrity_check(Store *s, MsError *err) {
+    if (s->pg) return pg_integrity_check(s, err);
     sqlite3_stmt *q = NULL;
     MsStatus st = MS_OK;
     int rc = sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &q, NULL);
@@ -403,7 +413,10 @@ char *store_col_strdup(sqlite3_stmt *q, int col, const char *dflt) {
 
 void store_col_copy(char *dst, size_t cap, sqlite3_stmt *q, int col) {
     const char *t = (const char *)sqlite3_column_text(q, col);
-    if (!t) t = "";
+    store_text_copy(dst, cap, t ? t : "");
+}
+
+void store_text_copy(char *dst, size_t cap, const char *t) {
     size_t n = strlen(t);
     if (n >= cap) {
         n = cap - 1;

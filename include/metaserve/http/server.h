@@ -26,7 +26,10 @@
 typedef struct {
     char listen[64];           // METASERVE_LISTEN, --listen: address (default 0.0.0.0)
     int port;                  // METASERVE_PORT, --port (default 8080; 0: ephemeral)
-    char db[512];              // METASERVE_DB, --db: SQLite path (default metaserve.db)
+    char db[512];              // METASERVE_DB, --db: SQLite path (default metaserve.db) or a
+                               // postgresql:// URI (several replicas share that database)
+    char replica[64];          // METASERVE_REPLICA: lease owner name ("": <hostname>:<pid>)
+    int64_t lease_ms;          // METASERVE_LEASE_MS: job lease on PostgreSQL (default 15000)
     int db_read_only;          // METASERVE_DB_READONLY: 1 serves the file read-only (default 0)
     int64_t db_max_pages;      // METASERVE_DB_MAX_PAGES: file size cap in 4 KiB pages (0: none)
     int workers;               // METASERVE_WORKERS, --workers: training threads (default 1)

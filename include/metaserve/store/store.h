@@ -1,12 +1,14 @@
 /*
  * The durable store: models (named, numbered immutable versions, movable aliases), meta-training
  * jobs (a durable queue with checkpoints and loss curves), uploaded datasets and adaptations.
- * This header is the interface; src/store/store_*.c is the one backend today (one SQLite
- * file, WAL), and a second backend (e.g. PostgreSQL) can be added behind the same functions
- * without touching any other area. No other file includes sqlite3.h or writes SQL.
+ * This header is the interface, with two backends behind it in src/store/: one SQLite file
+ * (WAL; the embedded default, one process) and PostgreSQL (store_pg*.c; several replicas share
+ * one database, and running jobs are leased to the replica that claimed them). Each public
+ * function checks its arguments once, then runs the backend's code. No other area includes
+ * sqlite3.h or libpq-fe.h or writes SQL.
  *
  * Threading: a Store is one connection and belongs to one thread at a time; every thread opens
- * its own (they share the file). Writes are transactions begun IMMEDIATE, with a busy timeout.
+ * its own. Writes are short transactions (BEGIN IMMEDIATE with a busy timeout on SQLite).
  *
  * Arrays: parameters and data are float32 (the service's precision), stored as blobs with a
  * header (magic, format version, element type, count, checksum) verified on every read: a
@@ -35,7 +37,8 @@
 
 typedef struct Store Store;
 
-/** Opens (creating if absent) and migrates the database at path; refuses, with MS_ERR_DB and a
+/** Opens (creating if absent) and migrates the database at path: a file path is SQLite, a
+ *  postgresql:// or postgres:// URI (libpq syntax) is PostgreSQL; refuses, with MS_ERR_DB and a
  *  clear message, a file whose schema is newer than STORE_SCHEMA_VERSION. Caller closes. */
 MsStatus store_open(Store **out, const char *path, MsError *err);
 /** How a connection is opened; a zeroed struct (or NULL) gives the defaults. */
@@ -44,7 +47,12 @@ typedef struct {
                        // every write then fails with MS_ERR_DB "database is read-only"
     int64_t max_pages; // PRAGMA max_page_count, a cap on the file's size in pages (4 KiB each);
                        // a write past it fails with MS_ERR_DB "disk full"; 0: no cap of ours
+    // PostgreSQL only (several replicas share the job queue):
+    const char *replica; // lease owner name of this process; NULL or "": "<hostname>:<pid>"
+    int64_t lease_ms;    // how long a claim (and each progress write) holds a job; 0: the default
 } StoreOptions;
+
+#define STORE_LEASE_MS_DEFAULT 15000 // a replica silent this long loses its running jobs
 
 /** store_open with options (opt may be NULL). Without read_only, a file the process cannot write
  *  (permissions, read-only mount) is refused with MS_ERR_DB naming the cause, rather than opened
