@@ -342,8 +342,14 @@ _Static_assert(sizeof pg_migrations / sizeof pg_migrations[0] == STORE_SCHEMA_VE
 static MsStatus read_version(Store *s, int *v, MsError *err) {
     PGresult *r;
     *v = 0;
-    MsStatus st = pg_query(s, "SELECT to_regclass('metaserve_schema') IS NOT NULL", NULL, &r,
-                           "reading the schema version", err);
+    // A plain query of pg_class, not to_regclass: the catalog cache may not yet have seen a
+    // table that another replica's migration committed while this one waited for the lock,
+    // whereas each statement's snapshot does.
+    MsStatus st = pg_query(s,
+                           "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n"
+                           " ON n.oid = c.relnamespace WHERE c.relname = 'metaserve_schema'"
+                           " AND n.nspname = current_schema())",
+                           NULL, &r, "reading the schema version", err);
     if (st != MS_OK) return st;
     int exists = PQntuples(r) == 1 && pg_col_i64(r, 0, 0);
     PQclear(r);
