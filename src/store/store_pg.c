@@ -89,7 +89,14 @@ static PGconn *connect_now(PgStore *p) {
     keys[k] = "connect_timeout", vals[k++] = "3";
     keys[k] = "application_name", vals[k++] = "metaserve";
     keys[k] = NULL, vals[k] = NULL;
-    return PQconnectdbParams(keys, vals, 1);
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c && PQstatus(c) == CONNECTION_OK) {
+        // A row lock held longer than SQLite's busy timeout gives MS_ERR_BUSY (503 +
+        // Retry-After) rather than a request that waits for ever.
+        PQclear(PQexec(c, "SET client_min_messages = warning; SET lock_timeout = '" PG_LOCK_TIMEOUT
+                          "'"));
+    }
+    return c;
 }
 
 // Makes sure the connection is up; outside a transaction a lost one is re-established, at most
@@ -449,7 +456,6 @@ MsStatus pg_open(Store *s, const char *uri, const StoreOptions *opt, MsError *er
         return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_UNAVAILABLE,
                               "cannot connect to PostgreSQL: %s", m);
     }
-    PQclear(PQexec(p->conn, "SET client_min_messages = warning"));
     return pg_migrate(s, err);
 }
 

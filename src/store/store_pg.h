@@ -23,6 +23,7 @@
 #define PG_CHUNK          (1 << 20) // bytes per dataset chunk row (streamed arrays)
 #define PG_BACKOFF_MS     100       // first reconnect delay; doubled up to PG_BACKOFF_MAX_MS
 #define PG_BACKOFF_MAX_MS 5000
+#define PG_LOCK_TIMEOUT   "5s" // as SQLite's busy timeout (STORE_BUSY_TIMEOUT_MS)
 // The database's clock in ms: leases are compared with one clock, whatever the replicas' skew.
 #define PG_NOW "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 

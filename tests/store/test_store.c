@@ -1,5 +1,10 @@
 /*
- * Tests of the SQLite store (src/store/store_*.c) through store.h: round trips of every entity
+ * Tests of the store (src/store/store_*.c) through store.h, on both backends from this one
+ * source: test_store runs it on SQLite files, test_store_pg on a real PostgreSQL server
+ * (METASERVE_TEST_PG, started by CTest's pg fixture with tests/pg/pgctl.sh; each test gets a
+ * database of its own). Tests of one backend's own mechanics (SQLite's WAL, busy lock, page cap,
+ * query plans; PostgreSQL's migration lock, lease fencing and reconnection) are registered only
+ * for that backend in main. Round trips of every entity
  * (arrays compared bit for bit with memcmp), the job state machine, pagination cursors, the
  * schema migrations from every earlier version, refusal of newer files, concurrency (threads
  * with their own connections never double-claim a job or a model version), and the mapping of
@@ -20,6 +25,7 @@
  * 90 ms (the busy handler's sleeps are coarse) up to 3 s (far less than the 5 s default, so it
  * fails if the shortened timeout is ignored).
  */
+#define _DEFAULT_SOURCE // usleep
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
@@ -35,12 +41,15 @@
 #include <unistd.h>
 
 #include "../../src/store/store_internal.h"
+#include "../../src/store/store_pg.h"
+#include "../pg/pgtest.h"
 #include "metaserve/core/rng.h"
 #include "metaserve/store/store.h"
 
 static char g_root[64];  // one directory for the whole suite, removed by the unchecked teardown
 static char g_dir[128];  // this test's own directory inside it
-static char g_path[160]; // this test's database
+static char g_path[256]; // this test's database: a file, or a PostgreSQL URI
+static int g_pg;         // 1: the suite runs on PostgreSQL (METASERVE_TEST_PG)
 static Store *g_st;
 
 /* ---- fixture and helpers ---- */
@@ -68,7 +77,7 @@ static void remove_tree(const char *path) {
 }
 
 static void remove_db_files(const char *path) {
-    char p[200];
+    char p[300];
     const char *suffixes[3] = {"", "-wal", "-shm"};
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s%s", path, suffixes[i]);
@@ -90,7 +99,10 @@ static void suite_teardown(void) {
 static void setup(void) {
     snprintf(g_dir, sizeof g_dir, "%s/t_XXXXXX", g_root);
     ck_assert_ptr_nonnull(mkdtemp(g_dir));
-    snprintf(g_path, sizeof g_path, "%s/test.db", g_dir);
+    if (g_pg)
+        ck_assert_msg(pgtest_fresh_db(g_path, sizeof g_path) == 0, "no fresh PostgreSQL database");
+    else
+        snprintf(g_path, sizeof g_path, "%s/test.db", g_dir);
     MsError err = {0};
     ck_assert_msg(store_open(&g_st, g_path, &err) == MS_OK, "open: %s", err.msg);
 }
@@ -201,6 +213,30 @@ static const char *raw_text(sqlite3 *db, const char *sql) {
     return buf;
 }
 
+// The integer that sql (plain SQL both backends accept) gives on this test's database, read
+// through a connection of the test's own.
+static int64_t db_int(const char *sql) {
+    if (g_pg) {
+        long long v = pgtest_int(g_path, sql);
+        ck_assert_msg(v >= 0, "%s failed", sql);
+        return v;
+    }
+    sqlite3 *db = raw_open(g_path);
+    int64_t v = raw_int(db, sql);
+    sqlite3_close(db);
+    return v;
+}
+
+static void db_exec(const char *sql) {
+    if (g_pg) {
+        ck_assert_int_eq(pgtest_exec(g_path, sql), 0);
+        return;
+    }
+    sqlite3 *db = raw_open(g_path);
+    raw_exec(db, sql);
+    sqlite3_close(db);
+}
+
 // Flips one byte of a blob column in place: sql selects the blob with ?1 = key, upd writes it
 // back with ?1 = blob, ?2 = key.
 static void raw_flip_blob(const char *sel, const char *upd, const char *key, size_t at) {
@@ -223,6 +259,23 @@ static void raw_flip_blob(const char *sel, const char *upd, const char *key, siz
     sqlite3_finalize(q);
     free(b);
     sqlite3_close(db);
+}
+
+// Flips byte `at` of table.col in the one row where key_col = key, on either backend.
+static void flip_byte(const char *table, const char *col, const char *where, const char *key,
+                      size_t at) {
+    char sql[512];
+    if (g_pg) {
+        snprintf(sql, sizeof sql,
+                 "UPDATE %s SET %s = set_byte(%s, %zu, get_byte(%s, %zu) # 16) WHERE %s = '%s'",
+                 table, col, col, at, col, at, where, key);
+        ck_assert_int_eq(pgtest_exec(g_path, sql), 0);
+        return;
+    }
+    char sel[256], upd[256];
+    snprintf(sel, sizeof sel, "SELECT %s FROM %s WHERE %s = ?1", col, table, where);
+    snprintf(upd, sizeof upd, "UPDATE %s SET %s = ?1 WHERE %s = ?2", table, col, where);
+    raw_flip_blob(sel, upd, key, at);
 }
 
 /* ---- opening and schema ---- */
@@ -601,11 +654,10 @@ START_TEST(deleting_a_whole_model_removes_versions_aliases_and_adaptations) {
     a.params = random_floats(4, 5);
     OK(store_adaptation_put(g_st, &a, &e_));
     OK(store_model_delete(g_st, "gone", 0, &e_));
-    sqlite3 *db = store_sqlite_db(g_st);
-    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM models WHERE name = 'gone'"), 0);
-    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM model_aliases"), 0);
-    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM adaptations"), 0);
-    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM models WHERE name = 'stay'"), 1);
+    ck_assert_int_eq(db_int("SELECT count(*) FROM models WHERE name = 'gone'"), 0);
+    ck_assert_int_eq(db_int("SELECT count(*) FROM model_aliases"), 0);
+    ck_assert_int_eq(db_int("SELECT count(*) FROM adaptations"), 0);
+    ck_assert_int_eq(db_int("SELECT count(*) FROM models WHERE name = 'stay'"), 1);
     StoreAdaptation g;
     MsError e = {0};
     expect(store_adaptation_get(g_st, a.id, &g, &e), &e, MS_ERR_NOT_FOUND, NULL);
@@ -619,8 +671,7 @@ START_TEST(a_corrupted_blob_is_reported_as_corrupt_and_not_returned) {
     OK(store_model_put(g_st, &m, NULL, &e_));
     store_model_free(&m);
     // Byte 40 is in the payload (header is 24 bytes).
-    raw_flip_blob("SELECT params FROM models WHERE name = ?1 AND version = 1",
-                  "UPDATE models SET params = ?1 WHERE name = ?2 AND version = 1", "c", 40);
+    flip_byte("models", "params", "version = 1 AND name", "c", 40);
     StoreModel g;
     MsError e = {0};
     expect(store_model_get(g_st, "c", 1, &g, &e), &e, MS_ERR_DB, "corrupt");
@@ -634,8 +685,7 @@ START_TEST(a_corrupted_blob_is_reported_as_corrupt_and_not_returned) {
     model_make(&m2, "d", 4, 1, 3);
     OK(store_model_put(g_st, &m2, NULL, &e_));
     store_model_free(&m2);
-    raw_flip_blob("SELECT inner_lrs FROM models WHERE name = ?1 AND version = 2",
-                  "UPDATE models SET inner_lrs = ?1 WHERE name = ?2 AND version = 2", "d", 9);
+    flip_byte("models", "inner_lrs", "version = 2 AND name", "d", 9);
     expect(store_model_get(g_st, "d", 2, &g, &e), &e, MS_ERR_DB, "corrupt");
     OK(store_model_get(g_st, "d", 1, &g, &e_)); // the neighbour is untouched
     store_model_free(&g);
@@ -647,13 +697,19 @@ START_TEST(a_corrupted_blob_is_reported_as_corrupt_and_not_returned) {
     OK(store_job_claim(g_st, &j, &claimed, &e_));
     store_job_free(&j);
     OK(store_job_checkpoint(g_st, id, 5, "abcdef", 6, &e_));
-    raw_flip_blob("SELECT checkpoint FROM jobs WHERE id = ?1",
-                  "UPDATE jobs SET checkpoint = ?1 WHERE id = ?2", id, 26);
+    flip_byte("jobs", "checkpoint", "id", id, 26);
     void *data = (void *)1;
     size_t n = 7;
     expect(store_job_checkpoint_get(g_st, id, &data, &n, &e), &e, MS_ERR_DB, "corrupt");
     ck_assert_ptr_null(data);
     ck_assert_uint_eq(n, 0);
+    // PostgreSQL's integrity check verifies every stored array, so it sees the damage; flipping
+    // the bytes back repairs it (SQLite's integrity_check reads pages, not our checksums).
+    if (g_pg) expect(store_integrity_check(g_st, &e), &e, MS_ERR_DB, "checksum");
+    flip_byte("models", "params", "version = 1 AND name", "c", 40);
+    flip_byte("models", "inner_lrs", "version = 2 AND name", "d", 9);
+    flip_byte("jobs", "checkpoint", "id", id, 26);
+    OK(store_integrity_check(g_st, &e_));
 }
 END_TEST
 
@@ -975,7 +1031,7 @@ START_TEST(job_listing_is_newest_first_in_pages) {
     assert_job_pages(ids);
     // Equal creation times (jobs created within one millisecond) are ordered by insertion, and
     // a cursor inside a run of equal times neither skips nor repeats a job.
-    raw_exec(store_sqlite_db(g_st), "UPDATE jobs SET created_at = 1000");
+    db_exec("UPDATE jobs SET created_at = 1000");
     assert_job_pages(ids);
     StoreJob *r;
     int n, more;
@@ -1368,6 +1424,18 @@ END_TEST
 // XORs byte `at` of column col of the dataset id with 0x10, in place (incremental blob I/O on a
 // second connection); applying it twice restores the byte.
 static void raw_flip_dataset(const char *id, const char *col, int at) {
+    if (g_pg) { // chunk rows: seq 0 holds the 24-byte header, 1.. the payload in PG_CHUNK pieces
+        int arr = strcmp(col, "x") == 0 ? 0 : strcmp(col, "y") == 0 ? 1 : 2;
+        long seq = at < 24 ? 0 : 1 + (at - 24) / PG_CHUNK;
+        long off = at < 24 ? at : (at - 24) % PG_CHUNK;
+        char sql[384];
+        snprintf(sql, sizeof sql,
+                 "UPDATE dataset_chunks SET data = set_byte(data, %ld, get_byte(data, %ld) # 16)"
+                 " WHERE dataset_id = '%s' AND arr = %d AND seq = %ld",
+                 off, off, id, arr, seq);
+        ck_assert_int_eq(pgtest_exec(g_path, sql), 0);
+        return;
+    }
     sqlite3 *db = raw_open(g_path);
     sqlite3_stmt *q;
     ck_assert_int_eq(
@@ -1432,17 +1500,22 @@ START_TEST(a_damaged_dataset_array_is_reported_as_corrupt_and_nothing_is_returne
         store_dataset_free(&g);
         store_dataset_data_free(&gd);
     }
-    // Arrays that are intact but do not fit the row's shape, or are not blobs at all.
-    sqlite3 *db = raw_open(g_path);
-    char sql[160];
+    // Arrays that are intact but do not fit the row's shape, or are not blobs at all (a missing
+    // header chunk, on PostgreSQL).
+    char sql[320];
     snprintf(sql, sizeof sql, "UPDATE datasets SET n_rows = 2999 WHERE id = '%s'", d.id);
-    raw_exec(db, sql);
+    db_exec(sql);
     expect_corrupt_dataset(d.id, "x", "20993 were expected");
-    snprintf(sql, sizeof sql, "UPDATE datasets SET n_rows = 3000, y = 'text' WHERE id = '%s'",
-             d.id);
-    raw_exec(db, sql);
-    expect_corrupt_dataset(d.id, "y", "not a blob");
-    sqlite3_close(db);
+    if (g_pg)
+        snprintf(sql, sizeof sql,
+                 "UPDATE datasets SET n_rows = 3000 WHERE id = '%s';"
+                 " DELETE FROM dataset_chunks WHERE dataset_id = '%s' AND arr = 1 AND seq = 0",
+                 d.id, d.id);
+    else
+        snprintf(sql, sizeof sql, "UPDATE datasets SET n_rows = 3000, y = 'text' WHERE id = '%s'",
+                 d.id);
+    db_exec(sql);
+    expect_corrupt_dataset(d.id, "y", g_pg ? "corrupt" : "not a blob");
     store_dataset_free(&d);
     store_dataset_data_free(&dd);
 }
@@ -1541,7 +1614,7 @@ START_TEST(a_sweep_of_several_batches_removes_every_expired_row_and_no_live_one)
     int n = -1;
     OK(store_adaptation_expire(g_st, store_now_ms(), &n, &e_));
     ck_assert_int_eq(n, 600);
-    ck_assert_int_eq(raw_int(store_sqlite_db(g_st), "SELECT count(*) FROM adaptations"), 5);
+    ck_assert_int_eq(db_int("SELECT count(*) FROM adaptations"), 5);
     StoreAdaptation g;
     for (int i = 0; i < 5; i++) {
         OK(store_adaptation_get(g_st, live[i], &g, &e_));
@@ -1870,15 +1943,227 @@ START_TEST(a_100000_by_784_pool_is_stored_and_read_holding_one_copy) {
 }
 END_TEST
 
+/* ---- PostgreSQL only: migrations of replicas starting together, leases, reconnection ---- */
+
+static char g_fresh[256]; // a second, empty database (the migration race)
+
+static void *open_and_close(void *arg) {
+    Store *s = NULL;
+    MsError e = {0};
+    MsStatus st = store_open(&s, g_fresh, &e);
+    if (st != MS_OK) fprintf(stderr, "open: %s\n", e.msg);
+    store_close(s);
+    *(MsStatus *)arg = st;
+    return NULL;
+}
+
+START_TEST(pg_replicas_starting_together_migrate_exactly_once) {
+    ck_assert_int_eq(pgtest_fresh_db(g_fresh, sizeof g_fresh), 0);
+    enum { N = 8 };
+    pthread_t t[N];
+    MsStatus st[N];
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, open_and_close, &st[i]), 0);
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_msg(st[i] == MS_OK, "opener %d: %s", i, ms_status_str(st[i]));
+    }
+    // One row recorded, at the current version: the migration ran once, in one transaction.
+    ck_assert_int_eq(pgtest_int(g_fresh, "SELECT count(*) FROM metaserve_schema"), 1);
+    ck_assert_int_eq(pgtest_int(g_fresh, "SELECT version FROM metaserve_schema"),
+                     STORE_SCHEMA_VERSION);
+    ck_assert_int_eq(pgtest_int(g_fresh, "SELECT count(*) FROM pg_tables WHERE tablename IN"
+                                         " ('models', 'jobs', 'datasets', 'adaptations')"),
+                     4);
+}
+END_TEST
+
+START_TEST(pg_a_database_from_a_newer_build_is_refused_naming_both_versions) {
+    db_exec("UPDATE metaserve_schema SET version = 999");
+    Store *s = NULL;
+    MsError e = {0};
+    expect(store_open(&s, g_path, &e), &e, MS_ERR_DB, "999");
+    char want[16];
+    snprintf(want, sizeof want, "%d", STORE_SCHEMA_VERSION);
+    ck_assert_msg(strstr(e.msg, want) != NULL, "\"%s\" does not name version %s", e.msg, want);
+    ck_assert_ptr_null(s);
+    char sql[64];
+    snprintf(sql, sizeof sql, "UPDATE metaserve_schema SET version = %d", STORE_SCHEMA_VERSION);
+    db_exec(sql);
+}
+END_TEST
+
+static Store *open_replica(const char *name, int64_t lease_ms) {
+    StoreOptions o = {0};
+    o.replica = name;
+    o.lease_ms = lease_ms;
+    Store *s = NULL;
+    MsError e = {0};
+    ck_assert_msg(store_open_opts(&s, g_path, &o, &e) == MS_OK, "open %s: %s", name, e.msg);
+    return s;
+}
+
+START_TEST(pg_a_replica_that_lost_its_lease_can_write_nothing_more) {
+    char id[STORE_ID_MAX], sql[160];
+    new_job("{}", id);
+    Store *a = open_replica("replica-a", 300), *b = open_replica("replica-b", 60000);
+    StoreJob j;
+    int claimed = 0;
+    OK(store_job_claim(a, &j, &claimed, &e_));
+    ck_assert_int_eq(claimed, 1);
+    store_job_free(&j);
+    OK(store_job_checkpoint(a, id, 3, "aaa", 3, &e_));
+    // A live lease is not taken over, nor is a job returned to the queue by another replica.
+    claimed = 0;
+    OK(store_job_claim(b, &j, &claimed, &e_));
+    ck_assert_int_eq(claimed, 0);
+    int n = -1;
+    OK(store_job_requeue_running(b, &n, &e_));
+    ck_assert_int_eq(n, 0);
+    usleep(450 * 1000); // past a's 300 ms lease (the database's clock decides)
+    OK(store_job_claim(b, &j, &claimed, &e_));
+    ck_assert_int_eq(claimed, 1);
+    ck_assert_str_eq(j.id, id);
+    ck_assert_int_eq(j.has_checkpoint, 1); // b resumes from a's checkpoint
+    store_job_free(&j);
+    snprintf(sql, sizeof sql, "SELECT epoch FROM jobs WHERE id = '%s'", id);
+    ck_assert_int_eq(db_int(sql), 2);
+
+    // Every write of the old owner is refused and changes nothing.
+    MsError e = {0};
+    StoreMetric pt = {5, "meta_loss", 1.0};
+    expect(store_job_progress(a, id, 5, "{\"meta_loss\":1}", &pt, 1, &e), &e, MS_ERR_CONFLICT,
+           "lease lost");
+    expect(store_job_checkpoint(a, id, 6, "zzzz", 4, &e), &e, MS_ERR_CONFLICT, "lease lost");
+    StoreModel m;
+    model_make(&m, "fenced", 4, 0, 1);
+    int v = 0;
+    expect(store_job_finish(a, id, JOB_SUCCEEDED, NULL, &m, &v, &e), &e, MS_ERR_CONFLICT,
+           "lease lost");
+    expect(store_job_requeue(a, id, &e), &e, MS_ERR_CONFLICT, "lease lost");
+    ck_assert_int_eq(db_int("SELECT count(*) FROM models"), 0);
+    ck_assert_int_eq(db_int("SELECT count(*) FROM job_metrics"), 0);
+    void *data = NULL;
+    size_t len = 0;
+    OK(store_job_checkpoint_get(g_st, id, &data, &len, &e_));
+    ck_assert_uint_eq(len, 3);
+    ck_assert_int_eq(memcmp(data, "aaa", 3), 0);
+    free(data);
+
+    // The new owner's writes go through, and its model version is the only one.
+    OK(store_job_progress(b, id, 7, "{\"meta_loss\":0.5}", &pt, 1, &e_));
+    OK(store_job_finish(b, id, JOB_SUCCEEDED, NULL, &m, &v, &e_));
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(db_int("SELECT count(*) FROM models"), 1);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM models WHERE job_id = '%s'", id);
+    ck_assert_int_eq(db_int(sql), 1);
+    store_model_free(&m);
+    store_close(a);
+    store_close(b);
+}
+END_TEST
+
+START_TEST(pg_a_replica_hands_its_running_jobs_back_at_start_and_stop) {
+    char id1[STORE_ID_MAX], id2[STORE_ID_MAX];
+    new_job("{}", id1);
+    new_job("{}", id2);
+    Store *a = open_replica("replica-a", 60000), *b = open_replica("replica-b", 60000);
+    StoreJob j;
+    int claimed = 0;
+    OK(store_job_claim(a, &j, &claimed, &e_));
+    store_job_free(&j);
+    OK(store_job_claim(b, &j, &claimed, &e_));
+    store_job_free(&j);
+    // a stops gracefully: its job is queued at once, b's stays b's.
+    OK(store_job_requeue(a, id1, &e_));
+    StoreJob g;
+    OK(store_job_get(g_st, id1, &g, &e_));
+    ck_assert_int_eq(g.state, JOB_QUEUED);
+    store_job_free(&g);
+    OK(store_job_get(g_st, id2, &g, &e_));
+    ck_assert_int_eq(g.state, JOB_RUNNING);
+    store_job_free(&g);
+    // A replica restarting under the same name takes back only its own running jobs.
+    OK(store_job_claim(a, &j, &claimed, &e_));
+    ck_assert_str_eq(j.id, id1);
+    store_job_free(&j);
+    store_close(a);
+    Store *a2 = open_replica("replica-a", 60000);
+    int n = 0;
+    OK(store_job_requeue_running(a2, &n, &e_));
+    ck_assert_int_eq(n, 1);
+    OK(store_job_get(g_st, id1, &g, &e_));
+    ck_assert_int_eq(g.state, JOB_QUEUED);
+    store_job_free(&g);
+    OK(store_job_get(g_st, id2, &g, &e_));
+    ck_assert_int_eq(g.state, JOB_RUNNING);
+    store_job_free(&g);
+    store_close(a2);
+    store_close(b);
+}
+END_TEST
+
+START_TEST(pg_a_broken_connection_fails_one_call_as_unavailable_then_reconnects) {
+    put_model("m", 4, 1);
+    // Ends every other session on this database, the store's among them.
+    ck_assert_int_eq(pgtest_int(g_path, "SELECT count(pg_terminate_backend(pid)) FROM"
+                                        " pg_stat_activity WHERE datname = current_database()"
+                                        " AND pid <> pg_backend_pid()"),
+                     1);
+    usleep(50 * 1000);
+    StoreModel m;
+    MsError e = {0};
+    expect(store_model_get(g_st, "m", 1, &m, &e), &e, MS_ERR_DB, "unavailable");
+    ck_assert_int_eq(e.detail, MS_DETAIL_UNAVAILABLE);
+    // The next call reconnects by itself (the first retry is not delayed).
+    OK(store_model_get(g_st, "m", 1, &m, &e_));
+    ck_assert_uint_eq(m.n_params, 4);
+    store_model_free(&m);
+}
+END_TEST
+
+START_TEST(pg_a_held_row_lock_gives_busy_after_the_lock_timeout) {
+    char id[STORE_ID_MAX];
+    new_job("{}", id);
+    PGconn *other = PQconnectdb(g_path);
+    ck_assert_int_eq(PQstatus(other), CONNECTION_OK);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT 1 FROM jobs WHERE id = '%s' FOR UPDATE", id);
+    PQclear(PQexec(other, "BEGIN"));
+    PGresult *r = PQexec(other, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    PQclear(PQexec(g_st->pg->conn, "SET lock_timeout = '100ms'"));
+    int64_t t0 = store_now_ms();
+    MsError e = {0};
+    expect(store_job_cancel(g_st, id, NULL, &e), &e, MS_ERR_BUSY, "busy");
+    ck_assert_int_eq(e.detail, MS_DETAIL_LOCKED);
+    int64_t waited = store_now_ms() - t0;
+    // At least the 100 ms timeout, and far below the 5 s default (so it fails if ignored).
+    ck_assert_msg(waited >= 90 && waited < 3000, "waited %lld ms", (long long)waited);
+    PQclear(PQexec(other, "ROLLBACK"));
+    PQfinish(other);
+    JobState after;
+    OK(store_job_cancel(g_st, id, &after, &e_));
+    ck_assert_int_eq(after, JOB_CANCELLED);
+}
+END_TEST
+
+START_TEST(pg_the_default_lock_timeout_is_set_on_every_connection) {
+    ck_assert_ptr_nonnull(g_st->pg);
+    PGresult *r = PQexec(g_st->pg->conn, "SHOW lock_timeout");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_str_eq(PQgetvalue(r, 0, 0), "5s");
+    PQclear(r);
+}
+END_TEST
+
 static Suite *store_suite(void) {
     Suite *s = suite_create("store");
-    TCase *tc = tcase_create("sqlite");
+    TCase *tc = tcase_create(g_pg ? "postgresql" : "sqlite");
     tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, a_new_file_is_created_at_the_current_schema_in_wal_mode);
-    tcase_add_test(tc, every_earlier_schema_version_migrates_to_the_current_one_keeping_data);
-    tcase_add_test(tc, a_file_from_a_newer_build_is_refused_naming_both_versions);
-    tcase_add_test(tc, a_file_that_is_not_a_database_is_refused);
+    // Both backends.
     tcase_add_test(tc, committed_writes_survive_closing_and_reopening);
     tcase_add_test(tc, a_model_round_trips_every_field_and_both_arrays);
     tcase_add_test(tc, versions_count_up_and_a_deleted_number_is_never_reused);
@@ -1894,7 +2179,6 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, cancelling_a_queued_job_is_immediate_and_a_running_one_is_requested);
     tcase_add_test(tc, requeue_returns_running_jobs_with_checkpoints_and_cancels_those_asked);
     tcase_add_test(tc, finished_jobs_refuse_further_transitions);
-    tcase_add_test(tc, a_model_write_that_fails_leaves_the_job_running_and_unchanged);
     tcase_add_test(tc, metric_pages_hold_whole_steps_and_keep_nan);
     tcase_add_test(tc, job_listing_is_newest_first_in_pages);
     tcase_add_test(tc, the_queue_limit_gives_busy);
@@ -1902,18 +2186,36 @@ static Suite *store_suite(void) {
     tcase_add_test(tc, concurrent_model_writes_get_distinct_consecutive_versions);
     tcase_add_test(tc, a_dataset_round_trips_and_lists_newest_first);
     tcase_add_test(tc, a_dataset_used_by_a_queued_or_running_job_cannot_be_deleted);
-    tcase_add_test(tc,
-                   a_streamed_dataset_holds_the_bytes_blob_encode_makes_and_old_rows_still_read);
     tcase_add_test(tc, a_damaged_dataset_array_is_reported_as_corrupt_and_nothing_is_returned);
-    tcase_add_test(tc, a_dataset_write_that_fails_leaves_no_row);
     tcase_add_test(tc, adaptations_round_trip_and_expire);
     tcase_add_test(tc, a_sweep_of_several_batches_removes_every_expired_row_and_no_live_one);
-    tcase_add_test(tc, the_wal_is_truncated_once_no_reader_holds_it);
-    tcase_add_test(tc, a_held_write_lock_gives_busy_after_the_timeout);
-    tcase_add_test(tc, disk_full_and_read_only_are_reported_as_such);
-    tcase_add_test(tc, closing_the_last_connection_folds_the_wal_and_integrity_check_finds_damage);
     tcase_add_test(tc, ids_are_32_lowercase_hex_and_distinct);
-    tcase_add_test(tc, the_frequent_queries_use_their_indexes);
+    if (g_pg) {
+        tcase_add_test(tc, pg_replicas_starting_together_migrate_exactly_once);
+        tcase_add_test(tc, pg_a_database_from_a_newer_build_is_refused_naming_both_versions);
+        tcase_add_test(tc, pg_a_replica_that_lost_its_lease_can_write_nothing_more);
+        tcase_add_test(tc, pg_a_replica_hands_its_running_jobs_back_at_start_and_stop);
+        tcase_add_test(tc, pg_a_broken_connection_fails_one_call_as_unavailable_then_reconnects);
+        tcase_add_test(tc, pg_a_held_row_lock_gives_busy_after_the_lock_timeout);
+        tcase_add_test(tc, pg_the_default_lock_timeout_is_set_on_every_connection);
+    } else {
+        tcase_add_test(tc, a_new_file_is_created_at_the_current_schema_in_wal_mode);
+        tcase_add_test(tc, every_earlier_schema_version_migrates_to_the_current_one_keeping_data);
+        tcase_add_test(tc, a_file_from_a_newer_build_is_refused_naming_both_versions);
+        tcase_add_test(tc, a_file_that_is_not_a_database_is_refused);
+        // SQLite's page cap stands in for a full disk, which PostgreSQL has no per-database
+        // switch for.
+        tcase_add_test(tc, a_model_write_that_fails_leaves_the_job_running_and_unchanged);
+        tcase_add_test(
+            tc, a_streamed_dataset_holds_the_bytes_blob_encode_makes_and_old_rows_still_read);
+        tcase_add_test(tc, a_dataset_write_that_fails_leaves_no_row);
+        tcase_add_test(tc, the_wal_is_truncated_once_no_reader_holds_it);
+        tcase_add_test(tc, a_held_write_lock_gives_busy_after_the_timeout);
+        tcase_add_test(tc, disk_full_and_read_only_are_reported_as_such);
+        tcase_add_test(tc,
+                       closing_the_last_connection_folds_the_wal_and_integrity_check_finds_damage);
+        tcase_add_test(tc, the_frequent_queries_use_their_indexes);
+    }
     suite_add_tcase(s, tc);
     // Its own case for its own time limit (the pool is 314 MB; about 3 s unsanitized).
     TCase *big = tcase_create("memory");
@@ -1926,6 +2228,7 @@ static Suite *store_suite(void) {
 }
 
 int main(void) {
+    g_pg = pgtest_uri() != NULL;
     SRunner *sr = srunner_create(store_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
