@@ -1205,11 +1205,11 @@ END_TEST
 // METASERVE_WORKERS=0 ("accept jobs but train none") still runs the sweeper: an adaptation past
 // its TTL is deleted (the counter counts rows the sweep removed, not reads that hid them).
 START_TEST(expired_adaptations_are_deleted_with_zero_workers) {
-    char cfg[1024], id[64], path[256], db[sizeof g_dir + 16];
+    char cfg[1024], id[64], path[256], db[sizeof testsrv_db];
     HcResp r;
     // a model, trained by a server that has a worker
     server_up(1, 100, (size_t)64 << 20);
-    snprintf(db, sizeof db, "%s/api.db", g_dir);
+    snprintf(db, sizeof db, "%s", testsrv_db);
     sine_config(cfg, sizeof cfg, "tiny", 8, 5, 2);
     ck_assert_int_eq(train(cfg, id), 1);
     testsrv_stop(&g_srv, NULL);

@@ -2,7 +2,8 @@
  * The real server started in-process for the HTTP-level suites (test_api, test_auth,
  * test_hostile, test_fault): on 127.0.0.1 with an ephemeral port and a SQLite file under the
  * test's temporary root (testroot.h; define TEST_ROOT_NAME before including), driven with the
- * libcurl client of httpc.h. The caller fills what its suite needs into the ServerConfig that
+ * libcurl client of httpc.h. With METASERVE_TEST_PG set (the suites' *_pg variants), the
+ * database is instead a new, empty PostgreSQL database on that server (tests/pg/pgtest.h). The caller fills what its suite needs into the ServerConfig that
  * testsrv_config prepares, then starts it with testsrv_start.
  */
 #ifndef METASERVE_TESTS_TESTSRV_H
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../pg/pgtest.h"
 #include "httpc.h"
 #include "metaserve/http/server.h"
 #include "testroot.h"
@@ -25,15 +27,22 @@ static inline void testsrv_config(ServerConfig *c, const char *db) {
     snprintf(c->db, sizeof c->db, "%s", db);
 }
 
+static char testsrv_db[512]; // the database of the last testsrv_config_in_new_dir
+
 // Makes a fresh directory <root>/t_XXXXXX (its path to dir, n bytes) and fills c as
-// testsrv_config does, with the database file dir/db_name.
+// testsrv_config does, with the database file dir/db_name (or a new PostgreSQL database); its
+// path or URI is also left in testsrv_db.
 static inline void testsrv_config_in_new_dir(ServerConfig *c, char *dir, size_t n,
                                              const char *db_name) {
     test_root_subdir(dir, n, "t");
-    char db[sizeof c->db];
-    int len = snprintf(db, sizeof db, "%s/%s", dir, db_name);
-    ck_assert_msg(len > 0 && (size_t)len < sizeof db, "database path too long");
-    testsrv_config(c, db);
+    if (pgtest_uri()) {
+        ck_assert_msg(pgtest_fresh_db(testsrv_db, sizeof testsrv_db) == 0,
+                      "no fresh PostgreSQL database");
+    } else {
+        int len = snprintf(testsrv_db, sizeof testsrv_db, "%s/%s", dir, db_name);
+        ck_assert_msg(len > 0 && (size_t)len < sizeof c->db, "database path too long");
+    }
+    testsrv_config(c, testsrv_db);
 }
 
 /**
