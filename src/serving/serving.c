@@ -24,7 +24,11 @@ _Static_assert(sizeof(real) == sizeof(float), "serving/ runs on the float build 
 
 // A resolved reference: "name" or "name@alias" -> version, trusted for RESOLVE_TTL_MS. Moves made
 // through this process (alias set or delete, model delete) invalidate at once; a version written
-// by a job becomes "latest" for bare names within the TTL.
+// by a job becomes "latest" for bare names within the TTL. On a shared store (several replicas
+// on PostgreSQL) moves and deletes made through another replica are seen within the same TTL:
+// references re-resolve after it, and a cached version is confirmed to still exist once per TTL
+// before it serves (one indexed lookup; versions are immutable, so only their existence can
+// change).
 #define RESOLVE_SLOTS  256
 #define RESOLVE_TTL_MS 1000
 typedef struct {
@@ -107,6 +111,7 @@ static MsStatus load(Store *st, const char *name, int version, ServingModel **ou
     }
     snprintf(m->name, sizeof m->name, "%s", sm.name);
     m->version = sm.version;
+    m->checked_ms = store_now_ms();
     s = codec_config_parse(&m->cfg, sm.config, strlen(sm.config), err);
     if (s == MS_ERR_INVALID) {
         // the config was printed by the codec when the job was queued; cJSON's failure does not
@@ -184,12 +189,29 @@ static MsStatus resolve(Serving *r, Store *st, const char *ref, char name[STORE_
     return MS_OK;
 }
 
+// Asks a shared store whether the cached version m still exists; a version deleted through
+// another replica leaves the cache (with its name's resolutions) and gives MS_ERR_NOT_FOUND.
+static MsStatus confirm(Serving *r, Store *st, ServingModel *m, int64_t now, MsError *err) {
+    char ref[2 * STORE_NAME_MAX + 2], name[STORE_NAME_MAX];
+    int v = 0;
+    snprintf(ref, sizeof ref, "%s@%d", m->name, m->version);
+    MsStatus s = store_model_resolve(st, ref, name, &v, err);
+    if (s == MS_ERR_NOT_FOUND) serving_invalidate(r, m->name);
+    if (s != MS_OK) return s;
+    pthread_mutex_lock(&r->mu);
+    m->checked_ms = now;
+    pthread_mutex_unlock(&r->mu);
+    return MS_OK;
+}
+
 MsStatus serving_get(Serving *r, Store *st, const char *ref, ServingModel **out, MsError *err) {
     *out = NULL;
     char name[STORE_NAME_MAX];
     int version = 0, explicit_v = 0;
     MsStatus s = resolve(r, st, ref, name, &version, &explicit_v, err);
     if (s != MS_OK) return s;
+    int64_t now = store_now_ms();
+    int shared = store_is_shared(st);
     pthread_mutex_lock(&r->mu);
     for (ServingModel *m = r->head; m; m = m->next) {
         if (m->version == version && strcmp(m->name, name) == 0) {
@@ -197,7 +219,13 @@ MsStatus serving_get(Serving *r, Store *st, const char *ref, ServingModel **out,
             push_front(r, m);
             m->refs++;
             r->stats.hits++;
+            int stale = shared && now - m->checked_ms >= RESOLVE_TTL_MS;
             pthread_mutex_unlock(&r->mu);
+            // the reference held keeps m alive while the store is asked outside the lock
+            if (stale && (s = confirm(r, st, m, now, err)) != MS_OK) {
+                serving_release(r, m);
+                return s;
+            }
             *out = m;
             return MS_OK;
         }

@@ -300,6 +300,10 @@ sqlite3 *store_sqlite_db(Store *s) {
     return s->db;
 }
 
+int store_is_shared(const Store *s) {
+    return s && s->pg != NULL;
+}
+
 int store_schema_version(Store *s) {
     if (s->pg) return pg_schema_version(s);
     int v = -1;

@@ -3,6 +3,10 @@
  * invalidation, references outliving eviction), and adaptation: it lowers the support loss, never
  * changes the stored version, uses the learned Meta-SGD rates, validates every field of the
  * request and the limits before computing, and stores an adaptation that expires.
+ *
+ * test_serving_pg runs the same suite on a real PostgreSQL server (METASERVE_TEST_PG), plus what
+ * only a shared store needs: a version deleted, or an alias moved, through another connection
+ * (another replica) stops being served within the resolution TTL (1 s).
  */
 #define _DEFAULT_SOURCE
 #include <check.h>
@@ -13,15 +17,19 @@
 
 #include "metaserve/codec/codec.h"
 #include "metaserve/meta/meta.h"
+#include "../pg/pgtest.h"
 #include "metaserve/serving/serving.h"
 
-static char g_dir[64], g_db[128];
+static char g_dir[64], g_db[256];
 static Store *g_st;
 
 static void setup(void) {
     strcpy(g_dir, "/tmp/ms_reg_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(g_dir));
-    snprintf(g_db, sizeof g_db, "%s/test.db", g_dir);
+    if (pgtest_uri())
+        ck_assert_int_eq(pgtest_fresh_db(g_db, sizeof g_db), 0);
+    else
+        snprintf(g_db, sizeof g_db, "%s/test.db", g_dir);
     ck_assert_int_eq(store_open(&g_st, g_db, NULL), MS_OK);
 }
 
@@ -237,6 +245,37 @@ START_TEST(bad_requests_name_the_field_and_limits_apply_before_work) {
 }
 END_TEST
 
+// PostgreSQL: another replica (a second connection) deletes a version and moves an alias.
+START_TEST(changes_made_through_another_replica_are_served_within_the_ttl) {
+    Serving *r;
+    ck_assert_int_eq(serving_create(&r, 4, NULL), MS_OK);
+    TrainConfig c;
+    train_config_defaults(&c);
+    strcpy(c.name, "a");
+    put_trained(&c, 5);
+    put_trained(&c, 6);
+    MsError e = {0};
+    ck_assert_int_eq(store_alias_set(g_st, "a", "prod", 1, &e), MS_OK);
+    ServingModel *m;
+    ck_assert_int_eq(serving_get(r, g_st, "a@1", &m, NULL), MS_OK);
+    serving_release(r, m);
+    ck_assert_int_eq(serving_get(r, g_st, "a@prod", &m, NULL), MS_OK);
+    ck_assert_int_eq(m->version, 1);
+    serving_release(r, m);
+    Store *other;
+    ck_assert_int_eq(store_open(&other, g_db, NULL), MS_OK);
+    ck_assert_int_eq(store_alias_set(other, "a", "prod", 2, &e), MS_OK);
+    ck_assert_int_eq(store_model_delete(other, "a", 1, &e), MS_OK);
+    store_close(other);
+    usleep(1100 * 1000); // the 1 s TTL, and a margin for the clock's granularity
+    ck_assert_int_eq(serving_get(r, g_st, "a@1", &m, &e), MS_ERR_NOT_FOUND);
+    ck_assert_int_eq(serving_get(r, g_st, "a@prod", &m, NULL), MS_OK);
+    ck_assert_int_eq(m->version, 2);
+    serving_release(r, m);
+    serving_destroy(r);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("registry");
     TCase *tc = tcase_create("registry");
@@ -246,6 +285,8 @@ int main(void) {
     tcase_add_test(tc, adaptation_lowers_support_loss_and_leaves_the_stored_version_unchanged);
     tcase_add_test(tc, metasgd_adaptation_uses_the_learned_rates);
     tcase_add_test(tc, bad_requests_name_the_field_and_limits_apply_before_work);
+    if (pgtest_uri())
+        tcase_add_test(tc, changes_made_through_another_replica_are_served_within_the_ttl);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -34,6 +34,7 @@ typedef struct ServingModel {
     int refs;                         // under the registry's lock
     struct ServingModel *prev, *next; // LRU list
     int cached;                       // 1 while in the cache
+    int64_t checked_ms; // when the store last confirmed this version exists (shared stores)
 } ServingModel;
 
 typedef struct Serving Serving;
