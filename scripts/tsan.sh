@@ -11,6 +11,9 @@
 #   test_jobs      worker threads, cancel, graceful stop
 #   test_serving  the model cache under concurrent gets
 #   test_store     four connections claiming jobs, concurrent model writes ("sqlite" case only)
+#   test_store_pg, test_api_pg
+#                  the same on PostgreSQL (the "postgresql" case: replicas migrating at once,
+#                  leases), with the server started by CTest's pg fixture
 #   test_api, test_auth, test_fault
 #                  the in-process server: libmicrohttpd's thread pool, the job pool, the
 #                  registry and the metrics together (test_fault adds storage and allocation
@@ -44,7 +47,7 @@ ROOT=$PWD
 BUILD_DIR=${BUILD_DIR:-build-tsan}
 TSAN_CC=${TSAN_CC:-clang}
 DEFAULT_TESTS='^(test_jobs|test_serving|test_store|test_api|test_auth|test_fault|test_shutdown'
-DEFAULT_TESTS+='|test_gateway)$'
+DEFAULT_TESTS+='|test_gateway|test_store_pg|test_api_pg|pg_server_start|pg_server_stop)$'
 TSAN_TESTS=${TSAN_TESTS:-$DEFAULT_TESTS}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
@@ -82,6 +85,7 @@ cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=
     -DCMAKE_C_FLAGS="$CFLAGS_TSAN"
 if [ "$TSAN_TESTS" = "$DEFAULT_TESTS" ]; then
     targets=(metaserve test_jobs test_serving test_store test_api test_auth test_shutdown)
+    # test_store_pg and test_api_pg run the executables above
     [ ! -f tests/fault/CMakeLists.txt ] || targets+=(test_fault)
     cmake --build "$BUILD_DIR" -j"$JOBS" --target "${targets[@]}"
 else
@@ -122,8 +126,11 @@ fi
 if printf '%s\n' "$selected" | grep -qx test_store; then
     CK_RUN_CASE=sqlite "${CTEST[@]}" -R '^test_store$' || rc=$?
 fi
-if printf '%s\n' "$selected" | grep -qvx test_store; then
-    "${CTEST[@]}" -R "$TSAN_TESTS" -E '^test_store$' -j2 || rc=$?
+if printf '%s\n' "$selected" | grep -qx test_store_pg; then
+    CK_RUN_CASE=postgresql "${CTEST[@]}" -R '^test_store_pg$' || rc=$?
+fi
+if printf '%s\n' "$selected" | grep -qvxE 'test_store|test_store_pg'; then
+    "${CTEST[@]}" -R "$TSAN_TESTS" -E '^test_store(_pg)?$' -j2 || rc=$?
 fi
 printf 'tsan.sh: %d s, ctest exit %d\n' "$(($(date +%s) - start))" "$rc"
 exit "$rc"
