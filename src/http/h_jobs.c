@@ -189,11 +189,14 @@ void h_job_create(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    jobpool_notify(r->app->jobs);
     snprintf(r->location, sizeof r->location, "/v1/jobs/%s", id);
 
+    // Read back before a worker is woken, so the 202 shows the job as accepted (queued), not
+    // as claimed a moment later.
     StoreJob j;
-    if (store_job_get(st, id, &j, &err) != MS_OK) {
+    MsStatus got = store_job_get(st, id, &j, &err);
+    jobpool_notify(r->app->jobs);
+    if (got != MS_OK) {
         // the job is queued: answer 202 from what is known rather than invite a duplicate retry
         memset(&j, 0, sizeof j);
         memcpy(j.id, id, sizeof j.id);

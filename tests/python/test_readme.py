@@ -2,8 +2,8 @@
 
 The block is taken from README.md's "Five minutes with curl" section; the only change is the
 server's address. Each `# -> ...` line under a print is what that print must show: its numbers
-are compared within 0.05 + 5% (the tolerance of tests/readme/walkthrough.mjs, for the OpenBLAS
-rounding that differs between CPUs).
+are compared within 0.15 + 5% (the tolerance of tests/readme/walkthrough.mjs, for the OpenBLAS
+rounding that differs between CPUs; the reason and the measured spread are given there).
 """
 import contextlib
 import io
@@ -30,4 +30,4 @@ def test_the_readme_python_walkthrough_prints_what_it_shows(server):
     for got, want in zip(printed, expected):
         assert len(got) == len(want), (got, want)
         for g, w in zip(got, want):
-            assert abs(g - w) <= 0.05 + 0.05 * abs(w), (got, want)
+            assert abs(g - w) <= 0.15 + 0.05 * abs(w), (got, want)

@@ -9,10 +9,12 @@
 //   - the support set's y values are 2 sin(x - 0.5) at its x (to the 3 decimals printed), and the
 //     "truth" figures of step 4 are too;
 //   - the numbers of steps 3 and 4 (support losses, adapted and meta-parameter predictions)
-//     within |got - readme| <= 0.05 + 5% of |readme|. Training is deterministic for a given
+//     within |got - readme| <= 0.15 + 5% of |readme|. Training is deterministic for a given
 //     build and CPU, but OpenBLAS chooses its kernels (and so its float summation order) by CPU,
 //     and 5,000 Adam steps carry such rounding differences into the weights: the tolerance admits
-//     that, and is far below the gap between an adapted and an unadapted prediction (~1);
+//     that (the largest difference measured between the README's machine and an AMD EPYC
+//     running OpenBLAS's Zen kernels was 0.135, an adapted prediction at x = 3), and is far
+//     below the gap between an adapted and an unadapted prediction (~1);
 //   - the adapted predictions are closer to the truth than the meta-parameters';
 //   - the validation example of the paragraph after the block gets the status and detail shown.
 // Step 2's figures are a snapshot of a running job (iteration 4092): the step is polled until the
@@ -27,7 +29,7 @@ import { join } from 'node:path';
 
 const SRC = process.env.METASERVE_SRC || new URL('../..', import.meta.url).pathname;
 const BIN = process.env.METASERVE_BIN || join(SRC, 'build/metaserve');
-const TOL_ABS = 0.05, TOL_REL = 0.05;
+const TOL_ABS = 0.15, TOL_REL = 0.05;
 
 let passed = 0, failed = 0;
 function check(ok, what, detail = '') {
