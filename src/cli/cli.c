@@ -24,6 +24,7 @@ static const Command COMMANDS[] = {
     {"train", cli_train, "meta-train a model from a JSON config and write a model file"},
     {"eval", cli_eval, "evaluate a model file on fresh few-shot tasks"},
     {"metagrad", cli_metagrad, "one task's meta-gradient in double precision (JSON in, JSON out)"},
+    {"migrate", cli_migrate, "copy a SQLite database into an empty PostgreSQL database"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -32,6 +32,9 @@ int cli_metagrad(int argc, char **argv);
 int cli_serve(int argc, char **argv);
 /** `metaserve health`: exit 0 when the local service answers GET /livez with 200. */
 int cli_health(int argc, char **argv);
+/** `metaserve migrate --from FILE --to URI`: copies a SQLite database into an empty PostgreSQL
+ *  database (cli_migrate.c). */
+int cli_migrate(int argc, char **argv);
 
 /**
  * Reads the whole file at path ("-": standard input) into *buf (NUL-terminated for convenience;

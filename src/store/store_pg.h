@@ -92,6 +92,13 @@ MsStatus pg_col_blob(const PGresult *r, int row, int col, BlobType t, void **out
 /** Encodes elems as a blob into a malloc'd buffer (*buf) and adds it as a bytea argument. */
 MsStatus pg_arg_blob(PgArgs *a, void **buf, BlobType t, const void *elems, size_t n, MsError *err);
 
+/* ---- datasets (store_pg_data.c) ---- */
+
+/** Writes one dataset_chunks row: array k (0 x, 1 y, 2 index) of dataset id, piece seq (0: the
+ *  24-byte blob header; 1..: the payload in PG_CHUNK pieces), n bytes at p. */
+MsStatus pg_chunk_put(Store *s, const char *id, int k, int64_t seq, const void *p, size_t n,
+                      const char *what, MsError *err);
+
 /* ---- leases (store_pg_jobs.c) ---- */
 
 /** The epoch of this connection's lease on job id, or 0 when it holds none. */

@@ -31,8 +31,8 @@ static const void *arr_elems(const StoreDatasetData *d, int k, size_t *n) {
     return k == 0 ? (const void *)d->x : k == 1 ? (const void *)d->y : (const void *)d->index;
 }
 
-static MsStatus chunk_put(Store *s, const char *id, int k, int64_t seq, const void *p, size_t n,
-                          const char *what, MsError *err) {
+MsStatus pg_chunk_put(Store *s, const char *id, int k, int64_t seq, const void *p, size_t n,
+                      const char *what, MsError *err) {
     PgArgs a = {0};
     pg_text(&a, id);
     pg_i64(&a, k);
@@ -57,12 +57,12 @@ static MsStatus array_put(Store *s, const char *id, int k, const void *elems, si
         size_t m = n - i < per ? n - i : per;
         blob_to_le(buf, src + i * sz, t, m);
         h = blob_fnv1a64(h, buf, m * sz);
-        MsStatus st = chunk_put(s, id, k, (int64_t)(i / per) + 1, buf, m * sz, what, err);
+        MsStatus st = pg_chunk_put(s, id, k, (int64_t)(i / per) + 1, buf, m * sz, what, err);
         if (st != MS_OK) return st;
     }
     unsigned char hdr[BLOB_HEADER_SIZE];
     blob_header_build(hdr, t, n, h);
-    return chunk_put(s, id, k, 0, hdr, sizeof hdr, what, err);
+    return pg_chunk_put(s, id, k, 0, hdr, sizeof hdr, what, err);
 }
 
 MsStatus pg_dataset_put(Store *s, StoreDataset *d, const StoreDatasetData *data, MsError *err) {

@@ -96,6 +96,9 @@ MsStatus store_model_put(Store *s, StoreModel *m, int *version, MsError *err);
  */
 MsStatus store_model_resolve(Store *s, const char *ref, char name[STORE_NAME_MAX], int *version,
                              MsError *err);
+/** 1 when other processes write to the same database (PostgreSQL, several replicas): what a
+ *  process caches of the store must then be revalidated; 0 for a SQLite file (one process). */
+int store_is_shared(const Store *s);
 /** Reads one version with its arrays. */
 MsStatus store_model_get(Store *s, const char *name, int version, StoreModel *out, MsError *err);
 
@@ -297,5 +300,36 @@ MsStatus store_adaptation_expire(Store *s, int64_t now_ms, int *n, MsError *err)
  *  old WAL to finish (writers wait meanwhile); MS_ERR_BUSY when they did not. The adaptation
  *  sweeper calls it, so the WAL stays bounded under steady traffic. */
 MsStatus store_wal_truncate(Store *s, int wait_ms, MsError *err);
+
+/* ---- copying a whole store (metaserve migrate) ---- */
+
+/** What store_copy copied. */
+typedef struct {
+    int64_t models;              // model versions (numbers kept)
+    int64_t model_names;         // version counters (highest number ever given, per name)
+    int64_t aliases;             //
+    int64_t jobs;                // jobs of every state
+    int64_t jobs_requeued;       // of those, running in the source and queued in the target
+    int64_t jobs_cancelled;      // of those, running with a cancel requested: cancelled
+    int64_t job_metrics;         // loss-curve points
+    int64_t datasets;            //
+    int64_t adaptations;         // live adaptations (expires_at > now)
+    int64_t adaptations_expired; // expired ones, not copied
+    int64_t blob_bytes;          // encoded bytes of every array and checkpoint copied
+    int64_t dataset_bytes;       // of those, dataset arrays
+} StoreCopyReport;
+
+/**
+ * Copies every row of the SQLite store `from` (best opened read-only) into the PostgreSQL store
+ * `to`, which must be empty: models with their version numbers and version counters, aliases,
+ * jobs (a running one becomes queued, keeping its checkpoint; one asked to cancel becomes
+ * cancelled), loss curves, datasets (streamed a chunk at a time, never a whole array in memory)
+ * and live adaptations. Every stored array is checked (header, count, checksum) before it is
+ * written. The copy is one PostgreSQL transaction over one snapshot of the source: on any
+ * failure nothing is committed. report (may be NULL) receives the counts.
+ * MS_ERR_INVALID unless from is SQLite and to is PostgreSQL; MS_ERR_CONFLICT when the target
+ * already holds rows; MS_ERR_DB "corrupt" naming the row when a source array fails its checks.
+ */
+MsStatus store_copy(Store *from, Store *to, StoreCopyReport *report, MsError *err);
 
 #endif
