@@ -11,6 +11,8 @@
 #     libcjson.so.1      libcjson1
 #     libmicrohttpd.so.12 libmicrohttpd12
 #     libsqlite3.so.0    libsqlite3-0
+    libpq5
+#     libpq.so.5         libpq5 (the PostgreSQL client library)
 # plus ca-certificates (the trust store, for operators' tools in the image).
 #
 # Idempotent: when every package is already installed it installs nothing and needs neither root
