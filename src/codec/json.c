@@ -124,7 +124,7 @@ MsStatus json_read_int(const cJSON *it, const char *path, long long lo, long lon
 
 MsStatus json_read_small(const cJSON *it, const char *path, int lo, int hi, int *out,
                          MsError *err) {
-    long long v;
+    long long v = 0;
     MsStatus st = json_read_int(it, path, lo, hi, &v, err);
     if (st == MS_OK) *out = (int)v;
     return st;

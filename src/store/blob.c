@@ -194,7 +194,7 @@ MsStatus blob_header_parse(const unsigned char *hdr, size_t len, BlobType want, 
 
 MsStatus blob_encode(void *out, size_t cap, size_t *len, BlobType t, const void *elems, size_t n,
                      MsError *err) {
-    size_t need;
+    size_t need = 0;
     MsStatus st = blob_encoded_size(&need, t, n, err);
     if (st != MS_OK) return st;
     if (cap < need)
@@ -212,7 +212,7 @@ MsStatus blob_encode(void *out, size_t cap, size_t *len, BlobType t, const void 
 MsStatus blob_encode_alloc(void **out, size_t *len, BlobType t, const void *elems, size_t n,
                            MsError *err) {
     *out = NULL;
-    size_t need;
+    size_t need = 0;
     MsStatus st = blob_encoded_size(&need, t, n, err);
     if (st != MS_OK) return st;
     void *b = malloc(need);

@@ -125,7 +125,7 @@ static MsStatus job_state(Store *s, const char *id, JobState *state, int *cancel
 
 // After an update guarded by "state = 'running'" changed nothing: why.
 static MsStatus not_running(Store *s, const char *id, MsError *err) {
-    JobState js;
+    JobState js = JOB_QUEUED;
     MsStatus st = job_state(s, id, &js, NULL, err);
     if (st != MS_OK) return st;
     return ms_fail(err, MS_ERR_CONFLICT, "job %s is %s, not running", id, store_job_state_name(js));
@@ -270,7 +270,7 @@ MsStatus store_job_counts(Store *s, int64_t counts[5], MsError *err) {
     if (st != MS_OK) return st;
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        JobState js;
+        JobState js = JOB_QUEUED;
         if (state_parse((const char *)sqlite3_column_text(q, 0), &js))
             counts[js] = sqlite3_column_int64(q, 1);
     }
@@ -485,7 +485,7 @@ MsStatus store_job_finish(Store *s, const char *id, JobState state, const char *
     if (model && (st = store_model_check(model, err)) != MS_OK) return st;
     if (s->pg) return pg_job_finish(s, id, state, error, model, version, err);
     sqlite3_stmt *q = NULL;
-    JobState cur;
+    JobState cur = JOB_QUEUED;
     int v = 0;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
     if ((st = job_state(s, id, &cur, NULL, err)) != MS_OK) goto done;
@@ -525,7 +525,7 @@ MsStatus store_job_cancel(Store *s, const char *id, JobState *state_after, MsErr
     if (st != MS_OK) return st;
     if (s->pg) return pg_job_cancel(s, id, state_after, err);
     sqlite3_stmt *q = NULL;
-    JobState cur;
+    JobState cur = JOB_QUEUED;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
     if ((st = job_state(s, id, &cur, NULL, err)) != MS_OK) goto done;
     if (cur != JOB_QUEUED && cur != JOB_RUNNING) {
@@ -593,7 +593,7 @@ MsStatus store_job_requeue(Store *s, const char *id, MsError *err) {
     MsStatus st = store_id_check("job", id, err);
     if (st != MS_OK) return st;
     if (s->pg) return pg_job_requeue(s, id, err);
-    JobState cur;
+    JobState cur = JOB_QUEUED;
     if ((st = store_tx_begin(s, err)) != MS_OK) return st;
     if ((st = job_state(s, id, &cur, NULL, err)) != MS_OK) goto done;
     if (cur != JOB_RUNNING) {
@@ -624,7 +624,7 @@ MsStatus store_job_metrics(Store *s, const char *id, int64_t after_step, int lim
     if (st != MS_OK) return st;
     if (limit < 1) return ms_fail(err, MS_ERR_INVALID, "limit: must be at least 1");
     if (s->pg) return pg_job_metrics(s, id, after_step, limit, rows, n, more, err);
-    JobState js;
+    JobState js = JOB_QUEUED;
     if ((st = job_state(s, id, &js, NULL, err)) != MS_OK) return st;
     sqlite3_stmt *q = NULL;
     StoreMetricRow *r = NULL;
