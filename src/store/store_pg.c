@@ -200,6 +200,34 @@ MsStatus pg_query(Store *s, const char *sql, const PgArgs *a, PGresult **res, co
     return MS_OK;
 }
 
+MsStatus pg_list_newest(Store *s, const char *table, const char *cols, const char *noun,
+                        const char *after, int limit, PGresult **res, MsError *err) {
+    char what[48], sql[1024];
+    snprintf(what, sizeof what, "listing %ss", noun);
+    PgArgs a = {0};
+    pg_i64(&a, (int64_t)limit + 1);
+    if (after && after[0]) {
+        PgArgs c = {0};
+        pg_text(&c, after);
+        snprintf(sql, sizeof sql, "SELECT 1 FROM %s WHERE id = $1", table);
+        PGresult *r;
+        MsStatus st = pg_query(s, sql, &c, &r, what, err);
+        if (st != MS_OK) return st;
+        int found = PQntuples(r) == 1;
+        PQclear(r);
+        if (!found) return ms_fail(err, MS_ERR_INVALID, "after: no %s %s (deleted?)", noun, after);
+        pg_text(&a, after);
+        snprintf(sql, sizeof sql,
+                 "SELECT %s FROM %s WHERE (created_at, seq) < (SELECT created_at, seq FROM %s"
+                 " WHERE id = $2) ORDER BY created_at DESC, seq DESC LIMIT $1",
+                 cols, table, table);
+    } else {
+        snprintf(sql, sizeof sql, "SELECT %s FROM %s ORDER BY created_at DESC, seq DESC LIMIT $1",
+                 cols, table);
+    }
+    return pg_query(s, sql, &a, res, what, err);
+}
+
 int64_t pg_changes(const PGresult *res) {
     const char *t = PQcmdTuples((PGresult *)res);
     return t && *t ? strtoll(t, NULL, 10) : 0;

@@ -80,6 +80,13 @@ void pg_rollback(Store *s);
 /** Rows changed by a command result. */
 int64_t pg_changes(const PGresult *res);
 
+/** The newest-first page of table (jobs or datasets: ordered by created_at, seq) after the row
+ *  whose id is `after` ("" or NULL: from the start), at most limit + 1 rows of cols into *res
+ *  (so the caller can tell whether there are more). MS_ERR_INVALID naming `noun` when `after`
+ *  names no row. */
+MsStatus pg_list_newest(Store *s, const char *table, const char *cols, const char *noun,
+                        const char *after, int limit, PGresult **res, MsError *err);
+
 /** Binary result columns. */
 int64_t pg_col_i64(const PGresult *r, int row, int col); // 0 for NULL
 double pg_col_f64(const PGresult *r, int row, int col);  // NaN for NULL

@@ -254,29 +254,8 @@ static void dataset_row_free(void *d) {
 
 MsStatus pg_dataset_list(Store *s, const char *after, int limit, StoreDataset **rows, int *n,
                          int *more, MsError *err) {
-    int from_start = !after || !after[0];
-    PgArgs a = {0};
-    pg_i64(&a, (int64_t)limit + 1);
     PGresult *r;
-    MsStatus st;
-    if (!from_start) {
-        pg_text(&a, after);
-        PgArgs c = {0};
-        pg_text(&c, after);
-        if ((st = pg_query(s, "SELECT 1 FROM datasets WHERE id = $1", &c, &r, "listing datasets",
-                           err)) != MS_OK)
-            return st;
-        int found = PQntuples(r) == 1;
-        PQclear(r);
-        if (!found) return ms_fail(err, MS_ERR_INVALID, "after: no dataset %s (deleted?)", after);
-    }
-    st = pg_query(s,
-                  from_start ? "SELECT " DATASET_COLS
-                               " FROM datasets ORDER BY created_at DESC, seq DESC LIMIT $1"
-                             : "SELECT " DATASET_COLS " FROM datasets WHERE (created_at, seq) <"
-                               " (SELECT created_at, seq FROM datasets WHERE id = $2)"
-                               " ORDER BY created_at DESC, seq DESC LIMIT $1",
-                  &a, &r, "listing datasets", err);
+    MsStatus st = pg_list_newest(s, "datasets", DATASET_COLS, "dataset", after, limit, &r, err);
     if (st != MS_OK) return st;
     int cnt = PQntuples(r), done = 0;
     if (cnt > limit) *more = 1, cnt = limit;

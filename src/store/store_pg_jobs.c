@@ -206,29 +206,8 @@ MsStatus pg_job_get(Store *s, const char *id, StoreJob *out, MsError *err) {
 
 MsStatus pg_job_list(Store *s, const char *after, int limit, StoreJob **rows, int *n, int *more,
                      MsError *err) {
-    int from_start = !after || !after[0];
-    PgArgs a = {0};
-    pg_i64(&a, (int64_t)limit + 1);
     PGresult *r;
-    MsStatus st;
-    if (!from_start) {
-        pg_text(&a, after);
-        PgArgs c = {0};
-        pg_text(&c, after);
-        if ((st = pg_query(s, "SELECT 1 FROM jobs WHERE id = $1", &c, &r, "listing jobs", err)) !=
-            MS_OK)
-            return st;
-        int found = PQntuples(r) == 1;
-        PQclear(r);
-        if (!found) return ms_fail(err, MS_ERR_INVALID, "after: no job %s", after);
-    }
-    st = pg_query(s,
-                  from_start ? "SELECT " JOB_COLS
-                               " FROM jobs ORDER BY created_at DESC, seq DESC LIMIT $1"
-                             : "SELECT " JOB_COLS " FROM jobs WHERE (created_at, seq) <"
-                               " (SELECT created_at, seq FROM jobs WHERE id = $2)"
-                               " ORDER BY created_at DESC, seq DESC LIMIT $1",
-                  &a, &r, "listing jobs", err);
+    MsStatus st = pg_list_newest(s, "jobs", JOB_COLS, "job", after, limit, &r, err);
     if (st != MS_OK) return st;
     int cnt = PQntuples(r), done = 0;
     if (cnt > limit) *more = 1, cnt = limit;
