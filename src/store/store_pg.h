@@ -23,19 +23,22 @@
 #define PG_CHUNK          (1 << 20) // bytes per dataset chunk row (streamed arrays)
 #define PG_BACKOFF_MS     100       // first reconnect delay; doubled up to PG_BACKOFF_MAX_MS
 #define PG_BACKOFF_MAX_MS 5000
+#define PG_STMT_CACHE     64   // statements prepared per connection (about 60 distinct texts)
 #define PG_LOCK_TIMEOUT   "5s" // as SQLite's busy timeout (STORE_BUSY_TIMEOUT_MS)
 // The database's clock in ms: leases are compared with one clock, whatever the replicas' skew.
 #define PG_NOW "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
 struct PgStore {
     PGconn *conn;
-    char *conninfo;        // the URI (owned)
-    char *password;        // from METASERVE_DB_PASSWORD_FILE, or NULL (owned)
-    char replica[64];      // lease owner name of this process
-    int64_t lease_ms;      // lease length taken by a claim and renewed by progress writes
-    int64_t next_retry_ms; // monotonic ms before which no reconnect is attempted
-    int backoff_ms;        // current reconnect delay
-    int in_tx;             // 1 between pg_begin and pg_commit / pg_rollback
+    char *conninfo;             // the URI (owned)
+    char *password;             // from METASERVE_DB_PASSWORD_FILE, or NULL (owned)
+    char replica[64];           // lease owner name of this process
+    int64_t lease_ms;           // lease length taken by a claim and renewed by progress writes
+    int64_t next_retry_ms;      // monotonic ms before which no reconnect is attempted
+    int backoff_ms;             // current reconnect delay
+    int in_tx;                  // 1 between pg_begin and pg_commit / pg_rollback
+    char *stmts[PG_STMT_CACHE]; // SQL texts prepared on conn as statements "s0", "s1", ...
+    int n_stmts;                // (owned; forgotten with the connection they belong to)
     struct {
         char id[STORE_ID_MAX];
         int64_t epoch;
