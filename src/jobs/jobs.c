@@ -7,6 +7,24 @@
  * progress every progress_seconds; checkpoint every N iterations or T seconds } -> finish
  * (model version + state in one transaction). A stop request checkpoints and requeues.
  *
+ * Several replicas (PostgreSQL): a claimed job is leased to this process, and the store fences
+ * every progress, checkpoint, finish and requeue write with the claim's owner and epoch. When one
+ * of them answers MS_ERR_CONFLICT the job is no longer this worker's (its lease passed to another
+ * replica after a pause or an outage longer than the lease, or it left the running state): the
+ * worker drops it at once and writes nothing more for it (RUN_ABANDONED). Fencing keeps the rows
+ * right either way; abandoning stops training that nobody will keep.
+ *
+ * Database away (MS_ERR_DB with MS_DETAIL_UNAVAILABLE, PostgreSQL only): training goes on rather
+ * than pausing. A lease cannot be renewed without the database, so pausing would save no job; going
+ * on keeps the work whenever the lease survives (an outage shorter than the lease, or no other
+ * replica claiming meanwhile), and when another replica did claim the job the next write is
+ * refused and the worker abandons, its work since the last checkpoint redone there to the same
+ * weights. Meanwhile failed progress writes drop their curve points, a checkpoint that could not
+ * be written is written as soon as a progress write gets through, and the reads that start a job
+ * (dataset, checkpoint) and its final write wait for the database (every DB_RETRY_S, until it
+ * answers or the pool stops) instead of failing the job for an outage. SQLite reports neither
+ * condition for a job its own process runs, so there the loop behaves as it always has.
+ *
  * Workload: a handful of jobs of 10^3..10^7 meta-iterations of 0.1..10 ms each; store writes are
  * amortised (progress once a second, checkpoints every few seconds), so the store is never the
  * bottleneck. Nothing here allocates per iteration.
@@ -28,7 +46,8 @@
 _Static_assert(sizeof(real) == sizeof(float), "jobs/ runs on the float build of the core");
 
 #define MAX_WORKERS 64
-#define CURVE_BUF   64 // metric points buffered between progress writes
+#define CURVE_BUF   64   // metric points buffered between progress writes
+#define DB_RETRY_S  0.25 // between attempts while the database is away (the store backs off too)
 
 typedef struct Worker {
     JobPool *pool;
@@ -132,9 +151,54 @@ static MsStatus checkpoint(Store *st, const StoreJob *job, const Trainer *tr, Ms
     return s;
 }
 
+typedef enum {
+    RUN_DONE,     // finished (succeeded, failed or cancelled) by this worker
+    RUN_REQUEUED, // handed back to the queue at a graceful stop
+    RUN_ABANDONED // no longer this worker's (lease lost, or left running); nothing written
+} RunEnd;
+
+// The database cannot be reached (restarting, network): worth waiting for. Never on SQLite.
+static int db_away(MsStatus s, const MsError *err) {
+    return s == MS_ERR_DB && err->code == s && err->detail == MS_DETAIL_UNAVAILABLE;
+}
+
+// Sleeps DB_RETRY_S before another attempt; 0 when the pool is stopping (give up instead).
+static int retry_wait(JobPool *p) {
+    pthread_mutex_lock(&p->mu);
+    if (!p->stopping) timed_wait(p, DB_RETRY_S);
+    int go = !p->stopping;
+    pthread_mutex_unlock(&p->mu);
+    return go;
+}
+
+// Ends the job in state (with model m when succeeded), waiting out an outage of the database.
+// MS_ERR_CONFLICT means the job is another worker's now or already ended: nothing more is
+// written. A model that cannot be written (e.g. disk full) fails the job with the reason; the
+// job's state and the absence of a version stay consistent (one transaction). A pool stopping
+// while the database is away leaves the job running under a lease that expires, after which a
+// worker resumes it from its checkpoint.
+static RunEnd finish_job(JobPool *p, Store *st, const char *id, JobState state, const char *error,
+                         StoreModel *m) {
+    char reason[256];
+    for (;;) {
+        MsError err = {0};
+        int version = 0;
+        MsStatus s = store_job_finish(st, id, state, error, m, m ? &version : NULL, &err);
+        if (s == MS_OK) return RUN_DONE;
+        if (s == MS_ERR_CONFLICT) return RUN_ABANDONED;
+        if (db_away(s, &err)) {
+            if (!retry_wait(p)) return RUN_ABANDONED;
+            continue;
+        }
+        if (!m) return RUN_DONE; // failing or cancelling did not stick either: as before, give up
+        snprintf(reason, sizeof reason, "%s", err.msg);
+        state = JOB_FAILED, error = reason, m = NULL;
+    }
+}
+
 // The finished model: float parameters as trained (the service build's real is float).
-static MsStatus finish_succeeded(Store *st, const StoreJob *job, const Trainer *tr, double val,
-                                 double loss, MsError *err) {
+static RunEnd finish_succeeded(JobPool *p, Store *st, const StoreJob *job, const Trainer *tr,
+                               double val, double loss) {
     StoreModel m;
     memset(&m, 0, sizeof m);
     snprintf(m.name, sizeof m.name, "%s", tr->cfg.name);
@@ -153,11 +217,8 @@ static MsStatus finish_succeeded(Store *st, const StoreJob *job, const Trainer *
     m.n_params = tr->spec.P;
     m.params = (float *)tr->params;
     m.inner_lrs = (float *)trainer_lrs(tr);
-    int version = 0;
-    return store_job_finish(st, job->id, JOB_SUCCEEDED, NULL, &m, &version, err);
+    return finish_job(p, st, job->id, JOB_SUCCEEDED, NULL, &m);
 }
-
-typedef enum { RUN_DONE, RUN_REQUEUED } RunEnd;
 
 static int worker_cancelled(Worker *w) {
     pthread_mutex_lock(&w->pool->mu);
@@ -166,45 +227,113 @@ static int worker_cancelled(Worker *w) {
     return c;
 }
 
+// Config, sampler and trainer of the job, restored from its checkpoint if it has one. MS_OK, or
+// RUN_* in *end when the job ended here: failed (a bad config or dataset), or abandoned (the
+// pool stopped while the database was away).
+static MsStatus prepare(JobPool *p, Store *st, const StoreJob *job, TrainConfig *cfg, Trainer *tr,
+                        JobsDataset *ds, RunEnd *end) {
+    MsError err = {0};
+    TaskSampler *sampler = NULL;
+    MsStatus s = codec_config_parse(cfg, job->config, strlen(job->config), &err);
+    // a dataset is read from the store: an outage delays the job, it does not fail it
+    while (s == MS_OK && (s = jobs_build_sampler(st, cfg, ds, &sampler, &err)) != MS_OK &&
+           db_away(s, &err)) {
+        jobs_dataset_free(ds);
+        if (!retry_wait(p)) {
+            *end = RUN_ABANDONED;
+            return s;
+        }
+        s = MS_OK;
+    }
+    if (s == MS_OK) s = trainer_init_with_sampler(tr, cfg, sampler, &err);
+    if (s != MS_OK) {
+        *end = finish_job(p, st, job->id, JOB_FAILED, err.msg, NULL);
+        return s;
+    }
+    if (!job->has_checkpoint) return MS_OK;
+    void *img = NULL;
+    size_t n = 0;
+    while ((s = store_job_checkpoint_get(st, job->id, &img, &n, &err)) != MS_OK &&
+           db_away(s, &err)) {
+        if (!retry_wait(p)) {
+            *end = RUN_ABANDONED;
+            return s;
+        }
+    }
+    // An unreadable checkpoint (corrupt blob) restarts the job from iteration 0, which reaches
+    // the same final weights: training is deterministic from the seed.
+    if (s == MS_OK) trainer_restore(tr, img, n, NULL);
+    free(img);
+    return MS_OK;
+}
+
+// What a run records between progress writes: curve points and the losses since the last write.
+typedef struct {
+    Curve curve;
+    int64_t stride;        // iterations between meta_loss curve points
+    double t_prog;         // mono_s() of the last progress write
+    int64_t it_prog;       // iteration of the last progress write
+    double loss_sum;       // meta-losses since the last progress write
+    int loss_n;            // ... and how many
+    double last_loss, val; // reported at the last progress write (NAN before)
+} Progress;
+
+// Accounts one step at `now`; once due (every progress_seconds, when the curve buffer is nearly
+// full, at the last iteration) records progress: iteration, metrics, the buffered curve points.
+// MS_OK with *wrote = 0 when not due, else the store's answer (*wrote = 1 when it took it). The
+// points of a refused write are dropped.
+static MsStatus progress_step(JobPool *p, Store *st, const StoreJob *job, Trainer *tr, Progress *g,
+                              double loss, double now, int *wrote, MsError *err) {
+    const int64_t total = tr->cfg.iterations;
+    g->loss_sum += loss;
+    g->loss_n++;
+    if (tr->t % g->stride == 0 || tr->t == total) curve_add(&g->curve, tr->t, "meta_loss", loss);
+    *wrote = 0;
+    if (now - g->t_prog < p->cfg.progress_seconds && g->curve.n < CURVE_BUF - 2 && tr->t < total)
+        return MS_OK;
+    g->last_loss = g->loss_sum / g->loss_n;
+    g->val = val_loss(p, tr);
+    curve_add(&g->curve, tr->t, "val_loss", g->val);
+    double tps = (double)(tr->t - g->it_prog) * tr->cfg.meta_batch / fmax(now - g->t_prog, 1e-9);
+    curve_add(&g->curve, tr->t, "tasks_per_s", tps);
+    char mj[512];
+    metrics_json(mj, sizeof mj, tr, g->last_loss, g->val, tps);
+    MsStatus s = store_job_progress(st, job->id, tr->t, mj, g->curve.pts, g->curve.n, err);
+    *wrote = s == MS_OK;
+    g->curve.n = 0;
+    g->loss_sum = 0, g->loss_n = 0;
+    g->t_prog = now, g->it_prog = tr->t;
+    return s;
+}
+
 static RunEnd run_job(Worker *w, Store *st, StoreJob *job) {
     JobPool *p = w->pool;
     MsError err = {0};
     TrainConfig cfg;
     Trainer tr;
     memset(&tr, 0, sizeof tr);
-    TaskSampler *sampler = NULL;
     JobsDataset ds;
     memset(&ds, 0, sizeof ds);
     RunEnd end = RUN_DONE;
-    MsStatus s = codec_config_parse(&cfg, job->config, strlen(job->config), &err);
-    if (s == MS_OK) s = jobs_build_sampler(st, &cfg, &ds, &sampler, &err);
-    if (s == MS_OK) s = trainer_init_with_sampler(&tr, &cfg, sampler, &err);
-    if (s != MS_OK) {
-        store_job_finish(st, job->id, JOB_FAILED, err.msg, NULL, NULL, NULL);
-        goto done;
-    }
-    if (job->has_checkpoint) {
-        void *img = NULL;
-        size_t n = 0;
-        // An unreadable checkpoint (corrupt blob) restarts the job from iteration 0, which
-        // reaches the same final weights: training is deterministic from the seed.
-        if (store_job_checkpoint_get(st, job->id, &img, &n, NULL) == MS_OK)
-            trainer_restore(&tr, img, n, NULL);
-        free(img);
-    }
+    if (prepare(p, st, job, &cfg, &tr, &ds, &end) != MS_OK) goto done;
     const int64_t total = cfg.iterations;
-    const int64_t stride = total / (p->cfg.curve_points > 0 ? p->cfg.curve_points : 1) + 1;
-    Curve curve = {.n = 0};
-    double t_ckpt = mono_s(), t_prog = t_ckpt, t_cancel = t_ckpt;
-    int64_t it_ckpt = tr.t, it_prog = tr.t;
-    double loss_sum = 0, last_loss = NAN, last_val = NAN;
-    int loss_n = 0;
+    double t_ckpt = mono_s(), t_cancel = t_ckpt;
+    int64_t it_ckpt = tr.t;
+    Progress g = {.curve = {.n = 0},
+                  .stride = total / (p->cfg.curve_points > 0 ? p->cfg.curve_points : 1) + 1,
+                  .t_prog = t_ckpt,
+                  .it_prog = tr.t,
+                  .last_loss = NAN,
+                  .val = NAN};
+    int ckpt_owed = 0; // a checkpoint failed while the database was away: write one once it is back
     while (tr.t < total) {
         double now = mono_s();
+        MsStatus s;
         if (pool_stopping(p)) {
             // graceful stop: keep the work done, hand the job back to the queue
-            if (checkpoint(st, job, &tr, &err) == MS_OK) store_job_requeue(st, job->id, NULL);
-            end = RUN_REQUEUED;
+            if ((s = checkpoint(st, job, &tr, &err)) == MS_OK)
+                s = store_job_requeue(st, job->id, &err);
+            end = s == MS_ERR_CONFLICT ? RUN_ABANDONED : RUN_REQUEUED;
             goto done;
         }
         int cancel = worker_cancelled(w);
@@ -218,51 +347,42 @@ static RunEnd run_job(Worker *w, Store *st, StoreJob *job) {
             t_cancel = now;
         }
         if (cancel) {
-            store_job_finish(st, job->id, JOB_CANCELLED, NULL, NULL, NULL, NULL);
+            end = finish_job(p, st, job->id, JOB_CANCELLED, NULL, NULL);
             goto done;
         }
         TrainStats ts;
-        s = trainer_step(&tr, &ts, &err);
-        if (s != MS_OK) {
-            store_job_finish(st, job->id, JOB_FAILED, err.msg, NULL, NULL, NULL);
+        if ((s = trainer_step(&tr, &ts, &err)) != MS_OK) {
+            end = finish_job(p, st, job->id, JOB_FAILED, err.msg, NULL);
             goto done;
         }
-        loss_sum += ts.meta_loss;
-        loss_n++;
-        if (tr.t % stride == 0 || tr.t == total) curve_add(&curve, tr.t, "meta_loss", ts.meta_loss);
         now = mono_s();
-        if (now - t_prog >= p->cfg.progress_seconds || curve.n >= CURVE_BUF - 2 || tr.t == total) {
-            last_loss = loss_sum / loss_n;
-            last_val = val_loss(p, &tr);
-            curve_add(&curve, tr.t, "val_loss", last_val);
-            double tps = (double)(tr.t - it_prog) * cfg.meta_batch / fmax(now - t_prog, 1e-9);
-            curve_add(&curve, tr.t, "tasks_per_s", tps);
-            char mj[512];
-            metrics_json(mj, sizeof mj, &tr, last_loss, last_val, tps);
-            store_job_progress(st, job->id, tr.t, mj, curve.pts, curve.n, NULL);
-            curve.n = 0;
-            loss_sum = 0, loss_n = 0;
-            t_prog = now, it_prog = tr.t;
+        int wrote_progress;
+        s = progress_step(p, st, job, &tr, &g, ts.meta_loss, now, &wrote_progress, &err);
+        if (s == MS_ERR_CONFLICT) { // the job is no longer ours: not one more write
+            end = RUN_ABANDONED;
+            goto done;
         }
         int by_count = p->cfg.checkpoint_every > 0 && tr.t - it_ckpt >= p->cfg.checkpoint_every;
         int by_time = p->cfg.checkpoint_seconds > 0 && now - t_ckpt >= p->cfg.checkpoint_seconds;
-        if ((by_count || by_time) && tr.t < total) {
-            if (checkpoint(st, job, &tr, &err) == MS_OK) {
+        if ((by_count || by_time || (ckpt_owed && wrote_progress)) && tr.t < total) {
+            s = checkpoint(st, job, &tr, &err);
+            if (s == MS_ERR_CONFLICT) {
+                end = RUN_ABANDONED;
+                goto done;
+            }
+            if (s == MS_OK) {
                 pthread_mutex_lock(&p->mu);
                 p->stats.checkpoints++;
                 pthread_mutex_unlock(&p->mu);
             }
+            ckpt_owed = db_away(s, &err);
             t_ckpt = now, it_ckpt = tr.t;
         }
         pthread_mutex_lock(&p->mu);
         p->stats.iterations++;
         pthread_mutex_unlock(&p->mu);
     }
-    if (finish_succeeded(st, job, &tr, last_val, last_loss, &err) != MS_OK) {
-        // the model could not be written (e.g. disk full): the job fails with the reason, its
-        // state and the absence of a version stay consistent (one transaction)
-        store_job_finish(st, job->id, JOB_FAILED, err.msg, NULL, NULL, NULL);
-    }
+    end = finish_succeeded(p, st, job, &tr, g.val, g.last_loss);
 done:
     // The trainer owns the sampler from trainer_init_with_sampler on (it destroys it on failure).
     trainer_free(&tr);
