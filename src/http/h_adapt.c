@@ -247,8 +247,10 @@ void h_model_predict(Req *r) {
     const cJSON *sup = NULL;
     const cJSON *body = r->json; // parsed by dispatch
     if (!predict_read_body(r, body, &lim, &steps, &lr, &sup)) goto done;
+    // Prediction writes nothing: a version this process has cached serves without a database
+    // connection (serving_get answers 503 for anything it would have to read).
     Store *st = req_store(r);
-    if (!st) goto done;
+    if (!st) r->status = 0, r->retry_after[0] = 0;
     if ((s = serving_get(reg, st, r->params[0], &m, &err)) != MS_OK) {
         reply_status(r, s, &err);
         goto done;

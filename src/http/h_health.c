@@ -19,8 +19,14 @@ void h_readyz(Req *r) {
     }
     Store *st = req_store(r);
     if (!st) return;
-    if (store_schema_version(st) != STORE_SCHEMA_VERSION) {
-        reply_problem(r, 503, "unavailable", "database schema is not current");
+    int v = store_schema_version(st);
+    if (v < 0) {
+        reply_problem(r, 503, "unavailable", "database unavailable");
+        return;
+    }
+    if (v != STORE_SCHEMA_VERSION) {
+        reply_problem(r, 503, "unavailable", "database schema is version %d, this build's is %d", v,
+                      STORE_SCHEMA_VERSION);
         return;
     }
     cJSON *d = cJSON_CreateObject();

@@ -223,7 +223,7 @@ void h_alias_put(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    serving_invalidate(r->app->serving, r->params[0]);
+    serving_forget_refs(r->app->serving, r->params[0]);
     // both names passed the store's validation: safe to echo
     cJSON *doc = cJSON_CreateObject();
     int ok = cJSON_AddStringToObject(doc, "name", r->params[0]) &&
@@ -241,7 +241,7 @@ void h_alias_delete(Req *r) {
         reply_status(r, s, &err);
         return;
     }
-    serving_invalidate(r->app->serving, r->params[0]);
+    serving_forget_refs(r->app->serving, r->params[0]);
     reply_empty(r, 204);
 }
 

@@ -178,6 +178,9 @@ static MsStatus resolve(Serving *r, Store *st, const char *ref, char name[STORE_
         return MS_OK;
     }
     pthread_mutex_unlock(&r->mu);
+    if (!st)
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_UNAVAILABLE,
+                              "database unavailable: %s is not resolved in this process", ref);
     MsStatus s = store_model_resolve(st, ref, name, version, err);
     if (s != MS_OK || strlen(ref) >= sizeof e->ref) return s;
     pthread_mutex_lock(&r->mu);
@@ -195,9 +198,15 @@ static MsStatus confirm(Serving *r, Store *st, ServingModel *m, int64_t now, MsE
     char ref[2 * STORE_NAME_MAX + 2], name[STORE_NAME_MAX];
     int v = 0;
     snprintf(ref, sizeof ref, "%s@%d", m->name, m->version);
-    MsStatus s = store_model_resolve(st, ref, name, &v, err);
-    if (s == MS_ERR_NOT_FOUND) serving_invalidate(r, m->name);
-    if (s != MS_OK) return s;
+    MsError e = {0};
+    MsStatus s = store_model_resolve(st, ref, name, &v, &e);
+    if (s == MS_ERR_NOT_FOUND) {
+        serving_invalidate(r, m->name);
+        return ms_fail(err, s, "%s", e.msg);
+    }
+    // The database unreachable (or busy) says nothing about the version: serve it, and ask again
+    // on the next call.
+    if (s != MS_OK) return MS_OK;
     pthread_mutex_lock(&r->mu);
     m->checked_ms = now;
     pthread_mutex_unlock(&r->mu);
@@ -233,6 +242,10 @@ MsStatus serving_get(Serving *r, Store *st, const char *ref, ServingModel **out,
     r->stats.misses++;
     pthread_mutex_unlock(&r->mu);
     ServingModel *m = NULL;
+    if (!st)
+        return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_UNAVAILABLE,
+                              "database unavailable: %s@%d is not loaded in this process", name,
+                              version);
     if ((s = load(st, name, version, &m, err)) != MS_OK) return s;
     pthread_mutex_lock(&r->mu);
     r->stats.loaded++;
@@ -261,6 +274,13 @@ void serving_release(Serving *r, ServingModel *m) {
     int dead = --m->refs == 0 && !m->cached;
     pthread_mutex_unlock(&r->mu);
     if (dead) model_free(m);
+}
+
+void serving_forget_refs(Serving *r, const char *name) {
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < RESOLVE_SLOTS; i++)
+        if (strcmp(r->resolved[i].name, name) == 0) r->resolved[i].ref[0] = '\0';
+    pthread_mutex_unlock(&r->mu);
 }
 
 void serving_invalidate(Serving *r, const char *name) {

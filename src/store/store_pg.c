@@ -92,9 +92,16 @@ static PGconn *connect_now(PgStore *p) {
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c && PQstatus(c) == CONNECTION_OK) {
         // A row lock held longer than SQLite's busy timeout gives MS_ERR_BUSY (503 +
-        // Retry-After) rather than a request that waits for ever.
-        PQclear(PQexec(c, "SET client_min_messages = warning; SET lock_timeout = '" PG_LOCK_TIMEOUT
-                          "'"));
+        // Retry-After) rather than a request that waits for ever. A session left idle inside a
+        // transaction for a lease (its process paused or cut off mid-write) is ended by the
+        // server, so the row locks it holds cannot keep other replicas from taking its job
+        // over once its lease has expired.
+        char sql[192];
+        snprintf(sql, sizeof sql,
+                 "SET client_min_messages = warning; SET lock_timeout = '" PG_LOCK_TIMEOUT
+                 "'; SET idle_in_transaction_session_timeout = %lld",
+                 (long long)p->lease_ms);
+        PQclear(PQexec(c, sql));
     }
     return c;
 }

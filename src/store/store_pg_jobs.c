@@ -360,14 +360,17 @@ MsStatus pg_job_checkpoint_get(Store *s, const char *id, void **data, size_t *n,
     return st;
 }
 
-// Inside a transaction: the row is locked; a running job must be this connection's lease.
+// Inside a transaction: the row is locked. A running job must be this connection's lease; and a
+// connection that claimed the job (it holds a lease epoch for it) may end it only while that
+// claim is the row's latest, so an old owner cannot finish a job that another replica claimed
+// and handed back to the queue meanwhile.
 static MsStatus lock_mine(Store *s, const char *id, JobState *cur, MsError *err) {
     char owner[64];
-    int64_t epoch;
+    int64_t epoch, mine = pg_lease_epoch(s, id);
     MsStatus st = job_lock(s, id, cur, owner, &epoch, err);
     if (st != MS_OK) return st;
-    if (*cur == JOB_RUNNING &&
-        (strcmp(owner, s->pg->replica) != 0 || epoch != pg_lease_epoch(s, id)))
+    int stale = mine != 0 && (epoch != mine || *cur != JOB_RUNNING);
+    if (stale || (*cur == JOB_RUNNING && (strcmp(owner, s->pg->replica) != 0 || epoch != mine)))
         return fenced_out(s, id, err);
     return MS_OK;
 }
@@ -461,6 +464,7 @@ MsStatus pg_job_requeue_running(Store *s, int *n, MsError *err) {
     if (st != MS_OK) return st;
     if ((st = requeue(s, NULL, n, err)) == MS_OK) st = pg_commit(s, err);
     if (st != MS_OK) pg_rollback(s);
+    if (st == MS_OK) s->pg->n_leases = 0; // whatever this connection had claimed is queued now
     return st;
 }
 

@@ -11,15 +11,15 @@ under load. What must hold:
     (or took it and handed it back to the queue), and stops training once it runs again;
   - PostgreSQL restarted during a load run: requests that need the database get 503 with
     Retry-After (never 500, no process dies), /readyz is 503, a prediction of a cached name@N is
-    right or a clean 503; afterwards every replica is ready again without a restart, every
+    answered from the cache, right; afterwards every replica is ready again without a restart, every
     acknowledged write is there, and the job that was training runs exactly once, to the
     reference's weights.
 
-Known server bugs, each shown by a test marked xfail(strict=True, raises=KnownBug) whose reason
-names the function to fix: a replica paused inside a transaction keeps its job from failing
-over, and a prediction of a cached name@N needs the database in three ways (confirmation after
-1 s, an HTTP thread without a connection, an alias move evicting the version). A fix turns its
-test into an XPASS, which fails the run until the mark is removed.
+Four cases these scenarios found, each with its own test below: a replica paused inside a
+transaction must not keep its job from failing over (the server ends such a session after a
+lease), and a prediction of a cached name@N must need no database: not once its last
+confirmation is over 1 s old, not on an HTTP thread that never connected, not after an alias
+move.
 
 Who wrote what: a trigger installed by the test (AUDIT_SQL) logs every write that lands in jobs,
 job_metrics and models, with the writer's backend pid and the row's owner and epoch. A claim
@@ -665,12 +665,8 @@ def load_loop(c, stop, out):
 
 @pytest.mark.parametrize("outage_s", OUTAGES)
 def test_postgres_restart_under_load(pg_server, reference, outage_s):
-    # One HTTP thread per replica: its store connection is opened before the outage, which a
-    # cached prediction needs today (see test_cached_prediction_on_a_fresh_http_thread_...).
-    env = dict(BASE_ENV, METASERVE_HTTP_THREADS=1)
-    with DbCluster(pg_server, 2, env) as c:
-        # pred@1 for predictions and adaptations; mv@1 and mv@2 for alias moves (a move evicts
-        # the cached versions of its model: test_alias_move_keeps_cached_versions_...)
+    with DbCluster(pg_server, 2, BASE_ENV) as c:
+        # pred@1 for predictions and adaptations; mv@1 and mv@2 for alias moves
         for name, seed in (("pred", 3), ("mv", 4), ("mv", 5)):
             wait_succeeded(c, submit(c, 0, sine_job(name, iterations=100, seed=seed)), 60)
         long_job = submit(c, 0, CFG)
@@ -723,9 +719,8 @@ def test_postgres_restart_under_load(pg_server, reference, outage_s):
         # was started again): the database's routes answer 503 with a Retry-After of whole
         # seconds. Routes meant to need no database: /livez, and POST .../{name}@{N}/predict
         # and GET .../{name}@{N}/weights of a version in the cache ("name" and "name@alias" need
-        # the store to resolve). Today such a prediction also needs it (503) once its version's
-        # last confirmation is 1 s old, or on an HTTP thread without a connection: see the xfail
-        # tests below. Here a prediction must be right (the cached output) or a clean 503.
+        # the store to resolve): such a prediction is answered from the cache, with the cached
+        # output, however long the outage and on any HTTP thread (the cases tested below).
         inside = [r for r in log if r["t0"] > t_down and r["t1"] < t_up]
         for kind in DB_KINDS:
             got = [r for r in inside if r["kind"] == kind]
@@ -734,8 +729,7 @@ def test_postgres_restart_under_load(pg_server, reference, outage_s):
                        int(r["retry_after"]) >= 1 for r in got), \
                 (kind, [(r["status"], r["retry_after"]) for r in got])
         preds = [r for r in inside if r["kind"] == "predict"]
-        assert preds and all((r["status"] == 200 and r["y"] == expected[r["replica"]]) or
-                             (r["status"] == 503 and int(r["retry_after"]) >= 1)
+        assert preds and all(r["status"] == 200 and r["y"] == expected[r["replica"]]
                              for r in preds), [(r["replica"], r["status"], r.get("y") or r["text"])
                                                for r in preds if r["status"] != 200][:3]
         preds_ok = sum(r["status"] == 200 for r in preds)
@@ -785,16 +779,8 @@ def test_postgres_restart_under_load(pg_server, reference, outage_s):
                   final["epoch"]))
 
 
-# ---- server bugs these scenarios found (fixes belong outside jobs/; see each reason) ----
+# ---- cases these scenarios found in the server (each failed before its fix) ----
 
-class KnownBug(AssertionError):
-    """The check that shows a known bug (xfail(raises=KnownBug)): any other failure of these
-    tests, in their set-up say, still fails the run."""
-
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
-    "src/store/store_pg.c connect_now sets no idle_in_transaction_session_timeout: a replica "
-    "paused (or cut off) inside a progress transaction keeps the job's row locked, and claims, "
-    "which use FOR UPDATE SKIP LOCKED, skip that row for as long as the pause lasts"))
 def test_owner_paused_inside_a_transaction_loses_the_job(pg_server):
     with DbCluster(pg_server, 2, BASE_ENV) as c:
         job_id = submit(c, 0, CFG)
@@ -810,22 +796,17 @@ def test_owner_paused_inside_a_transaction_loses_the_job(pg_server):
         finally:
             held.release()
         try:
-            # Fixed (the server ends a transaction idle for longer than the lease), the other
-            # replica claims within the lease plus its idle timeout: TAKEOVER_S + 2 s covers it.
+            # The server ends a transaction idle for longer than the lease, so the other replica
+            # claims within the lease plus that idle timeout: TAKEOVER_S + 2 s covers it.
             try:
                 wait_for(lambda: job_row(c, job_id)["owner"] != row["owner"], TAKEOVER_S + 2,
                          "a takeover of the job of a replica paused in a transaction", step=0.1)
             except AssertionError as e:
-                raise KnownBug(str(e))
+                raise AssertionError(str(e))
         finally:
             c.replicas[a].signal(signal.SIGCONT)
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
-    "src/serving/serving.c serving_get: on a shared store a cache hit older than "
-    "RESOLVE_TTL_MS is confirmed with store_model_resolve, and any failure of that "
-    "confirmation (not only MS_ERR_NOT_FOUND) is returned: from 1 s into an outage a "
-    "prediction of a cached name@N answers 503 instead of serving the immutable version"))
 def test_cached_prediction_survives_an_outage(pg_server):
     env = dict(BASE_ENV, METASERVE_HTTP_THREADS=1)  # one thread: its connection is open
     with DbCluster(pg_server, 1, env) as c:
@@ -842,14 +823,10 @@ def test_cached_prediction_survives_an_outage(pg_server):
         finally:
             c.pg.resume()
         if [g.status_code for g in got] != [200] * len(got):
-            raise KnownBug([(g.status_code, g.text[:160]) for g in got if g.status_code != 200][:2])
+            raise AssertionError([(g.status_code, g.text[:160]) for g in got if g.status_code != 200][:2])
         assert all(g.json()["y"] == r.json()["y"] for g in got)
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
-    "src/http/h_adapt.c h_model_predict calls req_store before the version cache: an HTTP "
-    "thread that had not opened its store connection before PostgreSQL went away tries to "
-    "connect and answers 503 to a prediction of a cached name@N it could serve"))
 def test_cached_prediction_on_a_fresh_http_thread_during_outage(pg_server):
     # Eight HTTP threads, of which only those that served a request before the outage hold a
     # connection (start-up readiness polls and one prediction: at most a few). The predictions
@@ -866,15 +843,10 @@ def test_cached_prediction_on_a_fresh_http_thread_during_outage(pg_server):
         finally:
             c.pg.resume()
         if [g.status_code for g in got] != [200] * len(got):
-            raise KnownBug([(g.status_code, g.text[:160]) for g in got if g.status_code != 200][:2])
+            raise AssertionError([(g.status_code, g.text[:160]) for g in got if g.status_code != 200][:2])
         assert all(g.json()["y"] == r.json()["y"] for g in got)
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
-    "src/http/h_models.c h_alias_put and h_alias_delete call serving_invalidate, which drops "
-    "every cached version of the model (src/serving/serving.c), not only the resolutions of "
-    "its names and aliases: after an alias move a prediction of name@N must reload the version "
-    "from the database, and fails with 503 while the database is away"))
 def test_alias_move_keeps_cached_versions_servable_during_outage(pg_server):
     env = dict(BASE_ENV, METASERVE_HTTP_THREADS=1)  # one thread: its connection is open
     with DbCluster(pg_server, 1, env) as c:
@@ -889,5 +861,5 @@ def test_alias_move_keeps_cached_versions_servable_during_outage(pg_server):
         finally:
             c.pg.resume()
         if got.status_code != 200:
-            raise KnownBug("%d %s" % (got.status_code, got.text[:200]))
+            raise AssertionError("%d %s" % (got.status_code, got.text[:200]))
         assert got.json()["y"] == r.json()["y"]

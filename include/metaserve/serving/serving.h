@@ -51,8 +51,11 @@ void serving_destroy(Serving *r);
  *  latest within that second). The caller releases with serving_release. */
 MsStatus serving_get(Serving *r, Store *st, const char *ref, ServingModel **out, MsError *err);
 void serving_release(Serving *r, ServingModel *m);
-/** Drops every cached version of name (after a delete; aliases are resolved per call). */
+/** Drops every cached version of name and its resolutions (after a version or model delete). */
 void serving_invalidate(Serving *r, const char *name);
+/** Drops only the resolutions of name and name@alias (after an alias move): the loaded versions
+ *  stay, as versions are immutable. */
+void serving_forget_refs(Serving *r, const char *name);
 
 typedef struct {
     int64_t hits, misses, loaded; // cache counters since start
