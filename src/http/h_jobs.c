@@ -95,22 +95,13 @@ static int dataset_fits(Req *r, Store *st, const TrainConfig *cfg) {
         reply_status(r, s, &err);
         return 0;
     }
-    const int L = cfg->n_sizes - 1, D = cfg->sizes[0], O = cfg->sizes[L];
+    const int L = cfg->n_sizes - 1, O = cfg->sizes[L];
     const int classes = strcmp(d.kind, "classes") == 0;
-    const int classification = cfg->head == MLP_HEAD_CLASSIFICATION;
+    char what[64];
+    snprintf(what, sizeof what, "dataset %s", d.id);
     int ok = 0;
-    if (D != d.x_dim) {
-        reply_problem(r, 422, "validation",
-                      "architecture.sizes[0]: is %d but dataset %s has x_dim %d", D, d.id, d.x_dim);
-    } else if (classes != classification) {
-        reply_problem(r, 422, "validation",
-                      "architecture.head: '%s' does not fit dataset %s of kind \"%s\" (%s)",
-                      classification ? "classification" : "regression", d.id, d.kind,
-                      classes ? "classification" : "regression");
-    } else if (!classes && O != d.y_dim) {
-        reply_problem(r, 422, "validation",
-                      "architecture.sizes[%d]: is %d but dataset %s has y_dim %d", L, O, d.id,
-                      d.y_dim);
+    if (train_config_fit(cfg, d.x_dim, classes ? 0 : d.y_dim, classes, what, &err) != MS_OK) {
+        reply_problem(r, 422, "validation", "%s", err.msg);
     } else if (classes && cfg->tasks.n_way > 0 && cfg->tasks.n_way != O) {
         reply_problem(r, 422, "validation",
                       "tasks.n_way: is %d but the output width architecture.sizes[%d] is %d",

@@ -44,21 +44,27 @@ static int rows_for(const TaskSampler *s, int k) {
     return s->classification ? k * s->n_way : k;
 }
 
+MsStatus train_config_fit(const TrainConfig *c, int x_dim, int y_dim, int classification,
+                          const char *what, MsError *err) {
+    int D = c->sizes[0], O = c->sizes[c->n_sizes - 1];
+    if (x_dim != D)
+        return ms_fail(err, MS_ERR_INVALID, "architecture.sizes[0]: is %d but %s has %d inputs", D,
+                       what, x_dim);
+    if (classification != (c->head == MLP_HEAD_CLASSIFICATION))
+        return ms_fail(err, MS_ERR_INVALID, "architecture.head: '%s' does not fit %s (%s)",
+                       mlp_head_name(c->head), what,
+                       classification ? "classification" : "regression");
+    if (y_dim > 0 && y_dim != O)
+        return ms_fail(err, MS_ERR_INVALID, "architecture.sizes[%d]: is %d but %s needs %d outputs",
+                       c->n_sizes - 1, O, what, y_dim);
+    return MS_OK;
+}
+
 // The sampler must produce what the architecture consumes.
 static MsStatus check_fit(const TrainConfig *c, const TaskSampler *s, MsError *err) {
-    int D = c->sizes[0], O = c->sizes[c->n_sizes - 1];
-    if (s->x_dim != D)
-        return ms_fail(err, MS_ERR_INVALID,
-                       "architecture.sizes[0]: is %d but tasks of family '%s' have %d inputs", D,
-                       s->family, s->x_dim);
-    if (s->classification != (c->head == MLP_HEAD_CLASSIFICATION))
-        return ms_fail(err, MS_ERR_INVALID, "architecture.head: '%s' does not fit %s tasks",
-                       mlp_head_name(c->head), s->classification ? "classification" : "regression");
-    if (s->y_dim != O)
-        return ms_fail(err, MS_ERR_INVALID,
-                       "architecture.sizes[%d]: is %d but tasks of family '%s' need %d outputs",
-                       c->n_sizes - 1, O, s->family, s->y_dim);
-    return MS_OK;
+    char what[96];
+    snprintf(what, sizeof what, "tasks of family '%s'", s->family);
+    return train_config_fit(c, s->x_dim, s->y_dim, s->classification, what, err);
 }
 
 MsStatus train_config_validate(const TrainConfig *c, MsError *err) {

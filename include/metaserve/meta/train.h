@@ -58,6 +58,11 @@ void train_config_defaults(TrainConfig *c);
 /** Checks every field (and that the task family fits the architecture); MS_ERR_INVALID naming
  *  the field. */
 MsStatus train_config_validate(const TrainConfig *c, MsError *err);
+/** Whether data fits c's architecture: x_dim inputs, classification or regression as c's head,
+ *  and (y_dim > 0) y_dim outputs. `what` names the data in the message ("tasks of family
+ *  'sinusoid'", "dataset <id>"). MS_ERR_INVALID naming the architecture field otherwise. */
+MsStatus train_config_fit(const TrainConfig *c, int x_dim, int y_dim, int classification,
+                          const char *what, MsError *err);
 
 /** Resource limits on a training config, checked before anything is allocated. */
 typedef struct {
