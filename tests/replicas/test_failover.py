@@ -74,7 +74,7 @@ BASE_ENV = {"METASERVE_LEASE_MS": LEASE_MS, "METASERVE_WORKERS": 1,
             "METASERVE_CHECKPOINT_S": 0}
 # A claim happens within this long after the lease expired: idle workers poll the queue every
 # 0.5 s; the rest is slack for a loaded machine.
-TAKEOVER_S = LEASE_MS / 1000 + 8.0
+TAKEOVER_S = LEASE_MS / 1000 + 20.0
 FINISH_S = 180.0  # a whole job, with its takeovers, on a loaded machine
 
 # Logs every landed write (a rolled-back one leaves no row) with the writer's backend pid.
