@@ -6,8 +6,15 @@
  *
  * This is the only file that ends the process: a command returns its exit status (cli.h: 0 ok,
  * 1 failed, 2 bad usage or input) and main() returns it.
+ *
+ * Signals: for `serve`, SIGHUP is blocked before anything else (and stays blocked across the
+ * exec below), so that one arriving while the service starts waits for cli_serve.c, which reloads
+ * the API keys on it, instead of ending the process by its default action. The other commands
+ * keep the default actions.
  */
 #include <cblas.h>
+#include <signal.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -22,6 +29,12 @@ static void blas_autocore(char **argv) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "serve") == 0) {
+        sigset_t hup;
+        sigemptyset(&hup);
+        sigaddset(&hup, SIGHUP);
+        sigprocmask(SIG_BLOCK, &hup, NULL);
+    }
     blas_autocore(argv);
     openblas_set_num_threads(1);
     return cli_main(argc, argv);

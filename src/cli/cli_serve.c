@@ -1,7 +1,9 @@
 /*
  * `metaserve serve`: configuration from METASERVE_* variables and flags, the HTTP server and the
  * job workers, and the orderly stop on SIGTERM or SIGINT (readiness false, in-flight requests
- * finish, running jobs checkpoint back to the queue, the database closes, exit 0).
+ * finish, running jobs checkpoint back to the queue, the database closes, exit 0). SIGHUP
+ * reloads the API key file (never ends the process), and the file is checked once a second, so
+ * a changed file is picked up within about two seconds without a signal.
  * `metaserve health`: a liveness probe for container health checks (no curl in the image):
  * GET /livez on the local port, exit 0 when it answers 200.
  */
@@ -13,12 +15,48 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "metaserve/http/server.h"
 
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// Waits for SIGTERM or SIGINT (returned); meanwhile reloads the keys on SIGHUP and checks the key
+// file about once a second (server_keys_poll).
+static int serve_until_stopped(Server *s, const sigset_t *set) {
+    double next_poll = mono_s() + 1.0;
+    for (;;) {
+        double left = next_poll - mono_s();
+        if (left < 0) left = 0;
+        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+        int sig = sigtimedwait(set, NULL, &ts);
+        if (sig == SIGHUP) {
+            server_keys_reload(s, "SIGHUP", NULL); // logs what happened; failures keep the keys
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            return sig;
+        }
+        if (mono_s() >= next_poll) {
+            server_keys_poll(s);
+            next_poll = mono_s() + 1.0;
+        }
+    }
+}
+
 int cli_serve(int argc, char **argv) {
+    // Every thread inherits this mask, so the signals reach only the wait below; SIGHUP is
+    // blocked before anything else, so that its default action (ending the process) never runs.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
             printf("usage: metaserve serve [--listen ADDR] [--port N] [--db PATH] [--workers N]\n"
@@ -26,7 +64,8 @@ int cli_serve(int argc, char **argv) {
                    "       [--conn-limit N] [--max-queued-jobs N] [--cache-models N]\n"
                    "       [--checkpoint-s S] [--checkpoint-every N] [--api-keys role:key,...]\n"
                    "       [--api-keys-file PATH]\n"
-                   "Each flag has a METASERVE_* variable of the same name (see README).\n");
+                   "Each flag has a METASERVE_* variable of the same name (see README).\n"
+                   "SIGHUP reloads the API key file; SIGTERM or SIGINT stops the service.\n");
             return CLI_EXIT_OK;
         }
     }
@@ -39,12 +78,6 @@ int cli_serve(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     server_config_log(&c, stderr);
-    // Every thread inherits this mask, so the signals reach only the sigwait below.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     Server *s;
     if (server_start(&s, &c, &err) != MS_OK) {
@@ -53,8 +86,11 @@ int cli_serve(int argc, char **argv) {
     }
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"listening\",\"address\":\"%s\",\"port\":%d}\n",
             c.listen, server_port(s));
-    int sig = 0;
-    sigwait(&set, &sig);
+    // the server keeps digests only; the keys parsed here are not needed any more
+    volatile unsigned char *k = (volatile unsigned char *)c.keys;
+    for (size_t i = 0; i < sizeof c.keys; i++)
+        k[i] = 0;
+    int sig = serve_until_stopped(s, &set);
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
     server_drain(s);
     server_stop(s);

@@ -3,17 +3,21 @@
  * (--name value or --name=value, the variable's name lower-cased without the prefix, '_' -> '-'),
  * each validated with an error naming the variable or flag. API keys come from
  * METASERVE_API_KEYS ("role:key,...") and/or a file named by METASERVE_API_KEYS_FILE (one
- * "role:key" per line, '#' comments). The effective configuration is logged with keys redacted.
+ * "role:key" or "role:sha256:<hex>" per line, '#' comments; keys.c parses both); the file's keys
+ * are marked from_file, which server.c replaces on reload. The effective configuration is logged
+ * with keys redacted.
  */
 #define _GNU_SOURCE
-#include <ctype.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "http.h"
+#include "metaserve/http/keys.h"
 
 void server_config_defaults(ServerConfig *c) {
     memset(c, 0, sizeof *c);
@@ -34,7 +38,7 @@ void server_config_defaults(ServerConfig *c) {
     c->lease_ms = STORE_LEASE_MS_DEFAULT;
 }
 
-typedef enum { T_INT, T_SIZE, T_DOUBLE, T_STR, T_KEYS, T_KEYFILE } Type;
+typedef enum { T_INT, T_SIZE, T_DOUBLE, T_STR, T_ADDR, T_KEYS, T_KEYFILE } Type;
 
 typedef struct {
     const char *env;  // METASERVE_...
@@ -46,7 +50,7 @@ typedef struct {
 
 #define OFF(f) offsetof(ServerConfig, f)
 static const Opt OPTS[] = {
-    {"METASERVE_LISTEN", "--listen", T_STR, OFF(listen), 0, 64},
+    {"METASERVE_LISTEN", "--listen", T_ADDR, OFF(listen), 0, 64},
     {"METASERVE_PORT", "--port", T_INT, OFF(port), 0, 65535},
     {"METASERVE_DB", "--db", T_STR, OFF(db), 0, 512},
     {"METASERVE_REPLICA", "--replica", T_STR, OFF(replica), 0, 64},
@@ -69,31 +73,77 @@ static const Opt OPTS[] = {
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
 
-static MsStatus add_key(ServerConfig *c, const char *item, size_t n, const char *who,
+// Appends the entries of a "role:key,..." list; an error names the entry (1-based).
+static MsStatus add_keys(ServerConfig *c, const char *v, const char *who, MsError *err) {
+    int entry = 0;
+    for (const char *s = v; *s;) {
+        size_t n = strcspn(s, ",");
+        ServerKey k;
+        MsError why = {0};
+        entry++;
+        if (keys_parse_entry(&k, s, n, &why) != MS_OK)
+            return ms_fail(err, MS_ERR_INVALID, "%s entry %d: %s", who, entry, why.msg);
+        s += n + (s[n] == ',');
+        if (!k.role) continue; // empty entry
+        if (c->n_keys >= SERVER_MAX_KEYS)
+            return ms_fail(err, MS_ERR_INVALID, "%s: at most %d keys", who, SERVER_MAX_KEYS);
+        c->keys[c->n_keys++] = k;
+    }
+    return MS_OK;
+}
+
+// Reads the key file in place of any read before (the flag overrides the variable, as for every
+// other setting); keys from METASERVE_API_KEYS / --api-keys stay.
+static MsStatus set_key_file(ServerConfig *c, const char *path, const char *who, MsError *err) {
+    if (strlen(path) == 0 || strlen(path) >= sizeof c->keys_file)
+        return ms_fail(err, MS_ERR_INVALID, "%s: must be 1..%zu characters", who,
+                       sizeof c->keys_file - 1);
+    int k = 0;
+    for (int i = 0; i < c->n_keys; i++)
+        if (!c->keys[i].from_file) c->keys[k++] = c->keys[i];
+    memset(c->keys + k, 0, (size_t)(c->n_keys - k) * sizeof c->keys[0]);
+    c->n_keys = k;
+    KeyFileId id;
+    MsStatus st = keys_read_file(c->keys, &c->n_keys, SERVER_MAX_KEYS, path, who, &id, err);
+    if (st != MS_OK) return st;
+    strcpy(c->keys_file, path);
+    return MS_OK;
+}
+
+MsStatus listen_resolve(const char *listen, int port, struct addrinfo **res, const char *who,
                         MsError *err) {
-    while (n && isspace((unsigned char)*item))
-        item++, n--;
-    while (n && isspace((unsigned char)item[n - 1]))
-        n--;
-    if (n == 0) return MS_OK;
-    const char *colon = memchr(item, ':', n);
-    if (!colon) return ms_fail(err, MS_ERR_INVALID, "%s: entries are role:key", who);
-    size_t rn = (size_t)(colon - item), kn = n - rn - 1;
-    int role = rn == 5 && !strncmp(item, "admin", 5)    ? ROLE_ADMIN
-               : rn == 6 && !strncmp(item, "client", 6) ? ROLE_CLIENT
-                                                        : 0;
-    if (!role) return ms_fail(err, MS_ERR_INVALID, "%s: role must be admin or client", who);
-    if (kn < 16 || kn > 127)
-        return ms_fail(err, MS_ERR_INVALID, "%s: keys must be 16..127 characters", who);
-    for (size_t i = 0; i < kn; i++)
-        if (!isgraph((unsigned char)colon[1 + i]))
-            return ms_fail(err, MS_ERR_INVALID, "%s: keys must be printable, without spaces", who);
-    if (c->n_keys >= SERVER_MAX_KEYS)
-        return ms_fail(err, MS_ERR_INVALID, "%s: at most %d keys", who, SERVER_MAX_KEYS);
-    c->keys[c->n_keys].role = role;
-    memcpy(c->keys[c->n_keys].key, colon + 1, kn);
-    c->keys[c->n_keys].key[kn] = '\0';
-    c->n_keys++;
+    *res = NULL;
+    char host[64], svc[8];
+    size_t n = strlen(listen);
+    int bracketed = n >= 2 && listen[0] == '[' && listen[n - 1] == ']';
+    if (bracketed) listen++, n -= 2;
+    if (n == 0 || n >= sizeof host)
+        return ms_fail(err, MS_ERR_INVALID, "%s: must be an address or a host name of 1..%zu bytes",
+                       who, sizeof host - 1);
+    memcpy(host, listen, n);
+    host[n] = '\0';
+    // a ':' makes an IPv6 literal (with its "%zone", if any), which is never looked up; a host
+    // name is letters, digits, '.' and '-' (RFC 1123): anything else never reaches the resolver
+    int v6 = strchr(host, ':') != NULL;
+    for (const char *p = host; *p; p++) {
+        char c = *p;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '-' || (v6 && (c == ':' || c == '%' || c == '_'));
+        if (!ok || (bracketed && !v6))
+            return ms_fail(err, MS_ERR_INVALID, "%s: not an IPv4 or IPv6 address, nor a host name",
+                           who);
+    }
+    snprintf(svc, sizeof svc, "%d", port);
+    struct addrinfo hints = {.ai_family = v6 ? AF_INET6 : AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | (v6 ? AI_NUMERICHOST : 0)};
+    int rc = getaddrinfo(host, svc, &hints, res);
+    if (rc != 0) {
+        *res = NULL;
+        return ms_fail(err, MS_ERR_INVALID,
+                       "%s: not an IPv4 or IPv6 address, nor a host name that resolves (%s)", who,
+                       rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    }
     return MS_OK;
 }
 
@@ -121,29 +171,24 @@ static MsStatus set(ServerConfig *c, const Opt *o, const char *v, const char *wh
         return MS_OK;
     }
     case T_STR:
+    case T_ADDR:
         if (strlen(v) == 0 || strlen(v) >= (size_t)o->hi)
             return ms_fail(err, MS_ERR_INVALID, "%s: must be 1..%d characters", who,
                            (int)o->hi - 1);
+        if (o->type == T_ADDR) {
+            // resolved now, so that an address the server could never listen on is a
+            // configuration error; server_start resolves it again when it opens the socket
+            struct addrinfo *res;
+            MsStatus st = listen_resolve(v, 0, &res, who, err);
+            if (st != MS_OK) return st;
+            freeaddrinfo(res);
+        }
         strcpy((char *)p, v);
         return MS_OK;
     case T_KEYS:
-        for (const char *s = v; *s;) {
-            size_t n = strcspn(s, ",");
-            MsStatus st = add_key(c, s, n, who, err);
-            if (st != MS_OK) return st;
-            s += n + (s[n] == ',');
-        }
-        return MS_OK;
-    case T_KEYFILE: {
-        FILE *f = fopen(v, "r");
-        if (!f) return ms_fail(err, MS_ERR_INVALID, "%s: cannot read %s", who, v);
-        char line[512];
-        MsStatus st = MS_OK;
-        while (st == MS_OK && fgets(line, sizeof line, f))
-            if (line[0] != '#') st = add_key(c, line, strcspn(line, "\r\n"), who, err);
-        fclose(f);
-        return st;
-    }
+        return add_keys(c, v, who, err);
+    case T_KEYFILE:
+        return set_key_file(c, v, who, err);
     }
     return MS_OK;
 }

@@ -29,16 +29,20 @@
 typedef enum { ROLE_NONE = 0, ROLE_CLIENT = 1, ROLE_ADMIN = 2 } Role;
 
 struct Metrics;
+struct KeySet;
+struct KeyHolder;
 
 /** State shared by every request thread; owned by server.c. */
 typedef struct App {
     ServerConfig cfg;    // copy; strings borrowed from the caller for the server's life
+                         // (its keys wiped: they live, as digests, in the key set)
     Serving *serving;    // model-version cache and adaptation
     JobPool *jobs;       // training workers (NULL with no workers or a read-only database)
     Sweeper *sweeper;    // expiry and WAL truncation (NULL only with a read-only database)
     atomic_int draining; // 1 after SIGTERM: readiness false, new jobs refused
     struct Metrics *metrics;
-    const char *openapi; // the contract served at /openapi.yaml
+    struct KeyHolder *keys; // the current API key set (keys.h), swapped by server_keys_reload
+    const char *openapi;    // the contract served at /openapi.yaml
     size_t openapi_len;
     int64_t started_ms;
     // from cfg: how every connection opens the database
@@ -53,7 +57,7 @@ typedef struct Req {
     App *app;
     struct MHD_Connection *conn;
     const char *method;
-    const char *url;     // path, without the query string
+    const char *url;     // the path as received (still percent-encoded), without the query
     char id[REQ_ID_MAX]; // X-Request-ID (accepted when well-formed, else made)
     char *body;          // NUL-terminated copy of the body (may be empty)
     size_t body_len;
@@ -61,10 +65,12 @@ typedef struct Req {
     int too_large; // the body passed max_body_bytes
     int oom;       // the body could not be buffered (out of memory)
     cJSON *json;   // the parsed body of a json_body route (dispatch); freed with the request
-    const char *params[REQ_MAX_PARAMS]; // path parameters, in pattern order (point into pbuf)
+    const char *params[REQ_MAX_PARAMS]; // path parameters, in pattern order, each decoded once
+                                        // (point into pbuf)
     char pbuf[1024];
     int n_params;
     Role role;                 // the caller's role after authentication
+    struct KeySet *keys;       // the API keys current when the headers arrived (a reference)
     const struct Route *route; // matched route (NULL for 404/405)
     Store *store;              // the calling thread's connection (lazily opened)
     // reply
@@ -194,6 +200,22 @@ int json_syntax(const char *s, size_t n, size_t *off);
 size_t json_nul_escape(const char *s, size_t n);
 /** The value of hexadecimal digit c (0-9, a-f, A-F), or -1 (JSON \u escapes, URL %HH). */
 int hex_digit(char c);
+/** Bytes (1..4) of the UTF-8 sequence that starts s (n >= 1 bytes left), or 0 when none does:
+ *  overlong forms, UTF-16 surrogates, code points past U+10FFFF, stray continuation bytes and
+ *  sequences cut short are not UTF-8 (RFC 3629). */
+size_t utf8_seq_len(const char *s, size_t n);
+
+/* ---- configuration (config.c) ---- */
+
+struct addrinfo;
+/**
+ * Resolves a METASERVE_LISTEN value for a TCP socket on port: an IPv4 literal ("0.0.0.0"), an
+ * IPv6 literal ("::", "::1", also in brackets: "[::1]") or a host name of [A-Za-z0-9.-]
+ * (getaddrinfo: "localhost"); nothing else reaches the resolver. *res: the addresses, in the
+ * resolver's order (caller frees with freeaddrinfo). MS_ERR_INVALID naming who otherwise.
+ */
+MsStatus listen_resolve(const char *listen, int port, struct addrinfo **res, const char *who,
+                        MsError *err);
 
 /** Parses a JSON text the service stored itself (a config, metrics, a dataset's meta). NULL
  *  with *oom = 1 when the text is valid JSON that could not be parsed (out of memory); NULL

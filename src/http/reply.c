@@ -3,6 +3,10 @@
  * mapping, query parameters, pagination, the thread's store connection, and the length-bounded
  * JSON parse (a syntax check of our own that names the offending byte, then
  * cJSON_ParseWithLengthOpts on the NUL-terminated body copy).
+ *
+ * A problem document is valid UTF-8 JSON whatever the request held: user text echoed in `detail`
+ * has every byte that is not UTF-8 replaced by U+FFFD, and `instance` is the path as received
+ * with every byte a URI may not hold percent-encoded (a uri-reference, ASCII).
  */
 #include <microhttpd.h>
 #include <pthread.h>
@@ -100,27 +104,78 @@ void reply_empty(Req *r, int status) {
     r->content_type = NULL;
 }
 
-// Appends s to out at *n as a JSON string, escaped as cJSON escapes, taking at most max bytes
-// of out (max >= 8) and cutting s at a UTF-8 character boundary when it does not fit.
+size_t utf8_seq_len(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    if (u[0] < 0x80) return 1;
+    size_t len = u[0] >= 0xC2 && u[0] <= 0xDF   ? 2
+                 : u[0] >= 0xE0 && u[0] <= 0xEF ? 3
+                 : u[0] >= 0xF0 && u[0] <= 0xF4 ? 4
+                                                : 0;
+    if (len == 0 || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((u[i] & 0xC0) != 0x80) return 0;
+    // the second byte's range rules out overlong forms, surrogates and code points > U+10FFFF
+    if ((u[0] == 0xE0 && u[1] < 0xA0) || (u[0] == 0xED && u[1] > 0x9F) ||
+        (u[0] == 0xF0 && u[1] < 0x90) || (u[0] == 0xF4 && u[1] > 0x8F))
+        return 0;
+    return len;
+}
+
+// Appends s to out at *n as a JSON string taking at most max bytes of out (max >= 8, quotes
+// included): '"' and '\\' escaped, control characters as \u00XX, UTF-8 sequences copied, and
+// each byte that starts none replaced by \ufffd (U+FFFD), so that user text echoed in a problem
+// never makes the document invalid. s is cut between characters when it does not fit.
 static void put_json_string(char *out, size_t *n, const char *s, size_t max) {
     size_t k = *n, end = *n + max - 1; // the closing quote goes at end at the latest
     out[k++] = '"';
-    for (size_t i = 0; s[i]; i++) {
+    for (size_t i = 0, len = strlen(s), step; i < len; i += step) {
         unsigned char c = (unsigned char)s[i];
-        if (k + 6 >= end) {
-            // no room: drop a partial UTF-8 sequence (bytes >= 0x80 are copied one for one)
-            while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80 && (unsigned char)s[i - 1] >= 0x80)
-                i--, k--;
-            break;
-        }
-        if (c == '"' || c == '\\') {
-            out[k++] = '\\';
-            out[k++] = (char)c;
+        char unit[8]; // what s[i..i+step) becomes
+        size_t un = step = utf8_seq_len(s + i, len - i);
+        if (step == 0) {
+            memcpy(unit, "\\ufffd", 6);
+            un = 6, step = 1;
+        } else if (c == '"' || c == '\\') {
+            unit[0] = '\\', unit[1] = (char)c;
+            un = 2;
         } else if (c < 0x20) {
-            k += (size_t)sprintf(out + k, "\\u%04x", c);
+            un = (size_t)snprintf(unit, sizeof unit, "\\u%04x", c);
         } else {
-            out[k++] = (char)c;
+            memcpy(unit, s + i, un);
         }
+        if (k + un > end) break;
+        memcpy(out + k, unit, un);
+        k += un;
+    }
+    out[k++] = '"';
+    out[k] = '\0';
+    *n = k;
+}
+
+// Appends the request path p to out at *n as a JSON string taking at most max bytes of out (max
+// >= 8): a URI reference (RFC 3986 §4.1) whatever the client sent. Unreserved characters,
+// sub-delims, ':', '@', '/' and well-formed %HH escapes stay as they are, every other byte
+// becomes %HH (a '%' that starts no escape: %25); none of them needs a JSON escape. p is cut
+// between characters and escapes when it does not fit.
+static void put_uri_string(char *out, size_t *n, const char *p, size_t max) {
+    static const char keep[] = "-._~!$&'()*+,;=:@/";
+    size_t k = *n, end = *n + max - 1;
+    out[k++] = '"';
+    for (; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        int escape = c == '%' && hex_digit(p[1]) >= 0 && hex_digit(p[2]) >= 0;
+        int as_is = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    (c != '\0' && strchr(keep, c) != NULL);
+        if (k + (as_is ? 1 : 3) > end) break;
+        if (escape) {
+            memcpy(out + k, p, 3);
+            p += 2;
+        } else if (as_is) {
+            out[k] = (char)c;
+        } else {
+            snprintf(out + k, 4, "%%%02X", c);
+        }
+        k += as_is ? 1 : 3;
     }
     out[k++] = '"';
     out[k] = '\0';
@@ -145,7 +200,7 @@ void reply_problem(Req *r, int status, const char *slug, const char *fmt, ...) {
     memcpy(d + n, "\"detail\":", 9), n += 9;
     put_json_string(d, &n, detail, 1024);
     memcpy(d + n, ",\"instance\":", 12), n += 12;
-    put_json_string(d, &n, r->url ? r->url : "", 600);
+    put_uri_string(d, &n, r->url ? r->url : "", 600);
     memcpy(d + n, ",\"request_id\":", 14), n += 14;
     put_json_string(d, &n, r->id, 2 * REQ_ID_MAX);
     d[n++] = '}';

@@ -3,7 +3,23 @@
  * (body accumulation up to max_body_bytes, decided from Content-Length before reading when
  * present), the generic checks that run before any handler (route 404, method 405 + Allow,
  * authentication 401/403, size 413, content type 415), request ids, the access log (one JSON
- * line per request on stderr) and request metrics, and the server's start and orderly stop.
+ * line per request on stderr) and request metrics, the server's start and orderly stop, and the
+ * reload of the API keys (SIGHUP or a changed key file).
+ *
+ * Keys: every request takes a reference to the key set current when its headers arrive and
+ * authenticates against it, so a reload (a new immutable set swapped in under a mutex, keys.h)
+ * never changes the answer for a request already taken in; the old set is freed by the last
+ * request that holds it.
+ *
+ * Routing: the route table is matched on the path as received, still percent-encoded
+ * (libmicrohttpd's URI log callback keeps a copy before anything is unescaped), so an encoded '/'
+ * is part of one segment, never a separator; each parameter is decoded once after the match, a '.'
+ * or '..' segment is never a parameter, and a parameter holding '/' or bytes that are not UTF-8 is
+ * refused (422) before any handler. The path as received is also a problem's `instance`.
+ *
+ * Listening: METASERVE_LISTEN is an IPv4 or IPv6 literal or a host name (listen_resolve); the
+ * socket is made here (IPV6_V6ONLY off, so "::" also takes IPv4 clients) and handed to
+ * libmicrohttpd, and closed here after the daemon stops.
  *
  * Workload: thousands of small requests per second (adapt/predict bodies of a few KB) on a few
  * threads; a request allocates its context and body buffer once, replies from one buffer.
@@ -12,21 +28,37 @@
 #include "metaserve/http/server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "http.h"
+#include "metaserve/http/keys.h"
 #include "metaserve/http/openapi.h"
+#include "metaserve/http/sha256.h"
 
 struct Server {
     struct MHD_Daemon *daemon;
     App app;
     int port;
+    KeyHolder keys;                   // the current key set (app.keys points here)
+    int keys_ready;                   // keys and reload_mu are initialised
+    pthread_mutex_t reload_mu;        // one reload at a time; guards the fields below
+    ServerKey fixed[SERVER_MAX_KEYS]; // keys not from the file, as digests: kept on reload
+    int n_fixed;
+    KeyFileId loaded; // the key file as last read (or tried)
+    KeyFileId seen;   // the key file at the last server_keys_poll
 };
 
 static int64_t now_ns(void) {
@@ -60,28 +92,48 @@ static void make_id(char *out) {
 
 /* ---- routing ---- */
 
-// Decodes the %HH escapes of the path and of query arguments in place, except %00: an encoded
-// NUL stays the three characters "%00", so it can never cut a path or a parameter short
-// ("/v1/models/a%00b" must not name model "a"); what is left names nothing valid (404 / 422).
-static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
-    (void)cls, (void)c;
-    char *w = s;
-    for (const char *p = s; *p; p++) {
-        int hi = *p == '%' ? hex_digit(p[1]) : -1, lo = hi >= 0 ? hex_digit(p[2]) : -1;
+// Decodes the %HH escapes of s[0..n) into out (n + 1 bytes; out == s is allowed: decoding only
+// shrinks), NUL-terminated, except %00: an encoded NUL stays the three characters "%00", so it
+// can never cut a parameter or an argument short ("/v1/models/a%00b" must not name model "a");
+// what is left names nothing valid (404 / 422). A '%' that starts no escape stays as it is.
+// Returns the decoded length.
+static size_t pct_decode(char *out, const char *s, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi = s[i] == '%' && i + 2 < n ? hex_digit(s[i + 1]) : -1;
+        int lo = hi >= 0 ? hex_digit(s[i + 2]) : -1;
         if (lo >= 0 && (hi | lo)) {
-            *w++ = (char)(hi * 16 + lo);
-            p += 2;
+            out[k++] = (char)(hi * 16 + lo);
+            i += 2;
         } else {
-            *w++ = *p;
+            out[k++] = s[i];
         }
     }
-    *w = '\0';
-    return (size_t)(w - s);
+    out[k] = '\0';
+    return k;
 }
 
-// Matches url against pattern, filling r's path parameters; 1 on a match.
-static int match(Req *r, const char *pattern, const char *url) {
-    const char *p = pattern, *u = url;
+// libmicrohttpd's unescape callback, used for query arguments only: routing and `instance` use
+// the raw path kept by on_uri (the unescaped path libmicrohttpd passes on_request is ignored).
+// Arguments are decoded once, in place, as pct_decode does ('+' is a space already).
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+    (void)cls, (void)c;
+    return pct_decode(s, s, strlen(s));
+}
+
+// 1 when s[0..n) is "." or ".." once decoded (%2e is '.').
+static int dot_segment(const char *s, size_t n) {
+    char d[8];
+    if (n > 6) return 0; // "%2e%2e" is the longest spelling
+    size_t dn = pct_decode(d, s, n);
+    return (dn == 1 && d[0] == '.') || (dn == 2 && d[0] == '.' && d[1] == '.');
+}
+
+// Matches the raw path against pattern, filling r's path parameters (each decoded once); 1 on
+// a match. Segments are split at a literal '/' only; a {parameter} is one non-empty segment
+// that is not a dot segment (RFC 3986 §5.2.4 would remove it; here it names no route).
+static int match(Req *r, const char *pattern, const char *path) {
+    const char *p = pattern, *u = path;
     char *out = r->pbuf;
     size_t left = sizeof r->pbuf;
     int n = 0;
@@ -90,11 +142,11 @@ static int match(Req *r, const char *pattern, const char *url) {
             const char *close = strchr(p, '}');
             size_t len = strcspn(u, "/");
             if (!close || len == 0 || len >= left || n >= REQ_MAX_PARAMS) return 0;
-            memcpy(out, u, len);
-            out[len] = '\0';
+            if (dot_segment(u, len)) return 0;
+            size_t dn = pct_decode(out, u, len);
             r->params[n++] = out;
-            out += len + 1;
-            left -= len + 1;
+            out += dn + 1;
+            left -= dn + 1;
             p = close + 1;
             u += len;
         } else {
@@ -104,6 +156,30 @@ static int match(Req *r, const char *pattern, const char *url) {
     }
     if (*p || *u) return 0;
     r->n_params = n;
+    return 1;
+}
+
+// 1 when every path parameter, decoded, is free of '/' and is UTF-8; else a 422 naming the first
+// that is not is set. An encoded '/' is data, never a separator, and no name or id holds one; a
+// byte sequence that is not UTF-8 names nothing either (and not every store accepts one).
+static int params_ok(Req *r, const Route *rt) {
+    const char *name = rt->pattern;
+    for (int i = 0; i < r->n_params; i++) {
+        name = strchr(name, '{') + 1;
+        int nn = (int)strcspn(name, "}");
+        const char *v = r->params[i];
+        if (strchr(v, '/')) {
+            reply_problem(r, 422, "validation",
+                          "%.*s: must not contain '/' (an encoded %%2F is not a path separator)",
+                          nn, name);
+            return 0;
+        }
+        for (size_t k = 0, len = strlen(v), step; k < len; k += step)
+            if (!(step = utf8_seq_len(v + k, len - k))) {
+                reply_problem(r, 422, "validation", "%.*s: must be UTF-8", nn, name);
+                return 0;
+            }
+    }
     return 1;
 }
 
@@ -133,29 +209,10 @@ static const Route *route(Req *r) {
 
 /* ---- authentication ---- */
 
-// Constant-time comparison of a presented key with every configured key; returns the best role
-// matched (ROLE_NONE when none). Every key is compared in full, so timing reveals nothing.
-static Role authenticate(const ServerConfig *c, const char *presented) {
-    Role best = ROLE_NONE;
-    size_t pn = strlen(presented);
-    for (int i = 0; i < c->n_keys; i++) {
-        const char *k = c->keys[i].key;
-        size_t kn = strlen(k);
-        unsigned diff = (unsigned)(pn ^ kn);
-        for (size_t j = 0; j < sizeof c->keys[i].key; j++) {
-            unsigned char a = j < pn ? (unsigned char)presented[j] : 0;
-            unsigned char b = (unsigned char)k[j];
-            diff |= a ^ b;
-        }
-        if (diff == 0 && c->keys[i].role > (int)best) best = (Role)c->keys[i].role;
-    }
-    return best;
-}
-
-// 1 when the request may proceed; else a 401/403 reply is set.
+// 1 when the request may proceed; else a 401/403 reply is set. The keys are the set taken when
+// the request's headers arrived (r->keys); keyset_role compares digests in constant time.
 static int authorize(Req *r, const Route *rt) {
-    const ServerConfig *c = &r->app->cfg;
-    if (c->n_keys == 0) {
+    if (keyset_count(r->keys) == 0) {
         r->role = ROLE_ADMIN; // open mode (warned about at start)
         return 1;
     }
@@ -165,7 +222,8 @@ static int authorize(Req *r, const Route *rt) {
     const char *presented = h && strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
     while (presented && *presented == ' ')
         presented++;
-    if (presented && strlen(presented) < 128) r->role = authenticate(c, presented);
+    size_t pn = presented ? strlen(presented) : 0;
+    if (pn > 0 && pn < 128) r->role = (Role)keyset_role(r->keys, presented, pn);
     if (rt->role == ROLE_NONE) return 1;
     if (r->role == ROLE_NONE) {
         reply_problem(r, 401, "unauthorized",
@@ -249,6 +307,7 @@ static void dispatch(Req *r) {
     if (!rt) return;
     r->route = rt;
     if (!authorize(r, rt)) return;
+    if (!params_ok(r, rt)) return;
     if (r->too_large) {
         reply_problem(r, 413, "payload-too-large", "body: larger than %zu bytes",
                       r->app->cfg.max_body_bytes);
@@ -352,6 +411,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         metrics_observe(app->metrics, r->route ? r->route->name : "unmatched", r->method, r->status,
                         s);
     }
+    keyset_release(r->keys);
     cJSON_Delete(r->json);
     free(r->body);
     free(r->reply);
@@ -359,20 +419,33 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+// libmicrohttpd's URI log callback: called with the request target exactly as received, before
+// the query is split off and anything is unescaped. The request's context is made here, with a
+// copy of the raw path in the same allocation (r->url), which routing and `instance` use.
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    size_t n = uri ? strcspn(uri, "?") : 0;
+    Req *r = calloc(1, sizeof *r + n + 1);
+    if (!r) return NULL; // on_request answers 503
+    char *path = (char *)(r + 1);
+    if (n) memcpy(path, uri, n);
+    path[n] = '\0';
+    r->app = cls;
+    r->conn = conn;
+    r->url = path;
+    return r;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
-    (void)version;
+    (void)version, (void)url; // url is unescaped: r->url is the path as received
     App *app = cls;
     Req *r = *con_cls;
-    if (!r) {
-        r = calloc(1, sizeof *r);
-        if (!r) return reply_nomem_early(conn);
-        r->app = app;
-        r->conn = conn;
+    if (!r) return reply_nomem_early(conn); // on_uri could not allocate the context
+    if (!r->method) {
         r->method = method;
-        r->url = url;
         r->t0_ns = now_ns();
+        r->keys = keyholder_get(app->keys); // this request's keys, whatever a reload does next
         const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-ID");
         if (id_ok(rid))
             snprintf(r->id, sizeof r->id, "%s", rid);
@@ -438,6 +511,200 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return send_reply(r);
 }
 
+/* ---- API keys: start and reload ---- */
+
+static void wipe(void *p, size_t n) {
+    volatile unsigned char *v = p;
+    for (size_t i = 0; i < n; i++)
+        v[i] = 0;
+}
+
+// s as the inside of a JSON string (quotes, backslashes and control bytes escaped), truncated to
+// fit cap.
+static void json_text(char *out, size_t cap, const char *s) {
+    size_t k = 0;
+    for (; *s && k + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            k += (size_t)snprintf(out + k, cap - k, "\\%c", ch);
+        else if (ch < 0x20)
+            k += (size_t)snprintf(out + k, cap - k, "\\u%04x", ch);
+        else
+            out[k++] = (char)ch;
+    }
+    out[k] = '\0';
+}
+
+// One JSON log line on stderr, in one write (never interleaved with the access log).
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...) {
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n > sizeof line - 2) n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    ssize_t w = write(2, line, (size_t)n);
+    (void)w;
+}
+
+// The first key set: the configured keys that are not the file's (made digests, kept for every
+// reload) and the key file read again here, so that the identity recorded for server_keys_poll
+// is that of the text in force. The configuration's copy of the keys is wiped.
+static MsStatus keys_start(Server *s, MsError *err) {
+    ServerConfig *c = &s->app.cfg;
+    pthread_mutex_init(&s->reload_mu, NULL);
+    ServerKey all[SERVER_MAX_KEYS];
+    int n = 0;
+    for (int i = 0; i < c->n_keys && i < SERVER_MAX_KEYS; i++) {
+        if (c->keys_file[0] && c->keys[i].from_file) continue;
+        ServerKey *f = &s->fixed[s->n_fixed++];
+        *f = c->keys[i];
+        if (!f->hashed) sha256(f->digest, f->key, strlen(f->key));
+        f->hashed = 1;
+        f->from_file = 0;
+        wipe(f->key, sizeof f->key);
+    }
+    memcpy(all, s->fixed, (size_t)s->n_fixed * sizeof all[0]);
+    n = s->n_fixed;
+    wipe(c->keys, sizeof c->keys);
+    c->n_keys = 0; // the key set is the truth from here on
+    MsStatus st = MS_OK;
+    if (c->keys_file[0])
+        st = keys_read_file(all, &n, SERVER_MAX_KEYS, c->keys_file, "METASERVE_API_KEYS_FILE",
+                            &s->loaded, err);
+    s->seen = s->loaded;
+    KeySet *ks = st == MS_OK ? keyset_create(all, n) : NULL;
+    wipe(all, sizeof all);
+    if (st == MS_OK && !ks) st = ms_fail(err, MS_ERR_NOMEM, "out of memory");
+    if (st != MS_OK) {
+        pthread_mutex_destroy(&s->reload_mu);
+        return st;
+    }
+    keyholder_init(&s->keys, ks);
+    s->app.keys = &s->keys;
+    s->keys_ready = 1;
+    return MS_OK;
+}
+
+// server_keys_reload; asked: an operator asked for it (SIGHUP), so what cannot be reloaded is
+// said too.
+static MsStatus keys_reload(Server *s, const char *trigger, int asked, MsError *err) {
+    MsError local = {0};
+    if (!err) err = &local;
+    const char *path = s->app.cfg.keys_file;
+    char trig[64], file[1024];
+    json_text(trig, sizeof trig, trigger ? trigger : "");
+    json_text(file, sizeof file, path);
+    pthread_mutex_lock(&s->reload_mu);
+    if (asked && s->n_fixed)
+        log_line("{\"level\":\"warn\",\"msg\":\"api keys from METASERVE_API_KEYS or --api-keys "
+                 "cannot be reloaded: kept\",\"trigger\":\"%s\",\"kept\":%d}",
+                 trig, s->n_fixed);
+    if (!path[0]) {
+        if (asked && !s->n_fixed)
+            log_line("{\"level\":\"info\",\"msg\":\"no API key file configured: nothing to "
+                     "reload\",\"trigger\":\"%s\"}",
+                     trig);
+        pthread_mutex_unlock(&s->reload_mu);
+        return MS_OK;
+    }
+    ServerKey all[SERVER_MAX_KEYS];
+    memcpy(all, s->fixed, (size_t)s->n_fixed * sizeof all[0]);
+    int n = s->n_fixed;
+    KeyFileId id;
+    MsStatus st =
+        keys_read_file(all, &n, SERVER_MAX_KEYS, path, "METASERVE_API_KEYS_FILE", &id, err);
+    // what was tried is not tried again until it changes: a bad file is reported once
+    s->loaded = s->seen = id;
+    KeySet *cur = s->keys.cur; // only a reload changes it, and this one holds reload_mu
+    if (st == MS_OK && n == 0 && keyset_count(cur) > 0)
+        st = ms_fail(err, MS_ERR_INVALID,
+                     "METASERVE_API_KEYS_FILE: no keys in the file (it would open every route)");
+    KeySet *ks = NULL;
+    if (st == MS_OK && !(ks = keyset_create(all, n)))
+        st = ms_fail(err, MS_ERR_NOMEM, "out of memory");
+    wipe(all, sizeof all);
+    if (st != MS_OK) {
+        char detail[512];
+        json_text(detail, sizeof detail, err->msg);
+        log_line("{\"level\":\"error\",\"msg\":\"api keys not reloaded: the previous keys stay "
+                 "in force\",\"trigger\":\"%s\",\"file\":\"%s\",\"detail\":\"%s\"}",
+                 trig, file, detail);
+    } else {
+        int admins = keyset_count_role(ks, ROLE_ADMIN),
+            clients = keyset_count_role(ks, ROLE_CLIENT);
+        keyholder_swap(&s->keys, ks);
+        log_line("{\"level\":\"info\",\"msg\":\"api keys reloaded\",\"trigger\":\"%s\","
+                 "\"file\":\"%s\",\"api_keys\":\"%d admin, %d client (redacted)\"}",
+                 trig, file, admins, clients);
+    }
+    pthread_mutex_unlock(&s->reload_mu);
+    return st;
+}
+
+MsStatus server_keys_reload(Server *s, const char *trigger, MsError *err) {
+    return keys_reload(s, trigger, 1, err);
+}
+
+int server_keys_poll(Server *s) {
+    const char *path = s->app.cfg.keys_file;
+    if (!path[0]) return 0;
+    KeyFileId now;
+    keys_file_id(path, &now);
+    pthread_mutex_lock(&s->reload_mu);
+    // reload only a version seen unchanged one call apart: a file written in place is not read
+    // while the writer is still at it
+    int changed = !keys_file_id_eq(&now, &s->loaded), settled = keys_file_id_eq(&now, &s->seen);
+    s->seen = now;
+    pthread_mutex_unlock(&s->reload_mu);
+    if (!changed || !settled) return 0;
+    keys_reload(s, "file change", 0, NULL);
+    return 1;
+}
+
+/* ---- the listen socket ---- */
+
+// Opens the listen socket for c->listen and c->port: the addresses listen_resolve gives, IPv4
+// ones first (a host name such as localhost then serves the clients of 127.0.0.1, including
+// `metaserve health`), the first that binds. SO_REUSEADDR, and for IPv6 IPV6_V6ONLY off where
+// the system allows it, so that "::" takes IPv4 clients too (dual stack). The descriptor (the
+// caller's to close) to *fd, its address family to *family.
+static MsStatus listen_socket(const ServerConfig *c, int *fd, int *family, MsError *err) {
+    struct addrinfo *res;
+    MsStatus st = listen_resolve(c->listen, c->port, &res, "METASERVE_LISTEN", err);
+    if (st != MS_OK) return st;
+    int e = EADDRNOTAVAIL;
+    *fd = -1;
+    for (int pass = 0; pass < 2 && *fd < 0; pass++) {
+        for (const struct addrinfo *a = res; a && *fd < 0; a = a->ai_next) {
+            if (a->ai_family != (pass == 0 ? AF_INET : AF_INET6)) continue;
+            int s = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1, off = 0;
+            if (s < 0) {
+                e = errno;
+                continue;
+            }
+            setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+            if (a->ai_family == AF_INET6) // best effort: some systems keep v6-only sockets
+                setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+            if (bind(s, a->ai_addr, a->ai_addrlen) == 0 && listen(s, SOMAXCONN) == 0) {
+                *fd = s;
+                *family = a->ai_family;
+            } else {
+                e = errno;
+                close(s);
+            }
+        }
+    }
+    freeaddrinfo(res);
+    if (*fd < 0)
+        return ms_fail(err, MS_ERR_IO, "cannot listen on %s:%d: %s", c->listen, c->port,
+                       strerror(e));
+    return MS_OK;
+}
+
 /* ---- life cycle ---- */
 
 MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
@@ -454,6 +721,7 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     s->app.started_ms = store_now_ms();
     atomic_init(&s->app.draining, 0);
     MsStatus st = MS_OK;
+    if ((st = keys_start(s, err)) != MS_OK) goto fail;
     // open and migrate the database once before anything else touches it
     Store *db = NULL;
     if ((st = store_open_opts(&db, c->db, &s->app.store_opts, err)) != MS_OK) goto fail;
@@ -477,24 +745,26 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     SweeperConfig sc = {
         .db_path = s->app.cfg.db, .store_opts = &s->app.store_opts, .period_s = c->adapt_sweep_s};
     if (!c->db_read_only && (st = sweeper_start(&s->app.sweeper, &sc, err))) goto fail;
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)c->port);
-    if (inet_pton(AF_INET, c->listen, &addr.sin_addr) != 1) {
-        st = ms_fail(err, MS_ERR_INVALID, "METASERVE_LISTEN: not an IPv4 address");
-        goto fail;
-    }
+    int lfd, family = AF_INET;
+    if ((st = listen_socket(c, &lfd, &family, err)) != MS_OK) goto fail;
+    struct stat ls = {0};
+    fstat(lfd, &ls);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
+    if (family == AF_INET6) flags |= MHD_USE_IPv6;
+    // port 0: libmicrohttpd reads the bound port from the socket
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)c->port, NULL, NULL, on_request, &s->app, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->http_threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)c->conn_limit, MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s->app,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, &s->app, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)lfd,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)c->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)c->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->conn_limit,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s->app, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
+        &s->app, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (!s->daemon) {
-        st = ms_fail(err, MS_ERR_IO, "cannot listen on %s:%d (in use, or not permitted)", c->listen,
-                     c->port);
+        // libmicrohttpd closes the socket on most of its failure paths, not on all: close it
+        // only while the descriptor still is that socket
+        struct stat now;
+        if (fstat(lfd, &now) == 0 && now.st_dev == ls.st_dev && now.st_ino == ls.st_ino) close(lfd);
+        st = ms_fail(err, MS_ERR_IO, "cannot serve on %s:%d (libmicrohttpd did not start)",
+                     c->listen, c->port);
         goto fail;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -519,7 +789,7 @@ void server_stop(Server *s) {
     atomic_store(&s->app.draining, 1);
     if (s->daemon) {
         // stop accepting, give in-flight requests up to 10 s to finish, then close
-        MHD_quiesce_daemon(s->daemon);
+        MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
         for (int i = 0; i < 1000; i++) {
             const union MHD_DaemonInfo *info =
                 MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
@@ -527,10 +797,18 @@ void server_stop(Server *s) {
             usleep(10000);
         }
         MHD_stop_daemon(s->daemon);
+        // a quiesced daemon leaves its listen socket to the caller: closed here, or the port
+        // would stay bound until the process ends
+        if (lfd != MHD_INVALID_SOCKET) close(lfd);
     }
     jobpool_stop(s->app.jobs); // running jobs checkpoint and return to the queue
     sweeper_stop(s->app.sweeper);
     serving_destroy(s->app.serving);
     metrics_destroy(s->app.metrics);
+    if (s->keys_ready) {
+        keyholder_free(&s->keys);
+        pthread_mutex_destroy(&s->reload_mu);
+    }
+    wipe(s->fixed, sizeof s->fixed);
     free(s);
 }

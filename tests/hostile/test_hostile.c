@@ -4,13 +4,19 @@
  * the real server, started in-process with API keys on a temporary SQLite file. Every entry
  * asserts the exact status, the problem type and a substring of `detail` (the field, or the
  * cause), then that the service is still healthy: GET /readyz is 200 and a known-good prediction
- * still answers the same numbers. After the catalogue, every model, version, dataset, job and
- * adaptation stored before it reads back byte for byte as before.
+ * still answers the same numbers. Every body is UTF-8 and every JSON body (every problem) strict
+ * JSON, checked by a recogniser of this file, and a problem's `instance` is the path as sent with
+ * the bytes a URI may not hold percent-encoded. After the catalogue, every model, version,
+ * dataset, job and adaptation stored before it reads back byte for byte as before.
  *
  * Categories: malformed JSON (syntax, UTF-8, NUL bytes, nesting), wrong types and out-of-range
  * values for every field of the training config, dataset upload, adapt and predict bodies, wrong
- * shapes and limits, unknown and duplicate fields, hostile ids and names in paths, content
- * types, methods, routes, credentials, and framing (oversized, lying and ambiguous lengths).
+ * shapes and limits, unknown and duplicate fields, hostile ids and names in paths (encoded
+ * separators, dot segments, bytes that are not UTF-8, raw spaces and quotes), content types,
+ * methods, routes, credentials, and framing (oversized, lying and ambiguous lengths).
+ *
+ * The bodies of the fuzz corpora (tests/fuzz/corpus, tests/fuzz/regressions) are also sent to
+ * every route that reads JSON, and each reply is checked the same way.
  *
  * Two more tests hold connections open: a client that sends its body one byte at a time (it
  * completes; one that stalls longer than the connection timeout is closed) while others are
@@ -22,6 +28,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -50,20 +57,33 @@ static int g_port;
 
 /* ---- server ---- */
 
+// Starts the server under test on c (prepared by testsrv_config*) with `workers` threads.
+static void server_start_on(ServerConfig *c, int workers) {
+    c->workers = workers;
+    c->http_threads = 4;
+    c->max_body_bytes = BODY_LIMIT;
+    c->conn_timeout_s = CONN_TIMEOUT_S;
+    c->n_keys = 2;
+    c->keys[0].role = ROLE_ADMIN;
+    snprintf(c->keys[0].key, sizeof c->keys[0].key, "%s", ADMIN_KEY);
+    c->keys[1].role = ROLE_CLIENT;
+    snprintf(c->keys[1].key, sizeof c->keys[1].key, "%s", CLIENT_KEY);
+    g_port = testsrv_start(&g_srv, &g_c, c);
+    g_c.key = ADMIN_KEY;
+}
+
 static void server_up(int workers) {
     ServerConfig c;
     testsrv_config_in_new_dir(&c, g_dir, sizeof g_dir, "hostile.db");
-    c.workers = workers;
-    c.http_threads = 4;
-    c.max_body_bytes = BODY_LIMIT;
-    c.conn_timeout_s = CONN_TIMEOUT_S;
-    c.n_keys = 2;
-    c.keys[0].role = ROLE_ADMIN;
-    snprintf(c.keys[0].key, sizeof c.keys[0].key, "%s", ADMIN_KEY);
-    c.keys[1].role = ROLE_CLIENT;
-    snprintf(c.keys[1].key, sizeof c.keys[1].key, "%s", CLIENT_KEY);
-    g_port = testsrv_start(&g_srv, &g_c, &c);
-    g_c.key = ADMIN_KEY;
+    server_start_on(&c, workers);
+}
+
+// Stops the server and starts it again on the same database with `workers` threads.
+static void server_restart(int workers) {
+    testsrv_stop(&g_srv, NULL);
+    ServerConfig c;
+    testsrv_config(&c, testsrv_db);
+    server_start_on(&c, workers);
 }
 
 static void server_down(void) {
@@ -141,6 +161,194 @@ static int raw_call(HcResp *out, const char *req, size_t n, double wait_s) {
     return closed;
 }
 
+/* ---- what every reply must be: strict UTF-8 JSON, and a path as the instance ---- */
+
+// Bytes of the UTF-8 sequence at s (n bytes left), or 0 when none starts there: overlong forms,
+// UTF-16 surrogates, code points beyond U+10FFFF, stray continuation bytes and sequences cut
+// short are not UTF-8 (RFC 3629 §4).
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    if (s[0] < 0x80) return 1;
+    size_t len = s[0] >= 0xC2 && s[0] <= 0xDF   ? 2
+                 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+                 : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
+                                                : 0;
+    if (len == 0 || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+        return 0;
+    return len;
+}
+
+static int utf8_valid(const char *s, size_t n) {
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = utf8_len((const unsigned char *)s + i, n - i))) return 0;
+    return 1;
+}
+
+// A strict RFC 8259 recogniser, independent of the server's: one value between optional
+// whitespace, strings of UTF-8 without raw control characters, the escapes of §7 (a \u
+// surrogate only as a high-low pair), numbers of the §6 grammar, nesting up to 512.
+typedef struct {
+    const unsigned char *s;
+    size_t n, i;
+    int depth;
+} Jp;
+
+static void jp_ws(Jp *p) {
+    while (p->i < p->n && strchr(" \t\r\n", p->s[p->i]) && p->s[p->i])
+        p->i++;
+}
+
+static int jp_lit(Jp *p, const char *w) {
+    size_t k = strlen(w);
+    if (p->n - p->i < k || memcmp(p->s + p->i, w, k) != 0) return 0;
+    p->i += k;
+    return 1;
+}
+
+static int jp_hex4(Jp *p, unsigned *u) {
+    *u = 0;
+    for (int k = 0; k < 4; k++, p->i++) {
+        int d = p->i < p->n ? hex_digit((char)p->s[p->i]) : -1;
+        if (d < 0) return 0;
+        *u = *u * 16 + (unsigned)d;
+    }
+    return 1;
+}
+
+static int jp_string(Jp *p) {
+    if (p->i >= p->n || p->s[p->i++] != '"') return 0;
+    while (p->i < p->n) {
+        unsigned char c = p->s[p->i];
+        if (c == '"') return p->i++, 1;
+        if (c < 0x20) return 0;
+        if (c != '\\') {
+            size_t k = utf8_len(p->s + p->i, p->n - p->i);
+            if (!k) return 0;
+            p->i += k;
+            continue;
+        }
+        if (++p->i >= p->n) return 0;
+        c = p->s[p->i++];
+        if (c == 'u') {
+            unsigned u, lo;
+            if (!jp_hex4(p, &u)) return 0;
+            if (u >= 0xDC00 && u <= 0xDFFF) return 0;
+            if (u >= 0xD800 && u <= 0xDBFF &&
+                !(jp_lit(p, "\\u") && jp_hex4(p, &lo) && lo >= 0xDC00 && lo <= 0xDFFF))
+                return 0;
+        } else if (!strchr("\"\\/bfnrt", c) || !c) {
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static int jp_digits(Jp *p) {
+    size_t i0 = p->i;
+    while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9')
+        p->i++;
+    return p->i > i0;
+}
+
+static int jp_number(Jp *p) {
+    if (p->i < p->n && p->s[p->i] == '-') p->i++;
+    if (p->i < p->n && p->s[p->i] == '0')
+        p->i++;
+    else if (!jp_digits(p))
+        return 0;
+    if (p->i < p->n && p->s[p->i] == '.' && (++p->i, !jp_digits(p))) return 0;
+    if (p->i < p->n && (p->s[p->i] == 'e' || p->s[p->i] == 'E')) {
+        p->i++;
+        if (p->i < p->n && (p->s[p->i] == '+' || p->s[p->i] == '-')) p->i++;
+        if (!jp_digits(p)) return 0;
+    }
+    return 1;
+}
+
+static int jp_value(Jp *p) {
+    jp_ws(p);
+    if (p->i >= p->n) return 0;
+    unsigned char c = p->s[p->i];
+    if (c == '"') return jp_string(p);
+    if (c == '{' || c == '[') {
+        if (++p->depth > 512) return 0;
+        p->i++;
+        jp_ws(p);
+        unsigned char close = c == '{' ? '}' : ']';
+        if (p->i < p->n && p->s[p->i] == close) return p->i++, p->depth--, 1;
+        for (;;) {
+            if (c == '{') {
+                jp_ws(p);
+                if (!jp_string(p)) return 0;
+                jp_ws(p);
+                if (p->i >= p->n || p->s[p->i++] != ':') return 0;
+            }
+            if (!jp_value(p)) return 0;
+            jp_ws(p);
+            if (p->i >= p->n) return 0;
+            if (p->s[p->i] == close) return p->i++, p->depth--, 1;
+            if (p->s[p->i++] != ',') return 0;
+        }
+    }
+    if (c == 't') return jp_lit(p, "true");
+    if (c == 'f') return jp_lit(p, "false");
+    if (c == 'n') return jp_lit(p, "null");
+    return jp_number(p);
+}
+
+// 1 when s[0..n) is one JSON text (RFC 8259) in valid UTF-8.
+static int json_strict(const char *s, size_t n) {
+    Jp p = {(const unsigned char *)s, n, 0, 0};
+    if (!jp_value(&p)) return 0;
+    jp_ws(&p);
+    return p.i == n;
+}
+
+// The instance a problem document must carry for a request sent to path: its path part (up to
+// '?') with every byte that a URI path may not hold percent-encoded (RFC 3986 §3.3: unreserved,
+// sub-delims, ':', '@', '/' and %HH escapes stay as sent; a '%' that starts no escape is %25).
+static void expected_instance(char *out, size_t n, const char *path) {
+    size_t k = 0;
+    for (const char *p = path; *p && *p != '?' && k + 4 < n; p++) {
+        unsigned char c = (unsigned char)*p;
+        int keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   (c && strchr("-._~!$&'()*+,;=:@/", c)) ||
+                   (c == '%' && hex_digit(p[1]) >= 0 && hex_digit(p[2]) >= 0);
+        if (keep)
+            out[k++] = (char)c;
+        else
+            k += (size_t)snprintf(out + k, n - k, "%%%02X", c);
+    }
+    out[k] = '\0';
+}
+
+// Why resp (to a request for path) is not a valid reply, or NULL: every body is UTF-8, every
+// JSON body (and every problem document) is strict JSON, a problem's instance is path as sent.
+static const char *reply_invalid(const HcResp *resp, const char *path, int problem) {
+    static char why[512];
+    char ct[128] = "", want[1024];
+    hc_header(resp, "Content-Type", ct, sizeof ct);
+    int is_json = strncmp(ct, "application/json", 16) == 0 ||
+                  strncmp(ct, "application/problem+json", 24) == 0;
+    if (!utf8_valid(resp->body, resp->body_len)) return "the body is not UTF-8";
+    if ((is_json || problem) && !json_strict(resp->body, resp->body_len)) {
+        snprintf(why, sizeof why, "the body is not strict JSON: %.300s", resp->body);
+        return why;
+    }
+    if (!problem) return NULL;
+    expected_instance(want, sizeof want, path);
+    const char *inst = hc_str(resp, "instance");
+    if (!inst || strcmp(inst, want) != 0) {
+        snprintf(why, sizeof why, "instance '%.200s', expected '%.200s'", inst ? inst : "(none)",
+                 want);
+        return why;
+    }
+    return NULL;
+}
+
 /* ---- the catalogue ---- */
 
 // Bodies too large or too repetitive to write literally.
@@ -159,6 +367,7 @@ enum {
     GEN_LONG_TOKEN,   // a 6000-character bearer token
     GEN_HUGE_HEADER,  // a 100 KB header line
     GEN_LONG_URL,     // a 100 KB path
+    GEN_UNICODE_KEY,  // an adapt body with an unknown key of 200 two-byte characters
 };
 
 #define AUTH_ADMIN  NULL
@@ -305,6 +514,7 @@ static const Hostile CATALOGUE[] = {
     {"adapt: ttl_s 2^64", "POST", ADAPT, 0, 0, "{" SUP1 ",\"ttl_s\":18446744073709551616}", 0, 0, 0, 422, "validation", "ttl_s"},
     {"adapt: unknown field", "POST", ADAPT, 0, 0, "{" SUP1 ",\"momentum\":0.9}", 0, 0, 0, 422, "validation", "momentum"},
     {"adapt: support given twice", "POST", ADAPT, 0, 0, "{" SUP1 "," SUP1 "}", 0, 0, 0, 422, "validation", "support: duplicate field"},
+    {"adapt: an unknown key of 200 two-byte characters", "POST", ADAPT, 0, 0, NULL, 0, GEN_UNICODE_KEY, 0, 422, "validation", "????...: unknown field"},
     {"adapt: 20000 unknown fields", "POST", ADAPT, 0, 0, NULL, 0, GEN_MANY_FIELDS, 0, 422, "validation", "f0: unknown field"},
     {"adapt: 10001 support rows", "POST", ADAPT, 0, 0, NULL, 0, GEN_SUPPORT_OVER, 0, 413, "payload-too-large", "support.x: 10001 rows, the limit is 10000"},
     {"adapt: class index 3 of 3", "POST", "/v1/models/cls/adapt", 0, 0, "{\"support\":{\"x\":[[1,2]],\"y\":[[3]]}}", 0, 0, 0, 422, "validation", "support.y[0][0]"},
@@ -326,11 +536,25 @@ static const Hostile CATALOGUE[] = {
     {"predict: inline steps 1e400", "POST", PREDICT, 0, 0, "{\"x\":[[1]]," SUP1 ",\"steps\":1e400}", 0, 0, 0, 422, "validation", "steps"},
     {"predict: adaptation with support", "POST", "/v1/adaptations/{A}/predict", 0, 0, "{\"x\":[[1]]," SUP1 "}", 0, 0, 0, 422, "validation", "support"},
     {"predict: adaptation, x too wide", "POST", "/v1/adaptations/{A}/predict", 0, 0, "{\"x\":[[1,2]]}", 0, 0, 0, 422, "validation", "x[0]"},
-    {"predict: adaptation id with ../", "POST", "/v1/adaptations/..%2F..%2Fmodels/predict", 0, 0, "{\"x\":[[1]]}", 0, 0, 0, 404, "not-found", "no such route"},
+    {"predict: adaptation id with ../", "POST", "/v1/adaptations/..%2F..%2Fmodels/predict", 0, 0, "{\"x\":[[1]]}", 0, 0, 0, 422, "validation", "id: must not contain '/'"},
     {"predict: adaptation id with SQL", "POST", "/v1/adaptations/%27%20OR%20%271%27%3D%271/predict", 0, 0, "{\"x\":[[1]]}", 0, 0, 0, 404, "not-found", "adaptation"},
 
     /* ---- ids and names in paths ---- */
-    {"name with encoded ../", "GET", "/v1/models/..%2F..%2Fetc%2Fpasswd", 0, 0, NULL, 0, 0, 0, 404, "not-found", "no such route"},
+    {"name with encoded ../", "GET", "/v1/models/..%2F..%2Fetc%2Fpasswd", 0, 0, NULL, 0, 0, 0, 422, "validation", "name: must not contain '/'"},
+    {"name with an encoded route tail", "GET", "/v1/models/tiny%2Fversions%2F1", 0, 0, NULL, 0, 0, 0, 422, "validation", "name: must not contain '/'"},
+    {"delete with an encoded route tail", "DELETE", "/v1/models/tiny%2faliases%2fbest", 0, 0, NULL, 0, 0, 0, 422, "validation", "name: must not contain '/'"},
+    {"predict behind an encoded slash", "POST", "/v1/models/tiny%2Fpredict", 0, 0, "{\"x\":[[1]]}", 0, 0, 0, 405, "method-not-allowed", "GET, DELETE"},
+    {"a doubly encoded slash", "GET", "/v1/models/tiny%252Fweights", 0, 0, NULL, 0, 0, 0, 422, "validation", "name"},
+    {"an encoded dot segment", "GET", "/v1/models/tiny/versions/%2E%2E", 0, 0, NULL, 0, 0, 0, 404, "not-found", "no such route"},
+    {"a dot segment", "DELETE", "/v1/models/tiny/..", 0, 0, NULL, 0, 0, 0, 404, "not-found", "no such route"},
+    {"name not UTF-8", "GET", "/v1/models/%FF%FE", 0, 0, NULL, 0, 0, 0, 422, "validation", "name: must be UTF-8"},
+    {"job id not UTF-8", "GET", "/v1/jobs/%C3%28%FF", 0, 0, NULL, 0, 0, 0, 422, "validation", "id: must be UTF-8"},
+    {"name with a space and !", "GET", "/v1/models/bad%20name!", 0, 0, NULL, 0, 0, 0, 422, "validation", "name"},
+    {"raw bytes not UTF-8 in the path", "GET", "/v1/models/\xff\xfe", 0, 0, NULL, 0, 0, 0, 422, "validation", "name"},
+    {"raw space, quote and backslash in the path", "GET", "/v1/models/a b\"c\\d", 0, 0, NULL, 0, 0, 0, 422, "validation", "name"},
+    {"a lone % in the path", "GET", "/v1/models/100%", 0, 0, NULL, 0, 0, 0, 422, "validation", "name"},
+    {"a bad escape in the path", "DELETE", "/v1/models/a%zz%4", 0, 0, NULL, 0, 0, 0, 422, "validation", "name"},
+    {"path of an unknown route, not UTF-8", "GET", "/v1/\xc3\x28/%FF<x>", 0, 0, NULL, 0, 0, 0, 404, "not-found", "no such route"},
     {"name with encoded NUL", "GET", "/v1/models/tiny%00evil", 0, 0, NULL, 0, 0, 0, 422, "validation", "name"},
     {"delete with encoded NUL", "DELETE", "/v1/models/tiny%00", 0, 0, NULL, 0, 0, 0, 422, "validation", "name"},
     {"name with SQL", "GET", "/v1/models/%27%20OR%201%3D1%20--", 0, 0, NULL, 0, 0, 0, 422, "validation", "name"},
@@ -339,9 +563,9 @@ static const Hostile CATALOGUE[] = {
     {"name of 300 characters", "GET", "/v1/models/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0, 0, NULL, 0, 0, 0, 422, "validation", "name"},
     {"name in unicode", "GET", "/v1/models/%C3%A9t%C3%A9", 0, 0, NULL, 0, 0, 0, 422, "validation", "name"},
     {"alias all digits", "PUT", "/v1/models/tiny/aliases/12", 0, 0, "{\"version\":1}", 0, 0, 0, 422, "validation", "alias"},
-    {"alias with encoded ../", "PUT", "/v1/models/tiny/aliases/..%2Fx", 0, 0, "{\"version\":1}", 0, 0, 0, 404, "not-found", "no such route"},
+    {"alias with encoded ../", "PUT", "/v1/models/tiny/aliases/..%2Fx", 0, 0, "{\"version\":1}", 0, 0, 0, 422, "validation", "alias: must not contain '/'"},
     {"version 1e3", "GET", "/v1/models/tiny/versions/1e3", 0, 0, NULL, 0, 0, 0, 422, "validation", "version"},
-    {"dataset id with ../", "GET", "/v1/datasets/..%2F..%2Fjobs", 0, 0, NULL, 0, 0, 0, 404, "not-found", "no such route"},
+    {"dataset id with ../", "GET", "/v1/datasets/..%2F..%2Fjobs", 0, 0, NULL, 0, 0, 0, 422, "validation", "id: must not contain '/'"},
     {"dataset id with SQL", "DELETE", "/v1/datasets/%27%20OR%20%271%27%3D%271", 0, 0, NULL, 0, 0, 0, 404, "not-found", "dataset"},
     {"job id an encoded NUL", "GET", "/v1/jobs/%00", 0, 0, NULL, 0, 0, 0, 404, "not-found", "job"},
     {"page_token with SQL", "GET", "/v1/models?page_token=%27%20OR%201%3D1", 0, 0, NULL, 0, 0, 0, 422, "validation", "page_token"},
@@ -387,7 +611,8 @@ static const Hostile CATALOGUE[] = {
     {"Content-Length and chunked", "POST", PREDICT, 0, 0, "b\r\n{\"x\":[[1]]}\r\n0\r\n\r\n", 0, 0, "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n", 400, "bad-request", "Transfer-Encoding"},
     {"Transfer-Encoding gzip", "POST", PREDICT, 0, 0, "{\"x\":[[1]]}", 0, 0, "Transfer-Encoding: gzip\r\n", 501, "not-implemented", "Transfer-Encoding"},
     {"Transfer-Encoding chunked, gzip", "POST", PREDICT, 0, 0, "{\"x\":[[1]]}", 0, 0, "Transfer-Encoding: chunked, gzip\r\n", 501, "not-implemented", "Transfer-Encoding"},
-    // refused by libmicrohttpd before the application sees the request: status only
+    // refused by libmicrohttpd before the application sees the request: status only (the body
+    // is libmicrohttpd's own fixed HTML, not JSON; it is checked to be UTF-8 only)
     {"Content-Length negative", "POST", PREDICT, 0, 0, "{\"x\":[[1]]}", 0, 0, "Content-Length: -1\r\n", 400, NULL, ""},
     {"Content-Length not a number", "POST", PREDICT, 0, 0, "{\"x\":[[1]]}", 0, 0, "Content-Length: 11abc\r\n", 400, NULL, ""},
     {"Content-Length of 23 digits", "POST", PREDICT, 0, 0, "{\"x\":[[1]]}", 0, 0, "Content-Length: 99999999999999999999999\r\n", 413, NULL, ""},
@@ -459,6 +684,12 @@ static void generate(int gen, HcBuf *b, HcBuf *head, const char **path) {
         for (int i = 0; i < 20000; i++)
             hc_buf_printf(b, "\"f%d\":%d,", i, i);
         hc_buf_puts(b, SUP1 "}");
+        break;
+    case GEN_UNICODE_KEY:
+        // the detail echoes the key as printable ASCII, cut short
+        hc_buf_puts(b, "{\"");
+        repeat(b, "\xc3\xa9", 200);
+        hc_buf_puts(b, "\":1," SUP1 "}");
         break;
     case GEN_LONG_NAME:
         hc_buf_puts(b, "{\"name\":\"");
@@ -625,9 +856,9 @@ static void assert_healthy(const char *baseline, const char *after) {
                   now, baseline);
 }
 
-START_TEST(every_hostile_request_gets_the_right_4xx_and_leaves_the_service_intact) {
-    server_up(1);
-    char job_tiny[64], job_cls[64];
+// Trains the models "tiny" (1 input, regression) and "cls" (2 inputs, 3 classes), uploads a
+// dataset and stores an adaptation of tiny (their ids to g_dataset and g_adaptation).
+static void seed(char *job_tiny, char *job_cls) {
     train("{\"name\":\"tiny\",\"architecture\":{\"sizes\":[1,8,1],\"activation\":\"relu\","
           "\"head\":\"regression\"},\"algorithm\":\"maml\",\"inner\":{\"lr\":0.01,\"steps\":1},"
           "\"meta_batch\":2,\"iterations\":5,\"seed\":1,"
@@ -650,6 +881,12 @@ START_TEST(every_hostile_request_gets_the_right_4xx_and_leaves_the_service_intac
                      201);
     snprintf(g_adaptation, sizeof g_adaptation, "%s", hc_str(&r, "id"));
     hc_free(&r);
+}
+
+START_TEST(every_hostile_request_gets_the_right_4xx_and_leaves_the_service_intact) {
+    server_up(1);
+    char job_tiny[64], job_cls[64];
+    seed(job_tiny, job_cls);
 
     Snap before[N_SNAP], after[N_SNAP];
     int n_snap = snapshot(before, job_tiny, job_cls);
@@ -690,11 +927,14 @@ START_TEST(every_hostile_request_gets_the_right_4xx_and_leaves_the_service_intac
         } else if (resp.status != h->status) {
             snprintf(why, sizeof why, "status %ld, expected %ld", resp.status, h->status);
         }
-        // every mismatch of the catalogue is listed before the test fails
-        if (why[0]) {
-            failures++;
-            hc_buf_printf(&report, "\n  %s: %s", h->what, why);
-        }
+        // every body is valid UTF-8 and every JSON one strict JSON, the instance the path as sent
+        char path[1024];
+        expand_path(path, sizeof path, strlen(h->path) < 1000 ? h->path : "");
+        const char *bad = why[0] ? NULL : reply_invalid(&resp, path, h->slug != NULL);
+        if (bad) snprintf(why, sizeof why, "%s", bad);
+        // every mismatch of the catalogue is counted, and the first 20 are listed (a Check
+        // message has a size limit) before the test fails
+        if (why[0] && failures++ < 20) hc_buf_printf(&report, "\n  %s: %.160s", h->what, why);
         hc_free(&resp);
         assert_healthy(baseline, h->what);
     }
@@ -712,6 +952,7 @@ START_TEST(every_hostile_request_gets_the_right_4xx_and_leaves_the_service_intac
         free(after[i].body);
     }
     // and nothing was added: no job, dataset or model came from the catalogue
+    HcResp r;
     ck_assert_int_eq(hc_call(&g_c, &r, "GET", "/v1/jobs", NULL), 200);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "jobs")), 2);
     hc_free(&r);
@@ -720,6 +961,118 @@ START_TEST(every_hostile_request_gets_the_right_4xx_and_leaves_the_service_intac
     hc_free(&r);
     printf("hostile catalogue: %zu entries, each answered and followed by a healthy service\n",
            N_CATALOGUE);
+    server_down();
+}
+END_TEST
+
+/* ---- the fuzz corpora against the real server ---- */
+
+// Reads the whole file at path into a new buffer (caller frees); its size to n.
+static char *read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    HcBuf b;
+    hc_buf_init(&b);
+    char buf[8192];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, f)) > 0)
+        hc_buf_add(&b, buf, k);
+    fclose(f);
+    ck_assert_ptr_nonnull(b.s);
+    *n = b.len;
+    return b.s;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+START_TEST(every_fuzz_corpus_body_gets_a_reply_of_valid_utf8_json) {
+    const char *src = getenv("METASERVE_SRC");
+    ck_assert_msg(src != NULL, "METASERVE_SRC is not set");
+    server_up(1);
+    char job_tiny[64], job_cls[64];
+    seed(job_tiny, job_cls);
+    // no workers from here: the training configs of the corpus stay queued instead of training
+    server_restart(0);
+    // every route that reads a JSON body, and the classifier's adapt and predict
+    char targets[32][128];
+    int n_targets = 0;
+    for (const Route *rt = ROUTES; rt->method; rt++) {
+        if (!rt->json_body) continue;
+        char *t = targets[n_targets++];
+        const char *v = strstr(rt->pattern, "/aliases/") ? "tiny/aliases/best" : "tiny";
+        const char *brace = strchr(rt->pattern, '{');
+        if (!brace)
+            snprintf(t, 128, "%s %s", rt->method, rt->pattern);
+        else if (strncmp(rt->pattern, "/v1/adaptations/", 16) == 0)
+            snprintf(t, 128, "%s /v1/adaptations/%s%s", rt->method, g_adaptation,
+                     strchr(brace, '}') + 1);
+        else
+            snprintf(t, 128, "%s %.*s%s%s", rt->method, (int)(brace - rt->pattern), rt->pattern, v,
+                     strstr(rt->pattern, "/aliases/") ? "" : strchr(brace, '}') + 1);
+    }
+    snprintf(targets[n_targets++], 128, "POST /v1/models/cls/adapt");
+    snprintf(targets[n_targets++], 128, "POST /v1/models/cls/predict");
+
+    static const char *const dirs[] = {"corpus", "regressions"};
+    static const char *const kinds[] = {"json", "config", "dataset", "adapt", "predict", "blob"};
+    int sent = 0, files = 0, failures = 0;
+    HcBuf report;
+    hc_buf_init(&report);
+    for (size_t d = 0; d < 2; d++) {
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            char dir[512];
+            snprintf(dir, sizeof dir, "%s/tests/fuzz/%s/%s", src, dirs[d], kinds[k]);
+            DIR *dh = opendir(dir);
+            ck_assert_msg(dh != NULL, "cannot read %s", dir);
+            char *names[256];
+            int n = 0;
+            for (struct dirent *e; (e = readdir(dh));)
+                if (e->d_name[0] != '.' && n < 256) names[n++] = strdup(e->d_name);
+            closedir(dh);
+            qsort(names, (size_t)n, sizeof names[0], by_name);
+            for (int f = 0; f < n; f++, files++) {
+                char path[800];
+                snprintf(path, sizeof path, "%s/%s", dir, names[f]);
+                size_t len;
+                char *body = read_file(path, &len);
+                for (int t = 0; t < n_targets; t++, sent++) {
+                    HcBuf req;
+                    hc_buf_init(&req);
+                    hc_buf_printf(&req,
+                                  "%s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                                  "Authorization: Bearer " ADMIN_KEY "\r\n"
+                                  "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                                  targets[t], len);
+                    hc_buf_add(&req, body, len);
+                    ck_assert_ptr_nonnull(req.s);
+                    HcResp resp;
+                    raw_call(&resp, req.s, req.len, RAW_WAIT_S);
+                    hc_buf_free(&req);
+                    const char *why = NULL;
+                    char st[64];
+                    if (resp.status < 200 || resp.status >= 500) {
+                        snprintf(st, sizeof st, "status %ld", resp.status);
+                        why = st;
+                    } else {
+                        why = reply_invalid(&resp, strchr(targets[t], ' ') + 1, resp.status >= 400);
+                    }
+                    if (why && failures++ < 12)
+                        hc_buf_printf(&report, "\n  %s/%s/%s to %s: %.300s", dirs[d], kinds[k],
+                                      names[f], targets[t], why);
+                    hc_free(&resp);
+                }
+                free(body);
+                free(names[f]);
+            }
+        }
+    }
+    ck_assert_msg(failures == 0, "%d of %d replies were not valid:%s", failures, sent, report.s);
+    ck_assert_int_ge(files, 100);
+    hc_buf_free(&report);
+    printf("fuzz corpora: %d bodies to %d routes, every reply valid UTF-8 JSON\n", files,
+           n_targets);
     server_down();
 }
 END_TEST
@@ -838,6 +1191,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_unchecked_fixture(tc, test_root_make, test_root_remove);
     tcase_add_test(tc, every_hostile_request_gets_the_right_4xx_and_leaves_the_service_intact);
+    tcase_add_test(tc, every_fuzz_corpus_body_gets_a_reply_of_valid_utf8_json);
     tcase_add_test(tc, a_body_sent_byte_by_byte_completes_while_others_are_served);
     tcase_add_test(tc, a_slowloris_of_partial_headers_does_not_starve_other_clients);
     suite_add_tcase(s, tc);

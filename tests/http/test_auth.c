@@ -9,7 +9,9 @@
  *                  nor 403 for admin.
  * Only the authentication outcome is asserted: an authorised request may still end in 404 or 422
  * (bodies are `{}`, path parameters are plausible but name nothing). A 401 carries
- * WWW-Authenticate: Bearer, and both refusals are problem documents of their type.
+ * WWW-Authenticate: Bearer, and both refusals are problem documents of their type. The matrix
+ * runs twice: with both keys configured as plaintext, and with the admin key configured only as
+ * its SHA-256 digest (a "role:sha256:<hex>" entry), which must admit exactly the same.
  *
  * The server runs no job workers (a `{}` job that passes validation stays queued).
  */
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "../../src/http/http.h"
+#include "metaserve/http/sha256.h"
 #define TEST_ROOT_NAME "ms_auth"
 #include "testsrv.h"
 
@@ -31,15 +34,22 @@ static char g_dir[128];
 static Server *g_srv;
 static HcClient g_c;
 
-static void server_up(int with_keys) {
+enum { NO_KEYS, PLAIN_KEYS, ADMIN_AS_DIGEST };
+
+static void server_up(int keys) {
     ServerConfig c;
     testsrv_config_in_new_dir(&c, g_dir, sizeof g_dir, "auth.db");
     c.workers = 0;
     c.http_threads = 2;
-    if (with_keys) {
+    if (keys != NO_KEYS) {
         c.n_keys = 2;
         c.keys[0].role = ROLE_ADMIN;
-        snprintf(c.keys[0].key, sizeof c.keys[0].key, "%s", ADMIN_KEY);
+        if (keys == ADMIN_AS_DIGEST) {
+            c.keys[0].hashed = 1; // only the digest is configured, never the key
+            sha256(c.keys[0].digest, ADMIN_KEY, strlen(ADMIN_KEY));
+        } else {
+            snprintf(c.keys[0].key, sizeof c.keys[0].key, "%s", ADMIN_KEY);
+        }
         c.keys[1].role = ROLE_CLIENT;
         snprintf(c.keys[1].key, sizeof c.keys[1].key, "%s", CLIENT_KEY);
     }
@@ -97,8 +107,8 @@ static long send_route(const Route *rt, const char *auth, HcResp *r) {
     return r->status;
 }
 
-START_TEST(every_route_admits_exactly_the_roles_it_should) {
-    server_up(1);
+// The whole matrix against the running server.
+static void check_matrix(void) {
     static const struct {
         const char *what, *auth;
         Role role; // the role this credential proves (ROLE_NONE: none)
@@ -139,12 +149,36 @@ START_TEST(every_route_admits_exactly_the_roles_it_should) {
     ck_assert_int_ge(per_role[ROLE_NONE], 4);
     ck_assert_int_ge(per_role[ROLE_CLIENT], 10);
     ck_assert_int_ge(per_role[ROLE_ADMIN], 6);
+}
+
+START_TEST(every_route_admits_exactly_the_roles_it_should) {
+    server_up(PLAIN_KEYS);
+    check_matrix();
+    server_down();
+}
+END_TEST
+
+START_TEST(a_key_configured_as_its_digest_admits_the_same_and_the_digest_is_no_key) {
+    server_up(ADMIN_AS_DIGEST);
+    check_matrix();
+    // the digest itself, presented as a key, is refused
+    unsigned char d[SHA256_BYTES];
+    sha256(d, ADMIN_KEY, strlen(ADMIN_KEY));
+    char auth[80] = "Bearer ";
+    for (int i = 0; i < SHA256_BYTES; i++)
+        snprintf(auth + 7 + 2 * i, 3, "%02x", d[i]);
+    HcReq q = {.method = "GET", .path = "/v1/models", .raw_auth = auth};
+    HcResp r;
+    hc_do(&g_c, &r, &q);
+    const char *why = hc_problem_mismatch(&r, 401, "unauthorized");
+    ck_assert_msg(!why, "the admin key's digest as a key: %s", why);
+    hc_free(&r);
     server_down();
 }
 END_TEST
 
 START_TEST(malformed_credentials_are_401_on_protected_routes) {
-    server_up(1);
+    server_up(PLAIN_KEYS);
     char long_key[200];
     memset(long_key, 'k', sizeof long_key - 1);
     long_key[sizeof long_key - 1] = '\0';
@@ -177,7 +211,7 @@ START_TEST(malformed_credentials_are_401_on_protected_routes) {
 END_TEST
 
 START_TEST(without_keys_the_service_is_open) {
-    server_up(0);
+    server_up(NO_KEYS);
     for (const Route *rt = ROUTES; rt->method; rt++) {
         HcResp r;
         long st = send_route(rt, NULL, &r);
@@ -196,6 +230,7 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_unchecked_fixture(tc, test_root_make, test_root_remove);
     tcase_add_test(tc, every_route_admits_exactly_the_roles_it_should);
+    tcase_add_test(tc, a_key_configured_as_its_digest_admits_the_same_and_the_digest_is_no_key);
     tcase_add_test(tc, malformed_credentials_are_401_on_protected_routes);
     tcase_add_test(tc, without_keys_the_service_is_open);
     suite_add_tcase(s, tc);

@@ -10,6 +10,7 @@
  *     ServerConfig c; server_config_defaults(&c);
  *     if (server_config_load(&c, argc, argv, &err) != MS_OK) ...;
  *     Server *s; server_start(&s, &c, &err);   // also starts the job workers
+ *     ... on SIGHUP: server_keys_reload(s, "SIGHUP", NULL); every second: server_keys_poll(s);
  *     ... on SIGTERM: server_drain(s); server_stop(s);
  */
 #ifndef METASERVE_HTTP_SERVER_H
@@ -22,6 +23,15 @@
 #include "metaserve/core/status.h"
 
 #define SERVER_MAX_KEYS 32
+
+/** One API key: its role and either the key itself or only its SHA-256 digest. */
+typedef struct {
+    int role;                 // 1 client, 2 admin
+    char key[128];            // the key (16..127 printable characters); "" when hashed
+    int hashed;               // 1: only digest is known (a "role:sha256:<hex>" entry)
+    unsigned char digest[32]; // SHA-256 of the key when hashed (else computed at start)
+    int from_file;            // 1: read from keys_file (replaced on reload); 0: fixed
+} ServerKey;
 
 typedef struct {
     char listen[64];           // METASERVE_LISTEN, --listen: address (default 0.0.0.0)
@@ -43,10 +53,9 @@ typedef struct {
     int64_t checkpoint_every;  // METASERVE_CHECKPOINT_EVERY: iterations (default 1000)
     double adapt_sweep_s;      // METASERVE_ADAPT_SWEEP_S: expired-adaptation sweep (default 10)
     int n_keys;                // METASERVE_API_KEYS "role:key,..." and/or METASERVE_API_KEYS_FILE
-    struct {
-        int role; // 1 client, 2 admin
-        char key[128];
-    } keys[SERVER_MAX_KEYS];
+    ServerKey keys[SERVER_MAX_KEYS];
+    char keys_file[512]; // METASERVE_API_KEYS_FILE, --api-keys-file ("": none); re-read by
+                         // server_keys_reload and server_keys_poll
 } ServerConfig;
 
 void server_config_defaults(ServerConfig *c);
@@ -62,6 +71,24 @@ typedef struct Server Server;
 MsStatus server_start(Server **out, const ServerConfig *c, MsError *err);
 /** The bound port (useful with port 0). */
 int server_port(const Server *s);
+/**
+ * Re-reads the key file (c->keys_file) and swaps the API key set atomically: a request whose
+ * headers arrived before the swap finishes under the set it started with, later ones see the new
+ * set. Keys that did not come from the file (METASERVE_API_KEYS, --api-keys) cannot be reloaded:
+ * they are kept, and the log says so. A file that cannot be read or has a malformed line, or one
+ * that holds no key while the current set has some (it would open every route), changes nothing.
+ * Logs one JSON line on stderr with the outcome; trigger ("SIGHUP", ...) is named in it.
+ * Returns MS_OK when the set was replaced or there is no file, else the failure (err says why).
+ * Safe to call from any thread, concurrently with requests and with server_keys_poll.
+ */
+MsStatus server_keys_reload(Server *s, const char *trigger, MsError *err);
+/**
+ * Checks the key file's identity (device, inode, size, modification and change times) against
+ * the one last read; when it differs and has not changed since the previous call, reloads as
+ * server_keys_reload does (trigger "file change"). Call about once a second: a change is then
+ * picked up within two calls of the last write. Returns 1 when it reloaded (or tried to).
+ */
+int server_keys_poll(Server *s);
 /** Readiness false and new jobs refused (503); running jobs keep going until server_stop. */
 void server_drain(Server *s);
 /** Stops accepting, lets in-flight requests finish, checkpoints running jobs back to the queue,
