@@ -17,8 +17,16 @@
  *   predict_throughput  32 keep-alive connections driven by one libcurl multi handle, each
  *                       re-issuing as soon as its reply arrives, against POST .../predict and
  *                       GET /livez (a constant reply: the ceiling) in alternating segments.
+ *   durability          what durable commits cost the adapt path and job submit: two more
+ *                       servers in the process, on normal.db at synchronous=NORMAL (the setting
+ *                       before every commit was made durable) and on full.db at the store's own
+ *                       FULL, each holding the model. First one client, sequential: POST
+ *                       .../adapt and POST /v1/jobs on each server in turn, with an 8 KB write +
+ *                       fdatasync in the same directory as a reference; then DUR_CLIENTS clients
+ *                       at once, in segments cycling through (server, kind).
  *
- * Client and server share the process and the machine's cores, so absolute rates and latencies
+ * Every file is a real file on the disk under /tmp, so a commit at FULL pays a real fsync. Client
+ * and server share the process and the machine's cores, so absolute rates and latencies
  * include the client's own cost; the ratios to /livez, measured in the same run on the same
  * connections, compare like with like. The server's access log (one line per request on fd 2) goes
  * to /dev/null, or to --server-log PATH; notes keep the original stderr.
@@ -29,6 +37,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,6 +76,9 @@ typedef struct {
     double seconds;         // predict_throughput: counted seconds per endpoint
     double segment_s;       // predict_throughput: length of one alternating segment
     const char *server_log; // where the server's fd 2 goes (default /dev/null)
+    int dur_reps;           // durability: sequential rounds (each: adapt and submit per server)
+    int dur_rounds;         // durability: concurrent rounds (each: one segment per mode and kind)
+    double dur_segment_s;   // durability: seconds of one concurrent segment
 } Options;
 
 static FILE *g_note; // the original stderr (fd 2 carries the server's access log)
@@ -535,25 +547,398 @@ done:
     return rc;
 }
 
+/* ---- durability ---- */
+
+// Every database of bench_http runs at the store's own synchronous level (FULL), except a file
+// named normal.db, which the durability case runs at NORMAL, the level the store used before
+// every commit was made durable. The store asks this function (a weak reference in
+// src/store/store_sqlite.c, defined only by builds that test or measure durability) for every
+// file it opens.
+const char *store_sqlite_synchronous_override(const char *path);
+const char *store_sqlite_synchronous_override(const char *path) {
+    size_t n = strlen(path);
+    return n >= 10 && !strcmp(path + n - 10, "/normal.db") ? "NORMAL" : NULL;
+}
+
+#define DUR_CLIENTS 4 // concurrent clients in the durability case's second part
+
+enum { M_NORMAL, M_FULL, MODES };
+enum { K_ADAPT, K_SUBMIT, DUR_KINDS };
+static const char *const MODE_NAMES[MODES] = {"normal", "full"};
+static const char *const DUR_KIND_NAMES[DUR_KINDS] = {"adapt", "submit"};
+
+// One server of the durability case: its file, the model, its URLs.
+typedef struct {
+    Store *st;
+    Server *srv;
+    char url[DUR_KINDS][128];
+} DurServer;
+
+// Starts a server on dir/file holding a copy of model m (2 HTTP threads, no job workers, a
+// queue limit never reached).
+static int dur_server_start(DurServer *d, const char *dir, const char *file, const StoreModel *m) {
+    char db[128];
+    snprintf(db, sizeof db, "%s/%s", dir, file);
+    MsError err = {0};
+    StoreModel copy = *m;
+    int version;
+    if (store_open(&d->st, db, &err) != MS_OK ||
+        store_model_put(d->st, &copy, &version, &err) != MS_OK) {
+        report("durability: setup", &err);
+        return 0;
+    }
+    ServerConfig c;
+    server_config_defaults(&c);
+    snprintf(c.listen, sizeof c.listen, "127.0.0.1");
+    snprintf(c.db, sizeof c.db, "%s", db);
+    c.port = 0;
+    c.workers = 0;
+    c.http_threads = HTTP_THREADS;
+    c.n_keys = 0;
+    c.max_queued_jobs = 1000000;
+    if (server_start(&d->srv, &c, &err) != MS_OK) {
+        report("durability: server_start", &err);
+        return 0;
+    }
+    snprintf(d->url[K_ADAPT], sizeof d->url[K_ADAPT], "http://127.0.0.1:%d/v1/models/%s@%d/adapt",
+             server_port(d->srv), MODEL, version);
+    snprintf(d->url[K_SUBMIT], sizeof d->url[K_SUBMIT], "http://127.0.0.1:%d/v1/jobs",
+             server_port(d->srv));
+    return 1;
+}
+
+// Latencies of one (mode, kind): microseconds, appended by the clients.
+typedef struct {
+    double *us;
+    size_t n, cap;
+    double seconds; // counted wall time (concurrent part)
+    pthread_mutex_t mu;
+} Lat;
+
+static int lat_add(Lat *l, const double *v, size_t n) {
+    pthread_mutex_lock(&l->mu);
+    if (l->n + n > l->cap) {
+        size_t cap = l->cap ? l->cap : 1024;
+        while (cap < l->n + n)
+            cap *= 2;
+        double *us = realloc(l->us, cap * sizeof *us);
+        if (!us) {
+            pthread_mutex_unlock(&l->mu);
+            return 0;
+        }
+        l->us = us, l->cap = cap;
+    }
+    memcpy(l->us + l->n, v, n * sizeof *v);
+    l->n += n;
+    pthread_mutex_unlock(&l->mu);
+    return 1;
+}
+
+// One concurrent client: requests on its own keep-alive connection until `until`.
+typedef struct {
+    const char *url, *body;
+    long expect;
+    double until;
+    Lat *lat;
+    int ok;
+} DurClient;
+
+static void *dur_client(void *arg) {
+    DurClient *a = arg;
+    Conn c;
+    size_t cap = 1 << 16, n = 0;
+    double *us = malloc(cap * sizeof *us);
+    a->ok = us && conn_init(&c, a->url, a->body, a->expect);
+    while (a->ok && now_s(CLOCK_MONOTONIC) < a->until && n < cap)
+        a->ok = conn_do(&c, &us[n++]);
+    if (a->ok) a->ok = lat_add(a->lat, us, n);
+    if (us) conn_free(&c);
+    free(us);
+    return NULL;
+}
+
+static void print_lat(const char *prefix, Lat *l, int rate) {
+    char key[64];
+    snprintf(key, sizeof key, "%s_p50_ms", prefix);
+    print_num(key, l->n ? pct(l->us, l->n, 0.5) / 1e3 : NAN, 3);
+    snprintf(key, sizeof key, "%s_p99_ms", prefix);
+    print_num(key, l->n ? pct(l->us, l->n, 0.99) / 1e3 : NAN, 3);
+    if (rate) {
+        snprintf(key, sizeof key, "%s_rps", prefix);
+        print_num(key, (double)l->n / l->seconds, 0);
+    }
+}
+
+enum { W_PROGRESS, W_CHECKPOINT, JOB_WRITES };
+static const char *const JOB_WRITE_NAMES[JOB_WRITES] = {"progress", "checkpoint"};
+
+// Times reps progress and checkpoint writes of a classic-net job on each server's file (a job
+// claimed there), the files in turn; *iters_s receives the classic net's training rate and
+// *img_bytes its checkpoint size.
+static int dur_job_writes(const DurServer *d, size_t reps, Lat jw[MODES][JOB_WRITES],
+                          double *iters_s, size_t *img_bytes) {
+    MsError err = {0};
+    TrainConfig c;
+    train_config_defaults(&c);
+    Trainer tr;
+    StoreJob job[MODES];
+    int claimed[MODES] = {0}, ok = 0;
+    void *img = NULL;
+    if (trainer_init(&tr, &c, &err) != MS_OK) {
+        report("durability: trainer_init", &err);
+        return 0;
+    }
+    double t0 = now_us();
+    for (int i = 0; i < 200; i++) {
+        TrainStats ts;
+        if (trainer_step(&tr, &ts, &err) != MS_OK) {
+            report("durability: trainer_step", &err);
+            goto done;
+        }
+    }
+    *iters_s = 200 / ((now_us() - t0) / 1e6);
+    *img_bytes = trainer_state_bytes(&tr);
+    if (!(img = malloc(*img_bytes))) goto done;
+    trainer_save(&tr, img);
+    for (int mo = 0; mo < MODES; mo++)
+        if (store_job_claim(d[mo].st, &job[mo], &claimed[mo], &err) != MS_OK || !claimed[mo]) {
+            report("durability: store_job_claim", &err);
+            goto done;
+        }
+    StoreMetric pts[2] = {{0, "meta_loss", 1.0}, {0, "tasks_per_s", 1e4}};
+    for (int i = -5; i < (int)reps; i++) {
+        // a new training state each round, untimed: SQLite skips writing pages whose bytes do
+        // not change, so rewriting the same image would commit nothing
+        TrainStats ts;
+        if (trainer_step(&tr, &ts, &err) != MS_OK) {
+            report("durability: trainer_step", &err);
+            goto done;
+        }
+        trainer_save(&tr, img);
+        for (int j = 0; j < MODES; j++) {
+            int mo = (i & 1) ? MODES - 1 - j : j;
+            double t[JOB_WRITES + 1];
+            pts[0].step = pts[1].step = 1000 + i;
+            t[0] = now_us();
+            MsStatus s = store_job_progress(d[mo].st, job[mo].id, 1000 + i, "{\"meta_loss\":1}",
+                                            pts, 2, &err);
+            t[1] = now_us();
+            if (s == MS_OK)
+                s = store_job_checkpoint(d[mo].st, job[mo].id, 1000 + i, img, *img_bytes, &err);
+            t[2] = now_us();
+            if (s != MS_OK) {
+                report("durability: a job write", &err);
+                goto done;
+            }
+            for (int k = 0; k < JOB_WRITES && i >= 0; k++) {
+                double us = t[k + 1] - t[k];
+                if (!lat_add(&jw[mo][k], &us, 1)) goto done;
+            }
+        }
+    }
+    ok = 1;
+done:
+    for (int mo = 0; mo < MODES; mo++)
+        if (claimed[mo]) store_job_free(&job[mo]);
+    free(img);
+    trainer_free(&tr);
+    return ok;
+}
+
+static int bench_durability(Store *st, const char *dir, const Options *o) {
+    MsError err = {0};
+    StoreModel m;
+    DurServer d[MODES];
+    Lat seq[MODES][DUR_KINDS], conc[MODES][DUR_KINDS], jw[MODES][JOB_WRITES];
+    double *flush = NULL;
+    char *job = NULL;
+    int rc = 1, have_model = 0, fd = -1;
+    memset(d, 0, sizeof d);
+    memset(seq, 0, sizeof seq);
+    memset(conc, 0, sizeof conc);
+    memset(jw, 0, sizeof jw);
+    for (int mo = 0; mo < MODES; mo++) {
+        for (int k = 0; k < DUR_KINDS; k++) {
+            pthread_mutex_init(&seq[mo][k].mu, NULL);
+            pthread_mutex_init(&conc[mo][k].mu, NULL);
+        }
+        for (int k = 0; k < JOB_WRITES; k++)
+            pthread_mutex_init(&jw[mo][k].mu, NULL);
+    }
+    TrainConfig c;
+    train_config_defaults(&c);
+    snprintf(c.name, sizeof c.name, "bench-job");
+    if (store_model_get(st, MODEL, 1, &m, &err) != MS_OK ||
+        codec_config_print(&c, &job, &err) != MS_OK) {
+        report("durability: setup", &err);
+        goto done;
+    }
+    have_model = 1;
+    if (!dur_server_start(&d[M_NORMAL], dir, "normal.db", &m) ||
+        !dur_server_start(&d[M_FULL], dir, "full.db", &m))
+        goto done;
+    Target t;
+    target_init(&t, server_port(d[M_FULL].srv));
+    const char *body[DUR_KINDS] = {t.adapt_body, job};
+    const long expect[DUR_KINDS] = {201, 202};
+    // The flush reference: an 8 KB write and fdatasync of a file in the same directory, what a
+    // durable commit of one adaptation adds at least.
+    char path[128];
+    snprintf(path, sizeof path, "%s/flush", dir);
+    size_t n = (size_t)o->dur_reps;
+    static char block[8192];
+    if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
+        !(flush = malloc(n * sizeof *flush))) {
+        fprintf(g_note, "bench_http: durability: the flush reference file\n");
+        goto done;
+    }
+    // Sequential: one client, one keep-alive connection per server; adapt then submit on each
+    // server in turn, the order of the servers swapped every round, and one flush reference.
+    Conn conn[MODES];
+    memset(conn, 0, sizeof conn);
+    int ok = 1;
+    for (int mo = 0; mo < MODES; mo++)
+        ok = ok && conn_init(&conn[mo], d[mo].url[K_ADAPT], body[K_ADAPT], 201);
+    for (int i = -20; ok && i < (int)n; i++) { // 20 warm-up rounds
+        for (int j = 0; ok && j < MODES; j++) {
+            int mo = (i & 1) ? MODES - 1 - j : j;
+            for (int k = 0; ok && k < DUR_KINDS; k++) {
+                double us;
+                conn_aim(&conn[mo], d[mo].url[k], body[k], expect[k]);
+                ok = conn_do(&conn[mo], &us) && (i < 0 || lat_add(&seq[mo][k], &us, 1));
+            }
+        }
+        double t0 = now_us();
+        ok = ok && pwrite(fd, block, sizeof block, (off_t)((i & 255) * sizeof block)) > 0 &&
+             fdatasync(fd) == 0;
+        if (i >= 0) flush[i] = now_us() - t0;
+    }
+    for (int mo = 0; mo < MODES; mo++)
+        conn_free(&conn[mo]);
+    if (!ok) {
+        fprintf(g_note, "bench_http: durability: the sequential part failed\n");
+        goto done;
+    }
+    // Concurrent: DUR_CLIENTS clients at once against one server and one kind for a segment;
+    // the segments cycle through the four (mode, kind) pairs, so drift hits them alike.
+    for (int round = 0; round < o->dur_rounds; round++)
+        for (int k = 0; k < DUR_KINDS; k++)
+            for (int j = 0; j < MODES; j++) {
+                int mo = (round & 1) ? MODES - 1 - j : j;
+                pthread_t th[DUR_CLIENTS];
+                DurClient a[DUR_CLIENTS];
+                double t0 = now_s(CLOCK_MONOTONIC), until = t0 + o->dur_segment_s;
+                for (int i = 0; i < DUR_CLIENTS; i++) {
+                    a[i] = (DurClient){d[mo].url[k], body[k], expect[k], until, &conc[mo][k], 0};
+                    pthread_create(&th[i], NULL, dur_client, &a[i]);
+                }
+                for (int i = 0; i < DUR_CLIENTS; i++) {
+                    pthread_join(th[i], NULL);
+                    ok = ok && a[i].ok;
+                }
+                conc[mo][k].seconds += now_s(CLOCK_MONOTONIC) - t0;
+            }
+    if (!ok) {
+        fprintf(g_note, "bench_http: durability: the concurrent part failed\n");
+        goto done;
+    }
+    // A training job's own writes, through the store on each file: progress (once a second in
+    // the service) and checkpoints of the classic net (every 1000 iterations or 10 s), on a job
+    // claimed from the queue the submits filled, alternating between the files.
+    double iters_s = 0;
+    size_t img_bytes = 0;
+    if (!dur_job_writes(d, n, jw, &iters_s, &img_bytes)) goto done;
+    printf("{\"case\":\"durability\",\"reps\":%zu,\"clients\":%d,\"http_threads\":%d", n,
+           DUR_CLIENTS, HTTP_THREADS);
+    print_num("segment_s", o->dur_segment_s, 2);
+    printf(",\"rounds\":%d", o->dur_rounds);
+    double p50[MODES][DUR_KINDS];
+    for (int mo = 0; mo < MODES; mo++)
+        for (int k = 0; k < DUR_KINDS; k++) {
+            char prefix[48];
+            p50[mo][k] = pct(seq[mo][k].us, seq[mo][k].n, 0.5);
+            snprintf(prefix, sizeof prefix, "%s_%s", MODE_NAMES[mo], DUR_KIND_NAMES[k]);
+            print_lat(prefix, &seq[mo][k], 0);
+        }
+    print_num("flush_p50_ms", pct(flush, n, 0.5) / 1e3, 3);
+    print_num("flush_p99_ms", pct(flush, n, 0.99) / 1e3, 3);
+    print_num("adapt_full_normal_ratio", p50[M_FULL][K_ADAPT] / p50[M_NORMAL][K_ADAPT], 2);
+    print_num("submit_full_normal_ratio", p50[M_FULL][K_SUBMIT] / p50[M_NORMAL][K_SUBMIT], 2);
+    for (int mo = 0; mo < MODES; mo++)
+        for (int k = 0; k < DUR_KINDS; k++) {
+            char prefix[48];
+            snprintf(prefix, sizeof prefix, "conc_%s_%s", MODE_NAMES[mo], DUR_KIND_NAMES[k]);
+            print_lat(prefix, &conc[mo][k], 1);
+        }
+    // The share of a job's training time its own writes take at the service's defaults: one
+    // progress write a second, and a checkpoint every 1000 iterations or 10 s, whichever first.
+    double ckpt_per_s = iters_s / 1000 > 0.1 ? iters_s / 1000 : 0.1;
+    printf(",\"checkpoint_bytes\":%zu", img_bytes);
+    print_num("iterations_per_s", iters_s, 0);
+    for (int mo = 0; mo < MODES; mo++) {
+        double w50[JOB_WRITES];
+        for (int k = 0; k < JOB_WRITES; k++) {
+            char prefix[48];
+            w50[k] = pct(jw[mo][k].us, jw[mo][k].n, 0.5);
+            snprintf(prefix, sizeof prefix, "%s_%s", MODE_NAMES[mo], JOB_WRITE_NAMES[k]);
+            print_lat(prefix, &jw[mo][k], 0);
+        }
+        char key[48];
+        snprintf(key, sizeof key, "%s_training_share_pct", MODE_NAMES[mo]);
+        print_num(key, 100 * (w50[W_PROGRESS] + ckpt_per_s * w50[W_CHECKPOINT]) / 1e6, 3);
+    }
+    printf("}\n");
+    fflush(stdout);
+    rc = 0;
+done:
+    for (int mo = 0; mo < MODES; mo++) {
+        server_stop(d[mo].srv);
+        store_close(d[mo].st);
+        for (int k = 0; k < DUR_KINDS; k++) {
+            free(seq[mo][k].us);
+            free(conc[mo][k].us);
+            pthread_mutex_destroy(&seq[mo][k].mu);
+            pthread_mutex_destroy(&conc[mo][k].mu);
+        }
+        for (int k = 0; k < JOB_WRITES; k++) {
+            free(jw[mo][k].us);
+            pthread_mutex_destroy(&jw[mo][k].mu);
+        }
+    }
+    if (have_model) store_model_free(&m);
+    if (fd >= 0) close(fd);
+    free(flush);
+    free(job);
+    return rc;
+}
+
 /* ---- main ---- */
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: bench_http [--quick] [--case NAME] [--seconds S] [--server-log PATH]\n"
             "  --quick            short smoke run (~10 s with training)\n"
-            "  --case NAME        run only adapt_compute, adapt_roundtrip or predict_throughput\n"
+            "  --case NAME        run only adapt_compute, adapt_roundtrip, predict_throughput or\n"
+            "                     durability\n"
             "  --seconds S        predict_throughput: counted seconds per endpoint (default 5)\n"
             "  --server-log PATH  write the server's access log there (default /dev/null)\n");
 }
 
-static const char *const CASES[] = {"adapt_compute", "adapt_roundtrip", "predict_throughput"};
+static const char *const CASES[] = {"adapt_compute", "adapt_roundtrip", "predict_throughput",
+                                    "durability"};
 
 static int wanted(const Options *o, const char *name) {
     return !o->only || !strcmp(o->only, name);
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
-    *o = (Options){.compute_reps = 2000, .rt_reps = 1000, .seconds = 5, .segment_s = 1};
+    *o = (Options){.compute_reps = 2000,
+                   .rt_reps = 1000,
+                   .seconds = 5,
+                   .segment_s = 1,
+                   .dur_reps = 300,
+                   .dur_rounds = 3,
+                   .dur_segment_s = 1};
     double seconds = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
@@ -577,7 +962,10 @@ static int parse_args(int argc, char **argv, Options *o) {
             return -1;
         }
     }
-    if (o->quick) o->compute_reps = 300, o->rt_reps = 200, o->seconds = 1, o->segment_s = 0.5;
+    if (o->quick) {
+        o->compute_reps = 300, o->rt_reps = 200, o->seconds = 1, o->segment_s = 0.5;
+        o->dur_reps = 50, o->dur_rounds = 1, o->dur_segment_s = 0.5;
+    }
     if (seconds > 0) o->seconds = seconds;
     return 0;
 }
@@ -624,7 +1012,9 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (wanted(&o, "adapt_compute")) failed += bench_adapt_compute(st, &o);
-    if (!wanted(&o, "adapt_roundtrip") && !wanted(&o, "predict_throughput")) goto done;
+    if (!wanted(&o, "adapt_roundtrip") && !wanted(&o, "predict_throughput") &&
+        !wanted(&o, "durability"))
+        goto done;
     if (!split_stderr(o.server_log ? o.server_log : "/dev/null")) {
         failed++;
         goto done;
@@ -648,6 +1038,7 @@ int main(int argc, char **argv) {
             server_port(srv), HTTP_THREADS);
     if (wanted(&o, "adapt_roundtrip")) failed += bench_roundtrip(&t, &o);
     if (wanted(&o, "predict_throughput")) failed += bench_throughput(&t, &o);
+    if (wanted(&o, "durability")) failed += bench_durability(st, dir, &o);
 done:
     server_stop(srv);
     store_close(st);

@@ -292,7 +292,7 @@ START_TEST(a_new_file_is_created_at_the_current_schema_in_wal_mode) {
     sqlite3_close(db);
     // foreign_keys is per connection: visible only on the store's own.
     ck_assert_int_eq(raw_int(store_sqlite_db(g_st), "PRAGMA foreign_keys"), 1);
-    ck_assert_int_eq(raw_int(store_sqlite_db(g_st), "PRAGMA synchronous"), 1); // 1 = NORMAL
+    ck_assert_int_eq(raw_int(store_sqlite_db(g_st), "PRAGMA synchronous"), 2); // 2 = FULL
 }
 END_TEST
 
