@@ -25,7 +25,7 @@
  *
  * "Cold" means a registry miss, not a cold disk: the data were just written, so the page caches
  * hold them. Every write runs with the backend's own settings: SQLite WAL with
- * synchronous=NORMAL (a commit does not wait for fsync, a WAL checkpoint does); PostgreSQL with
+ * synchronous=FULL (a commit waits for its WAL fsync); PostgreSQL with
  * whatever the server runs (a commit waits for its WAL flush when fsync and synchronous_commit
  * are on). Single-threaded, one Store connection at a time, one OpenBLAS thread.
  *
@@ -1211,7 +1211,7 @@ int main(int argc, char **argv) {
         }
         snprintf(db, sizeof db, "%s/bench.db", dir);
         sq.path = db;
-        fprintf(stderr, "bench_store: sqlite: %s (WAL, synchronous=NORMAL)\n", db);
+        fprintf(stderr, "bench_store: sqlite: %s (WAL, synchronous=FULL)\n", db);
         double t0 = now_s(CLOCK_MONOTONIC);
         failed += run_backend(&sq, &o);
         fprintf(stderr, "bench_store: sqlite: %.1f s\n", now_s(CLOCK_MONOTONIC) - t0);
