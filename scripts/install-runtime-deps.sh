@@ -11,7 +11,6 @@
 #     libcjson.so.1      libcjson1
 #     libmicrohttpd.so.12 libmicrohttpd12
 #     libsqlite3.so.0    libsqlite3-0
-    libpq5
 #     libpq.so.5         libpq5 (the PostgreSQL client library)
 # plus ca-certificates (the trust store, for operators' tools in the image).
 #
@@ -25,6 +24,7 @@ PACKAGES=(
     libcjson1
     libmicrohttpd12
     libsqlite3-0
+    libpq5
     ca-certificates
 )
 
