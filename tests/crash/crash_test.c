@@ -47,7 +47,6 @@
 
 /* ---- the run ---- */
 
-static const char *g_db; // the file the killed server runs on
 
 static void start_server(Proc *p) {
     proc_start(p, g_db, 2, 4);
@@ -74,20 +73,8 @@ int main(void) {
     g_seed_short = 1 + (int)(cr_next(&rng) % 1000);
     g_seed_long = 1 + (int)(cr_next(&rng) % 1000);
 
-    const char *base = getenv("CRASH_DIR");
     char dir[512], db[600], shm[620], ref_db[600];
-    snprintf(dir, sizeof dir, "%s/ms_crash_XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(dir)) fatal("mkdtemp %s: %s", dir, strerror(errno));
-    snprintf(db, sizeof db, "%s/crash.db", dir);
-    snprintf(shm, sizeof shm, "%s-shm", db);
-    snprintf(ref_db, sizeof ref_db, "%s/reference.db", dir);
-    g_db = db;
-    printf("crash_test: working in %s\n", dir);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-
-    g_up = calloc((size_t)kills * UPLOADS_PER_CYCLE, sizeof *g_up);
-    g_alias = calloc((size_t)kills, sizeof *g_alias);
-    if (!g_up || !g_alias) fatal("out of memory");
+    kt_files_make(dir, db, shm, ref_db, "CRASH_DIR", "crash", kills);
 
     // the uninterrupted reference: one worker, default checkpoint settings, never killed
     static Proc ref, srv;
@@ -188,17 +175,5 @@ int main(void) {
         same, g_n_jobs);
     (void)g_verified_aliases;
     printf("crash_test: wall %.1f s\n", now_s() - t_start);
-    if (g_failures) {
-        printf("crash_test: FAIL (%d failed checks; files kept in %s)\n", g_failures, dir);
-        return EXIT_FAILURE;
-    }
-    const char *keep = getenv("CRASH_KEEP");
-    if (!(keep && *keep == '1')) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0) fprintf(stderr, "crash_test: could not remove %s\n", dir);
-    }
-    printf("crash_test: PASS\n");
-    curl_global_cleanup();
-    return EXIT_SUCCESS;
+    return kt_finish(dir, "CRASH_KEEP");
 }

@@ -1223,4 +1223,45 @@ static void kill_cycle(const KillTest *t, int k, uint64_t *rng, Landing *land, i
     *n_write_lock += l.write_lock;
 }
 
+/* ---- the driver's files and its end ---- */
+
+static const char *g_db; // the file the killed server runs on (set by kt_files_make)
+
+// Makes the driver's working directory, <$env_dir, or /tmp>/ms_<name>_XXXXXX, holding <name>.db
+// (shm: its -shm file) and reference.db; sets g_db, starts libcurl and allocates the logs of
+// acknowledged uploads and alias moves for `kills` cycles.
+static void kt_files_make(char dir[512], char db[600], char shm[620], char ref_db[600],
+                          const char *env_dir, const char *name, int kills) {
+    const char *base = getenv(env_dir);
+    snprintf(dir, 512, "%s/ms_%s_XXXXXX", base && *base ? base : "/tmp", name);
+    if (!mkdtemp(dir)) fatal("mkdtemp %s: %s", dir, strerror(errno));
+    snprintf(db, 600, "%s/%s.db", dir, name);
+    snprintf(shm, 620, "%s-shm", db);
+    snprintf(ref_db, 600, "%s/reference.db", dir);
+    g_db = db;
+    printf("%s: working in %s\n", kt_prog, dir);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    g_up = calloc((size_t)kills * UPLOADS_PER_CYCLE, sizeof *g_up);
+    g_alias = calloc((size_t)kills, sizeof *g_alias);
+    if (!g_up || !g_alias) fatal("out of memory");
+}
+
+// The run's verdict: FAIL with the files kept, or PASS with dir removed (kept when $env_keep is
+// 1). Returns the exit status.
+static int kt_finish(const char *dir, const char *env_keep) {
+    if (g_failures) {
+        printf("%s: FAIL (%d failed checks; files kept in %s)\n", kt_prog, g_failures, dir);
+        return EXIT_FAILURE;
+    }
+    const char *keep = getenv(env_keep);
+    if (!(keep && *keep == '1')) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        if (system(cmd) != 0) fprintf(stderr, "%s: could not remove %s\n", kt_prog, dir);
+    }
+    printf("%s: PASS\n", kt_prog);
+    curl_global_cleanup();
+    return EXIT_SUCCESS;
+}
+
 #endif

@@ -93,12 +93,8 @@ static void server_down(void) {
 /* ---- raw requests ---- */
 
 static int connect_server(void) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s",
-                  strerror(errno));
+    int fd = hc_connect_loopback(g_port);
+    ck_assert_msg(fd >= 0, "connect: %s", strerror(errno));
     return fd;
 }
 

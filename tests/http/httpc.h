@@ -16,6 +16,7 @@
 #ifndef METASERVE_TESTS_HTTPC_H
 #define METASERVE_TESTS_HTTPC_H
 
+#include <arpa/inet.h>
 #include <cJSON.h>
 #include <curl/curl.h>
 #include <math.h>
@@ -24,7 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- time: deadlines and pauses of the suites (never asserted on as durations) ---- */
 
@@ -46,6 +49,20 @@ typedef struct {
     size_t len; // bytes before the NUL
     size_t cap;
 } HcBuf;
+
+// A plain TCP connection to 127.0.0.1:port, for requests libcurl would normalise or frame;
+// the socket, or -1 (errno set).
+static inline int hc_connect_loopback(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
 
 static inline void hc_buf_init(HcBuf *b) {
     b->cap = 256;

@@ -130,12 +130,8 @@ static void state(char *out, size_t n) {
 /* ---- raw requests: the path goes out byte for byte (no client-side normalisation) ---- */
 
 static void raw_request(HcResp *out, const char *method, const char *path, const char *body) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s",
-                  strerror(errno));
+    int fd = hc_connect_loopback(g_port);
+    ck_assert_msg(fd >= 0, "connect: %s", strerror(errno));
     HcBuf q;
     hc_buf_init(&q);
     hc_buf_printf(&q, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n", method, path);

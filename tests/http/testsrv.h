@@ -3,8 +3,9 @@
  * test_hostile, test_fault): on 127.0.0.1 with an ephemeral port and a SQLite file under the
  * test's temporary root (testroot.h; define TEST_ROOT_NAME before including), driven with the
  * libcurl client of httpc.h. With METASERVE_TEST_PG set (the suites' *_pg variants), the
- * database is instead a new, empty PostgreSQL database on that server (tests/pg/pgtest.h). The caller fills what its suite needs into the ServerConfig that
- * testsrv_config prepares, then starts it with testsrv_start.
+ * database is instead a new, empty PostgreSQL database on that server (tests/pg/pgtest.h). The
+ * caller fills what its suite needs into the ServerConfig that testsrv_config prepares, then starts
+ * it with testsrv_start.
  */
 #ifndef METASERVE_TESTS_TESTSRV_H
 #define METASERVE_TESTS_TESTSRV_H

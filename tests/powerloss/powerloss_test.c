@@ -414,7 +414,6 @@ static void check_offline(const char *db, int k) {
 
 /* ---- the live check (server up) ---- */
 
-static const char *g_db;
 
 // Over HTTP only: the driver's own connection to the file would not see the server's unsynced
 // writes (they are in the server's memory) and would read a torn state.
@@ -470,19 +469,8 @@ int main(void) {
     for (int i = 0; i < N_SETS; i++)
         support_body(g_support[i], sizeof g_support[i], &rng);
 
-    const char *base = getenv("POWERLOSS_DIR");
     char dir[512], db[600], shm[620], ref_db[600];
-    snprintf(dir, sizeof dir, "%s/ms_powerloss_XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(dir)) fatal("mkdtemp %s: %s", dir, strerror(errno));
-    snprintf(db, sizeof db, "%s/powerloss.db", dir);
-    snprintf(shm, sizeof shm, "%s-shm", db);
-    snprintf(ref_db, sizeof ref_db, "%s/reference.db", dir);
-    g_db = db;
-    printf("%s: working in %s\n", kt_prog, dir);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    g_up = calloc((size_t)kills * UPLOADS_PER_CYCLE, sizeof *g_up);
-    g_alias = calloc((size_t)kills, sizeof *g_alias);
-    if (!g_up || !g_alias) fatal("out of memory");
+    kt_files_make(dir, db, shm, ref_db, "POWERLOSS_DIR", "powerloss", kills);
 
     run_reference(ref_db);
 
@@ -549,17 +537,5 @@ int main(void) {
                kt_prog, same, g_n_jobs);
     (void)g_verified_datasets, (void)g_verified_aliases; // the crash test's end-of-run figures
     printf("%s: wall %.1f s\n", kt_prog, now_s() - t_start);
-    if (g_failures) {
-        printf("%s: FAIL (%d failed checks; files kept in %s)\n", kt_prog, g_failures, dir);
-        return EXIT_FAILURE;
-    }
-    const char *keep = getenv("POWERLOSS_KEEP");
-    if (!(keep && *keep == '1')) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0) fprintf(stderr, "%s: could not remove %s\n", kt_prog, dir);
-    }
-    printf("%s: PASS\n", kt_prog);
-    curl_global_cleanup();
-    return EXIT_SUCCESS;
+    return kt_finish(dir, "POWERLOSS_KEEP");
 }
