@@ -249,8 +249,7 @@ void h_model_predict(Req *r) {
     if (!predict_read_body(r, body, &lim, &steps, &lr, &sup)) goto done;
     // Prediction writes nothing: a version this process has cached serves without a database
     // connection (serving_get answers 503 for anything it would have to read).
-    Store *st = req_store(r);
-    if (!st) r->status = 0, r->retry_after[0] = 0;
+    Store *st = req_store_if_up(r);
     if ((s = serving_get(reg, st, r->params[0], &m, &err)) != MS_OK) {
         reply_status(r, s, &err);
         goto done;

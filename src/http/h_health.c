@@ -36,8 +36,7 @@ void h_readyz(Req *r) {
 
 void h_metrics(Req *r) {
     size_t n = 0;
-    Store *st = req_store(r); // job counts; the rest renders without the database
-    if (!st) r->status = 0, r->retry_after[0] = 0; // metrics render without the database
+    Store *st = req_store_if_up(r); // job counts; the rest renders without the database
     char *text = metrics_render(r->app, st, &n);
     if (!text) {
         reply_problem(r, 500, "internal", "could not render metrics");

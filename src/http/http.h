@@ -172,6 +172,9 @@ void reply_list(Req *r, const ListKind *k);
 /** The thread's store connection (opened on first use); replies 503 and returns NULL when the
  *  database cannot be opened. */
 Store *req_store(Req *r);
+/** req_store for a handler that can also answer without the database (metrics, predictions
+ *  from cached versions): NULL when no connection can be had, with no reply made. */
+Store *req_store_if_up(Req *r);
 
 /* ---- request-body readers (json.c): codec/json.h's readers, replying on failure ---- */
 

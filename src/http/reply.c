@@ -328,18 +328,27 @@ static void make_key(void) {
     pthread_key_create(&store_key, close_store);
 }
 
-Store *req_store(Req *r) {
+// This thread's connection, opened on first use; NULL (with a 503 when reply) when it cannot be.
+static Store *store_for(Req *r, int reply) {
     if (r->store) return r->store;
     pthread_once(&store_once, make_key);
     Store *s = pthread_getspecific(store_key);
     if (!s) {
         MsError err = {0};
         if (store_open_opts(&s, r->app->cfg.db, &r->app->store_opts, &err) != MS_OK) {
-            reply_problem(r, 503, "unavailable", "database unavailable: %s", err.msg);
+            if (reply) reply_problem(r, 503, "unavailable", "database unavailable: %s", err.msg);
             return NULL;
         }
         pthread_setspecific(store_key, s);
     }
     r->store = s;
     return s;
+}
+
+Store *req_store(Req *r) {
+    return store_for(r, 1);
+}
+
+Store *req_store_if_up(Req *r) {
+    return store_for(r, 0);
 }

@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,8 +114,13 @@ static void stmts_forget(PgStore *p) {
     p->n_stmts = 0;
 }
 
+// Connections this process has made, on any thread: a connection waiting out its backoff tries
+// again at once when another one got through, so once the database is back every thread of the
+// process is too, not only those whose delay happened to run out.
+static atomic_ulong connects_made;
+
 // Makes sure the connection is up; outside a transaction a lost one is re-established, at most
-// once per backoff delay.
+// once per backoff delay unless another connection of the process got through meanwhile.
 static MsStatus ensure(Store *s, const char *what, MsError *err) {
     PgStore *p = s->pg;
     if (p->conn && PQstatus(p->conn) == CONNECTION_OK) return MS_OK;
@@ -122,17 +128,20 @@ static MsStatus ensure(Store *s, const char *what, MsError *err) {
         return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_UNAVAILABLE,
                               "database connection lost while %s", what);
     int64_t now = mono_ms();
-    if (now < p->next_retry_ms)
+    unsigned long made = atomic_load(&connects_made);
+    if (now < p->next_retry_ms && made == p->connects_seen)
         return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_UNAVAILABLE,
                               "database unavailable while %s (reconnecting)", what);
     PQfinish(p->conn);
     stmts_forget(p);
     p->conn = connect_now(p);
     if (p->conn && PQstatus(p->conn) == CONNECTION_OK) {
+        atomic_fetch_add(&connects_made, 1);
         p->backoff_ms = PG_BACKOFF_MS;
         p->next_retry_ms = 0;
         return MS_OK;
     }
+    p->connects_seen = made;
     p->next_retry_ms = now + p->backoff_ms;
     p->backoff_ms = p->backoff_ms * 2 > PG_BACKOFF_MAX_MS ? PG_BACKOFF_MAX_MS : p->backoff_ms * 2;
     char m[160];
@@ -527,6 +536,7 @@ MsStatus pg_open(Store *s, const char *uri, const StoreOptions *opt, MsError *er
         return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_UNAVAILABLE,
                               "cannot connect to PostgreSQL: %s", m);
     }
+    atomic_fetch_add(&connects_made, 1);
     return pg_migrate(s, err);
 }
 

@@ -30,15 +30,16 @@
 
 struct PgStore {
     PGconn *conn;
-    char *conninfo;             // the URI (owned)
-    char *password;             // from METASERVE_DB_PASSWORD_FILE, or NULL (owned)
-    char replica[64];           // lease owner name of this process
-    int64_t lease_ms;           // lease length taken by a claim and renewed by progress writes
-    int64_t next_retry_ms;      // monotonic ms before which no reconnect is attempted
-    int backoff_ms;             // current reconnect delay
-    int in_tx;                  // 1 between pg_begin and pg_commit / pg_rollback
-    char *stmts[PG_STMT_CACHE]; // SQL texts prepared on conn as statements "s0", "s1", ...
-    int n_stmts;                // (owned; forgotten with the connection they belong to)
+    char *conninfo;              // the URI (owned)
+    char *password;              // from METASERVE_DB_PASSWORD_FILE, or NULL (owned)
+    char replica[64];            // lease owner name of this process
+    int64_t lease_ms;            // lease length taken by a claim and renewed by progress writes
+    int64_t next_retry_ms;       // monotonic ms before which no reconnect is attempted
+    int backoff_ms;              // current reconnect delay
+    unsigned long connects_seen; // the process's connection count at the last failed attempt
+    int in_tx;                   // 1 between pg_begin and pg_commit / pg_rollback
+    char *stmts[PG_STMT_CACHE];  // SQL texts prepared on conn as statements "s0", "s1", ...
+    int n_stmts;                 // (owned; forgotten with the connection they belong to)
     struct {
         char id[STORE_ID_MAX];
         int64_t epoch;
