@@ -55,6 +55,7 @@
 #include "metaserve/nn/blas.h"
 #include "metaserve/nn/mlp.h"
 #include "metaserve/serving/serving.h"
+#include "metaserve/store/blob.h"
 #include "metaserve/store/store.h"
 #include "metaserve/tasks/dataset.h"
 
@@ -89,6 +90,9 @@ typedef enum {
     F_LOAD_LARGE_COLD,
     F_LOAD_LARGE_COLD_P99,
     F_LOAD_LARGE_STORE,
+    F_CHECK_XXH3,
+    F_CHECK_FNV,
+    F_CHECK_RATIO,
     F_ADAPT_P50,
     F_ADAPT_P99,
     F_FLUSH_P50,
@@ -119,6 +123,9 @@ static const struct {
     [F_LOAD_LARGE_COLD] = {"model load 784-256-256-5, cold p50 (us)", 0},
     [F_LOAD_LARGE_COLD_P99] = {"model load 784-256-256-5, cold p99 (us)", 0},
     [F_LOAD_LARGE_STORE] = {"model load 784-256-256-5, store_model_get p50 (us)", 0},
+    [F_CHECK_XXH3] = {"blob check 784-256-256-5 params, XXH3 (format 2), p50 (us)", 1},
+    [F_CHECK_FNV] = {"blob check 784-256-256-5 params, FNV-1a (format 1), p50 (us)", 1},
+    [F_CHECK_RATIO] = {"blob check FNV-1a p50 / XXH3 p50", 1},
     [F_ADAPT_P50] = {"adaptation commit (store_adaptation_put), p50 (us)", 1},
     [F_ADAPT_P99] = {"adaptation commit (store_adaptation_put), p99 (us)", 1},
     [F_FLUSH_P50] = {"reference: 8 KB append + fdatasync under /tmp, interleaved, p50 (us)", 1},
@@ -286,6 +293,32 @@ static MsStatus time_gets(Serving *r, Store *st, const char *name, int cold, int
     return MS_OK;
 }
 
+// Times reps blob_check calls of P random floats encoded in format `version` into us[].
+static MsStatus time_blob_checks(unsigned version, size_t P, int reps, double *us, MsError *err) {
+    float *x = malloc(P * sizeof *x);
+    size_t len = 0;
+    MsStatus s = blob_encoded_size(&len, BLOB_F32, P, err);
+    unsigned char *b = s == MS_OK ? malloc(len) : NULL;
+    if (!x || !b) {
+        free(x);
+        free(b);
+        return s != MS_OK ? s : ms_fail(err, MS_ERR_NOMEM, "blob check: out of memory");
+    }
+    Rng g;
+    rng_seed(&g, 11);
+    for (size_t i = 0; i < P; i++)
+        x[i] = (float)rng_normal(&g);
+    s = blob_encode_version(b, len, &len, version, BLOB_F32, x, P, err);
+    for (int i = 0; s == MS_OK && i < reps; i++) {
+        double t0 = now_us();
+        s = blob_check(b, len, BLOB_F32, NULL, err);
+        us[i] = now_us() - t0;
+    }
+    free(x);
+    free(b);
+    return s;
+}
+
 // Times reps bare store_model_get calls: the database read and blob decode of a cold load.
 static MsStatus time_store_gets(Store *st, const char *name, int version, int reps, double *us,
                                 MsError *err) {
@@ -354,6 +387,26 @@ static int bench_model_load(Backend *b, int large, const Options *o) {
         b->fig[F_LOAD_LARGE_COLD] = c50;
         b->fig[F_LOAD_LARGE_COLD_P99] = c99;
         b->fig[F_LOAD_LARGE_STORE] = s50;
+        // The checksum's share of a cold load, both formats in the same run: the version written
+        // (XXH3) against format 1 (FNV-1a), which older rows still carry.
+        if (time_blob_checks(BLOB_FORMAT_VERSION, P, o->load_reps, raw, &err) != MS_OK) {
+            report(b, "model_load: blob check", &err);
+            goto done;
+        }
+        double x50 = pct(raw, n, 0.5);
+        if (time_blob_checks(BLOB_FORMAT_FNV1A, P, o->load_reps, raw, &err) != MS_OK) {
+            report(b, "model_load: blob check", &err);
+            goto done;
+        }
+        double f50 = pct(raw, n, 0.5);
+        printf("{\"case\":\"blob_check\",\"backend\":\"none\",\"params\":%zu", P);
+        print_num("xxh3_p50_us", x50, 2);
+        print_num("fnv1a_p50_us", f50, 2);
+        print_num("fnv1a_over_xxh3", f50 / x50, 2);
+        line_end();
+        b->fig[F_CHECK_XXH3] = x50;
+        b->fig[F_CHECK_FNV] = f50;
+        b->fig[F_CHECK_RATIO] = f50 / x50;
     } else {
         b->fig[F_LOAD_CLASSIC_COLD] = c50;
         b->fig[F_LOAD_CLASSIC_WARM] = w50;

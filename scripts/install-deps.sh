@@ -18,6 +18,7 @@ PACKAGES=(
     libmicrohttpd-dev
     libsqlite3-dev
     libpq-dev
+    libxxhash-dev
     postgresql-15
     check
     libcurl4-openssl-dev

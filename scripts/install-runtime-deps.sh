@@ -12,6 +12,7 @@
 #     libmicrohttpd.so.12 libmicrohttpd12
 #     libsqlite3.so.0    libsqlite3-0
 #     libpq.so.5         libpq5 (the PostgreSQL client library)
+#     libxxhash.so.0     libxxhash0 (the blob checksum, XXH3)
 # plus ca-certificates (the trust store, for operators' tools in the image).
 #
 # Idempotent: when every package is already installed it installs nothing and needs neither root
@@ -25,6 +26,7 @@ PACKAGES=(
     libmicrohttpd12
     libsqlite3-0
     libpq5
+    libxxhash0
     ca-certificates
 )
 

@@ -2,7 +2,8 @@
  * The blob codec (layout in include/metaserve/store/blob.h): typed arrays to and from the
  * checked little-endian byte strings the store writes into BLOB columns.
  *
- * Owns: the header layout, the FNV-1a 64 checksum and the host <-> little-endian conversion,
+ * Owns: the header layout, the checksums (XXH3-64 written, FNV-1a 64 of format 1 still read)
+ * and the host <-> little-endian conversion,
  * whole (blob_encode, blob_check) or in pieces for streaming (blob_hash_init, blob_header_build,
  * blob_header_parse, blob_to_le, blob_from_le; the whole-blob functions are built from them, so
  * both produce and accept the same bytes). Does not own: where blobs live (store_*.c) or what
@@ -13,8 +14,9 @@
  * check passes. Element copies are memcpy on little-endian hosts and a byte loop elsewhere.
  *
  * Workload: one encode per write and one decode per read of a model (P up to ~10^6 floats),
- * a dataset (up to ~10^8 bytes) or a checkpoint. The checksum is a byte-serial multiply chain
- * (roughly 1 GB/s), small next to SQLite's own I/O for these sizes.
+ * a dataset (up to ~10^8 bytes) or a checkpoint. The XXH3 checksum runs at memory speed, so a
+ * cold model load costs the database read and one copy; format-1 blobs pay FNV-1a's byte-serial
+ * multiply chain (~1 GB/s), as they did when they were written.
  */
 #include "metaserve/store/blob.h"
 
@@ -141,23 +143,44 @@ void blob_from_le(void *dst, const void *src, BlobType t, size_t n) {
 
 /* ---- header ---- */
 
-void blob_header_build(unsigned char *hdr, BlobType t, size_t n, uint64_t checksum) {
+static void header_build(unsigned char *hdr, unsigned version, BlobType t, size_t n,
+                         uint64_t checksum) {
     MS_ASSERT(blob_elem_size(t) > 0);
     memcpy(hdr, MAGIC, 4);
-    put_u16(hdr + 4, BLOB_FORMAT_VERSION);
+    put_u16(hdr + 4, (uint16_t)version);
     put_u16(hdr + 6, (uint16_t)t);
     put_u64(hdr + 8, (uint64_t)n);
     put_u64(hdr + 16, checksum);
 }
 
-uint64_t blob_hash_init(BlobType t, size_t n) {
+void blob_header_build(unsigned char *hdr, BlobType t, size_t n, uint64_t checksum) {
+    header_build(hdr, BLOB_FORMAT_VERSION, t, n, checksum);
+}
+
+void blob_hash_init(BlobHash *h, unsigned version, BlobType t, size_t n) {
+    MS_ASSERT(version == BLOB_FORMAT_VERSION || version == BLOB_FORMAT_FNV1A);
     unsigned char hdr[BLOB_HEADER_SIZE];
-    blob_header_build(hdr, t, n, 0); // bytes 16..23 (the checksum) are not hashed
-    return blob_fnv1a64(BLOB_FNV_OFFSET, hdr, 16);
+    header_build(hdr, version, t, n, 0); // bytes 16..23 (the checksum) are not hashed
+    h->version = version;
+    h->fnv = BLOB_FNV_OFFSET;
+    if (version == BLOB_FORMAT_VERSION) XXH3_64bits_reset(&h->xxh); // cannot fail on a state
+    blob_hash_update(h, hdr, 16);
+}
+
+void blob_hash_update(BlobHash *h, const void *p, size_t n) {
+    if (n == 0) return;
+    if (h->version == BLOB_FORMAT_VERSION)
+        XXH3_64bits_update(&h->xxh, p, n); // fails only on a NULL state
+    else
+        h->fnv = blob_fnv1a64(h->fnv, p, n);
+}
+
+uint64_t blob_hash_final(const BlobHash *h) {
+    return h->version == BLOB_FORMAT_VERSION ? (uint64_t)XXH3_64bits_digest(&h->xxh) : h->fnv;
 }
 
 MsStatus blob_header_parse(const unsigned char *hdr, size_t len, BlobType want, size_t *n,
-                           uint64_t *checksum, MsError *err) {
+                           unsigned *version_out, uint64_t *checksum, MsError *err) {
     const unsigned char *b = hdr;
     if (len < BLOB_HEADER_SIZE || b == NULL)
         return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
@@ -166,10 +189,10 @@ MsStatus blob_header_parse(const unsigned char *hdr, size_t len, BlobType want, 
     if (memcmp(b, MAGIC, 4) != 0)
         return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "corrupt blob: bad magic");
     uint16_t version = get_u16(b + 4);
-    if (version != BLOB_FORMAT_VERSION)
+    if (version != BLOB_FORMAT_VERSION && version != BLOB_FORMAT_FNV1A)
         return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
-                              "corrupt blob: format version %u (this build reads %d)",
-                              (unsigned)version, BLOB_FORMAT_VERSION);
+                              "corrupt blob: format version %u (this build reads %d and %d)",
+                              (unsigned)version, BLOB_FORMAT_FNV1A, BLOB_FORMAT_VERSION);
     uint16_t type = get_u16(b + 6);
     if (type != (uint16_t)want)
         return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
@@ -186,14 +209,17 @@ MsStatus blob_header_parse(const unsigned char *hdr, size_t len, BlobType want, 
             "corrupt blob: %zu payload bytes do not hold %llu elements of %zu bytes", payload,
             (unsigned long long)count, sz);
     *n = payload / sz;
+    *version_out = version;
     *checksum = get_u64(b + 16);
     return MS_OK;
 }
 
 /* ---- whole blobs ---- */
 
-MsStatus blob_encode(void *out, size_t cap, size_t *len, BlobType t, const void *elems, size_t n,
-                     MsError *err) {
+MsStatus blob_encode_version(void *out, size_t cap, size_t *len, unsigned version, BlobType t,
+                             const void *elems, size_t n, MsError *err) {
+    if (version != BLOB_FORMAT_VERSION && version != BLOB_FORMAT_FNV1A)
+        return ms_fail(err, MS_ERR_INVALID, "blob: unknown format version %u", version);
     size_t need = 0;
     MsStatus st = blob_encoded_size(&need, t, n, err);
     if (st != MS_OK) return st;
@@ -203,10 +229,17 @@ MsStatus blob_encode(void *out, size_t cap, size_t *len, BlobType t, const void 
     unsigned char *b = out;
     unsigned char *payload = b + BLOB_HEADER_SIZE;
     blob_to_le(payload, elems, t, n);
-    uint64_t h = blob_fnv1a64(blob_hash_init(t, n), payload, need - BLOB_HEADER_SIZE);
-    blob_header_build(b, t, n, h);
+    BlobHash h;
+    blob_hash_init(&h, version, t, n);
+    blob_hash_update(&h, payload, need - BLOB_HEADER_SIZE);
+    header_build(b, version, t, n, blob_hash_final(&h));
     *len = need;
     return MS_OK;
+}
+
+MsStatus blob_encode(void *out, size_t cap, size_t *len, BlobType t, const void *elems, size_t n,
+                     MsError *err) {
+    return blob_encode_version(out, cap, len, BLOB_FORMAT_VERSION, t, elems, n, err);
 }
 
 MsStatus blob_encode_alloc(void **out, size_t *len, BlobType t, const void *elems, size_t n,
@@ -229,12 +262,14 @@ MsStatus blob_encode_alloc(void **out, size_t *len, BlobType t, const void *elem
 MsStatus blob_check(const void *blob, size_t len, BlobType want, size_t *n, MsError *err) {
     const unsigned char *b = blob;
     size_t count;
+    unsigned version;
     uint64_t stored;
-    MsStatus st = blob_header_parse(b, len, want, &count, &stored, err);
+    MsStatus st = blob_header_parse(b, len, want, &count, &version, &stored, err);
     if (st != MS_OK) return st;
-    uint64_t h =
-        blob_fnv1a64(blob_hash_init(want, count), b + BLOB_HEADER_SIZE, len - BLOB_HEADER_SIZE);
-    if (h != stored)
+    BlobHash h;
+    blob_hash_init(&h, version, want, count);
+    blob_hash_update(&h, b + BLOB_HEADER_SIZE, len - BLOB_HEADER_SIZE);
+    if (blob_hash_final(&h) != stored)
         return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "corrupt blob: checksum mismatch");
     if (n) *n = count;
     return MS_OK;

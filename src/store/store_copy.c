@@ -305,7 +305,9 @@ static MsStatus array_copy(Copy *c, sqlite3_int64 rowid, const char *id, int k, 
     }
     size_t len = (size_t)sqlite3_blob_bytes(b), count;
     unsigned char hdr[BLOB_HEADER_SIZE] = {0};
-    uint64_t stored, h;
+    unsigned version;
+    uint64_t stored;
+    BlobHash h;
     MsError e = {0};
     MsStatus st = MS_OK;
     if (len >= BLOB_HEADER_SIZE &&
@@ -313,7 +315,7 @@ static MsStatus array_copy(Copy *c, sqlite3_int64 rowid, const char *id, int k, 
         st = store_sqlite_fail(c->from, rc, what, err);
         goto done;
     }
-    if ((st = blob_header_parse(hdr, len, ARR[k].type, &count, &stored, &e)) != MS_OK) {
+    if ((st = blob_header_parse(hdr, len, ARR[k].type, &count, &version, &stored, &e)) != MS_OK) {
         st = ms_fail_detail(err, st, e.detail, "%s: %s", what, e.msg);
         goto done;
     }
@@ -324,7 +326,7 @@ static MsStatus array_copy(Copy *c, sqlite3_int64 rowid, const char *id, int k, 
     }
     char pwhat[STORE_ID_MAX + 48];
     snprintf(pwhat, sizeof pwhat, "copying dataset %s %s", id, ARR[k].name);
-    h = blob_hash_init(ARR[k].type, count);
+    blob_hash_init(&h, version, ARR[k].type, count);
     size_t bytes = len - BLOB_HEADER_SIZE;
     // PG_CHUNK is a multiple of every element size, so chunks hold whole elements, as on read.
     for (size_t off = 0; off < bytes; off += PG_CHUNK) {
@@ -334,12 +336,12 @@ static MsStatus array_copy(Copy *c, sqlite3_int64 rowid, const char *id, int k, 
             st = store_sqlite_fail(c->from, rc, what, err);
             goto done;
         }
-        h = blob_fnv1a64(h, c->buf, m);
+        blob_hash_update(&h, c->buf, m);
         if ((st = pg_chunk_put(c->to, id, k, (int64_t)(off / PG_CHUNK) + 1, c->buf, m, pwhat,
                                err)) != MS_OK)
             goto done;
     }
-    if (h != stored) {
+    if (blob_hash_final(&h) != stored) {
         st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
                             "%s: corrupt blob: checksum mismatch", what);
         goto done;

@@ -51,17 +51,18 @@ static MsStatus array_put(Store *s, const char *id, int k, const void *elems, si
     snprintf(what, sizeof what, "writing dataset %s", ARR[k].name);
     BlobType t = ARR[k].type;
     size_t sz = blob_elem_size(t), per = PG_CHUNK / sz;
-    uint64_t h = blob_hash_init(t, n);
+    BlobHash h;
+    blob_hash_init(&h, BLOB_FORMAT_VERSION, t, n);
     const unsigned char *src = elems;
     for (size_t i = 0; i < n; i += per) {
         size_t m = n - i < per ? n - i : per;
         blob_to_le(buf, src + i * sz, t, m);
-        h = blob_fnv1a64(h, buf, m * sz);
+        blob_hash_update(&h, buf, m * sz);
         MsStatus st = pg_chunk_put(s, id, k, (int64_t)(i / per) + 1, buf, m * sz, what, err);
         if (st != MS_OK) return st;
     }
     unsigned char hdr[BLOB_HEADER_SIZE];
-    blob_header_build(hdr, t, n, h);
+    blob_header_build(hdr, t, n, blob_hash_final(&h));
     return pg_chunk_put(s, id, k, 0, hdr, sizeof hdr, what, err);
 }
 
@@ -126,7 +127,7 @@ static MsStatus dataset_row(const PGresult *r, int i, StoreDataset *d, MsError *
 
 // Reads the payload chunks of one array in single-row mode into dst (bytes long), hashing.
 static MsStatus chunks_read(Store *s, const char *id, int k, unsigned char *dst, size_t bytes,
-                            uint64_t *h, const char *what, MsError *err) {
+                            BlobHash *h, const char *what, MsError *err) {
     PGconn *c = s->pg->conn;
     PgArgs a = {0};
     pg_text(&a, id);
@@ -149,7 +150,7 @@ static MsStatus chunks_read(Store *s, const char *id, int k, unsigned char *dst,
                                     "%s: corrupt: chunks do not add up to the header", what);
             } else {
                 memcpy(dst + off, PQgetvalue(r, 0, 0), m);
-                *h = blob_fnv1a64(*h, dst + off, m);
+                blob_hash_update(h, dst + off, m);
                 blob_from_le(dst + off, dst + off, ARR[k].type, m / sz);
                 off += m;
             }
@@ -186,9 +187,10 @@ static MsStatus array_get(Store *s, const StoreDataset *d, int k, void **out, si
     PQclear(r);
     if (!have_hdr)
         return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT, "%s: corrupt: not a blob", what);
+    unsigned version;
     uint64_t stored;
     MsError e = {0};
-    if ((st = blob_header_parse(hdr, len, ARR[k].type, count, &stored, &e)) != MS_OK)
+    if ((st = blob_header_parse(hdr, len, ARR[k].type, count, &version, &stored, &e)) != MS_OK)
         return ms_fail_detail(err, st, e.detail, "%s: %s", what, e.msg);
     if (k < 2) {
         int64_t dim = k == 0 ? d->x_dim : d->y_dim;
@@ -201,9 +203,10 @@ static MsStatus array_get(Store *s, const StoreDataset *d, int k, void **out, si
     unsigned char *dst = NULL;
     if (bytes > 0 && !(dst = malloc(bytes)))
         return ms_fail(err, MS_ERR_NOMEM, "%s: cannot allocate %zu bytes", what, bytes);
-    uint64_t h = blob_hash_init(ARR[k].type, *count);
+    BlobHash h;
+    blob_hash_init(&h, version, ARR[k].type, *count);
     st = chunks_read(s, d->id, k, dst, bytes, &h, what, err);
-    if (st == MS_OK && h != stored)
+    if (st == MS_OK && blob_hash_final(&h) != stored)
         st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
                             "%s: corrupt blob: checksum mismatch", what);
     if (st != MS_OK) {

@@ -47,13 +47,14 @@ MsStatus store_blob_stream_write(Store *s, const char *table, const char *col, s
         goto done;
     }
     // Payload first, hashed as it goes; the header, which carries the checksum, last.
-    uint64_t h = blob_hash_init(t, n);
+    BlobHash h;
+    blob_hash_init(&h, BLOB_FORMAT_VERSION, t, n);
     const size_t per = STORE_BLOB_CHUNK / sz; // elements per chunk
     const unsigned char *src = elems;
     for (size_t i = 0; i < n; i += per) {
         size_t m = n - i < per ? n - i : per;
         blob_to_le(buf, src + i * sz, t, m);
-        h = blob_fnv1a64(h, buf, m * sz);
+        blob_hash_update(&h, buf, m * sz);
         int rc = sqlite3_blob_write(b, buf, (int)(m * sz), (int)(BLOB_HEADER_SIZE + i * sz));
         if (rc != SQLITE_OK) {
             st = store_sqlite_fail(s, rc, what, err);
@@ -61,7 +62,7 @@ MsStatus store_blob_stream_write(Store *s, const char *table, const char *col, s
         }
     }
     unsigned char hdr[BLOB_HEADER_SIZE];
-    blob_header_build(hdr, t, n, h);
+    blob_header_build(hdr, t, n, blob_hash_final(&h));
     int rc = sqlite3_blob_write(b, hdr, BLOB_HEADER_SIZE, 0);
     if (rc != SQLITE_OK) st = store_sqlite_fail(s, rc, what, err);
 done:
@@ -83,6 +84,7 @@ MsStatus store_blob_stream_read(Store *s, const char *table, const char *col, sq
     size_t len = (size_t)sqlite3_blob_bytes(b); // >= 0: SQLite values are at most INT_MAX bytes
     unsigned char hdr[BLOB_HEADER_SIZE] = {0};
     size_t count;
+    unsigned version;
     uint64_t stored;
     MsError e = {0};
     int rc = SQLITE_OK;
@@ -93,7 +95,7 @@ MsStatus store_blob_stream_read(Store *s, const char *table, const char *col, sq
     }
     // The header is checked against the stored length (count * size == len - 24) before its
     // count sizes any allocation, so the allocation is never larger than what is on disk.
-    if ((st = blob_header_parse(hdr, len, t, &count, &stored, &e)) != MS_OK) {
+    if ((st = blob_header_parse(hdr, len, t, &count, &version, &stored, &e)) != MS_OK) {
         st = ms_fail_detail(err, st, e.detail, "%s: %s", what, e.msg);
         goto done;
     }
@@ -109,7 +111,8 @@ MsStatus store_blob_stream_read(Store *s, const char *table, const char *col, sq
     }
     // Straight into the destination a chunk at a time: hashed while the chunk is in cache, then
     // converted from little-endian in place.
-    uint64_t h = blob_hash_init(t, count);
+    BlobHash h;
+    blob_hash_init(&h, version, t, count);
     size_t sz = blob_elem_size(t);
     for (size_t off = 0; off < bytes; off += STORE_BLOB_CHUNK) {
         size_t m = bytes - off < STORE_BLOB_CHUNK ? bytes - off : STORE_BLOB_CHUNK;
@@ -118,10 +121,10 @@ MsStatus store_blob_stream_read(Store *s, const char *table, const char *col, sq
             st = store_sqlite_fail(s, rc, what, err);
             goto done;
         }
-        h = blob_fnv1a64(h, dst + off, m);
+        blob_hash_update(&h, dst + off, m);
         blob_from_le(dst + off, dst + off, t, m / sz); // chunks are whole elements (64 KiB % 4)
     }
-    if (h != stored) {
+    if (blob_hash_final(&h) != stored) {
         st = ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_CORRUPT,
                             "%s: corrupt blob: checksum mismatch", what);
         goto done;

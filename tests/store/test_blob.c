@@ -42,11 +42,32 @@ static void put_u64(unsigned char *p, uint64_t v) {
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
-// Rewrites the checksum of b to match its (possibly edited) header and payload.
+// Rewrites the checksum of b to match its (possibly edited) header and payload, computed here
+// from the published functions directly: XXH3-64 of header bytes 0..15 followed by the payload
+// for format 2, FNV-1a 64 over the same bytes for format 1.
 static void reseal(unsigned char *b, size_t len) {
-    uint64_t h = blob_fnv1a64(BLOB_FNV_OFFSET, b, 16);
-    h = blob_fnv1a64(h, b + BLOB_HEADER_SIZE, len - BLOB_HEADER_SIZE);
+    uint64_t h;
+    if (b[4] == BLOB_FORMAT_FNV1A) {
+        h = blob_fnv1a64(BLOB_FNV_OFFSET, b, 16);
+        h = blob_fnv1a64(h, b + BLOB_HEADER_SIZE, len - BLOB_HEADER_SIZE);
+    } else {
+        unsigned char *flat = malloc(len - 8);
+        memcpy(flat, b, 16);
+        memcpy(flat + 16, b + BLOB_HEADER_SIZE, len - BLOB_HEADER_SIZE);
+        h = XXH3_64bits(flat, len - 8);
+        free(flat);
+    }
     put_u64(b + 16, h);
+}
+
+// Encodes in the given format version into an exact-size heap copy.
+static unsigned char *encode_v(unsigned version, BlobType t, const void *elems, size_t n,
+                               size_t *len) {
+    MsError err = {0};
+    ck_assert_int_eq(blob_encoded_size(len, t, n, &err), MS_OK);
+    unsigned char *b = malloc(*len ? *len : 1);
+    ck_assert_int_eq(blob_encode_version(b, *len, len, version, t, elems, n, &err), MS_OK);
+    return b;
 }
 
 /* ---- checksum and layout ---- */
@@ -62,19 +83,59 @@ START_TEST(fnv1a64_matches_published_test_vectors) {
 }
 END_TEST
 
+START_TEST(xxh3_matches_published_test_vectors) {
+    // XXH3-64 with seed 0 of the empty input (the published value), so the library linked is
+    // the function the format names.
+    ck_assert_uint_eq(XXH3_64bits("", 0), 0x2D06800538D394C2ULL);
+    // Streaming in pieces (how the store hashes chunk by chunk) equals hashing at once.
+    BlobHash a, b;
+    blob_hash_init(&a, BLOB_FORMAT_VERSION, BLOB_BYTES, 3);
+    blob_hash_init(&b, BLOB_FORMAT_VERSION, BLOB_BYTES, 3);
+    blob_hash_update(&a, "foobar", 6);
+    blob_hash_update(&b, "foo", 3);
+    blob_hash_update(&b, "bar", 3);
+    ck_assert_uint_eq(blob_hash_final(&a), blob_hash_final(&b));
+}
+END_TEST
+
 START_TEST(encoding_is_little_endian_with_the_documented_header) {
     const float x[2] = {1.0f, -2.0f}; // 0x3f800000, 0xc0000000
     size_t len;
     unsigned char *b = encode(BLOB_F32, x, 2, &len);
     ck_assert_uint_eq(len, 24 + 8);
-    const unsigned char head[16] = {'M', 'S', 'B', 'L', 1, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0};
+    const unsigned char head[16] = {'M', 'S', 'B', 'L', 2, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0};
     ck_assert_mem_eq(b, head, 16);
     const unsigned char payload[8] = {0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0};
     ck_assert_mem_eq(b + 24, payload, 8);
-    uint64_t h = blob_fnv1a64(blob_fnv1a64(BLOB_FNV_OFFSET, head, 16), payload, 8);
+    unsigned char flat[24]; // header bytes 0..15, then the payload: what XXH3 covers
+    memcpy(flat, head, 16);
+    memcpy(flat + 16, payload, 8);
     unsigned char sum[8];
-    put_u64(sum, h);
+    put_u64(sum, XXH3_64bits(flat, sizeof flat));
     ck_assert_mem_eq(b + 16, sum, 8);
+    free(b);
+
+    // Format 1, still read: the same layout with version 1 and an FNV-1a 64 checksum.
+    b = encode_v(BLOB_FORMAT_FNV1A, BLOB_F32, x, 2, &len);
+    const unsigned char head1[16] = {'M', 'S', 'B', 'L', 1, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0};
+    ck_assert_mem_eq(b, head1, 16);
+    ck_assert_mem_eq(b + 24, payload, 8);
+    put_u64(sum, blob_fnv1a64(blob_fnv1a64(BLOB_FNV_OFFSET, head1, 16), payload, 8));
+    ck_assert_mem_eq(b + 16, sum, 8);
+    MsError err = {0};
+    float *back = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(blob_decode_alloc((void **)&back, &n, b, len, BLOB_F32, &err), MS_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_mem_eq(back, x, sizeof x);
+    free(back);
+    free(b);
+    // Versions other than 1 and 2 are refused, naming what this build reads.
+    b = encode(BLOB_F32, x, 2, &len);
+    b[4] = 3;
+    reseal(b, len);
+    ck_assert_int_eq(blob_check(b, len, BLOB_F32, NULL, &err), MS_ERR_DB);
+    ck_assert_ptr_nonnull(strstr(err.msg, "format version 3"));
     free(b);
 
     const int32_t k[1] = {-2}; // 0xfffffffe
@@ -164,18 +225,20 @@ START_TEST(every_single_byte_change_of_a_small_blob_is_detected) {
         const void *x;
         size_t n;
     } cases[3] = {{BLOB_F32, xf, 3}, {BLOB_I32, xi, 3}, {BLOB_BYTES, xb, 5}};
-    for (int c = 0; c < 3; c++) {
+    // Both formats: the current one (XXH3) and format 1 (FNV-1a), which is still read.
+    for (int c = 0; c < 6; c++) {
         size_t len;
-        unsigned char *b = encode(cases[c].t, cases[c].x, cases[c].n, &len);
+        unsigned version = c < 3 ? BLOB_FORMAT_VERSION : BLOB_FORMAT_FNV1A;
+        unsigned char *b = encode_v(version, cases[c % 3].t, cases[c % 3].x, cases[c % 3].n, &len);
         // Every position, every one of the 255 non-zero XOR masks: all must be caught.
         for (size_t i = 0; i < len; i++)
             for (int m = 1; m < 256; m++) {
                 b[i] ^= (unsigned char)m;
-                assert_corrupt(b, len, cases[c].t);
+                assert_corrupt(b, len, cases[c % 3].t);
                 b[i] ^= (unsigned char)m;
             }
         MsError err = {0};
-        ck_assert_int_eq(blob_check(b, len, cases[c].t, NULL, &err), MS_OK);
+        ck_assert_int_eq(blob_check(b, len, cases[c % 3].t, NULL, &err), MS_OK);
         free(b);
     }
 }
@@ -246,7 +309,8 @@ START_TEST(random_bytes_and_random_damage_never_decode_to_wrong_data) {
         unsigned char *p = malloc(len ? len : 1);
         for (size_t i = 0; i < len; i++)
             p[i] = (unsigned char)rng_u64(&r);
-        if (len >= 8 && (trial & 1)) memcpy(p, "MSBL\x01\x00\x01\x00", 8);
+        if (len >= 8 && (trial & 1))
+            memcpy(p, (trial & 2) ? "MSBL\x01\x00\x01\x00" : "MSBL\x02\x00\x01\x00", 8);
         assert_corrupt(p, len, BLOB_F32);
         free(p);
     }
@@ -271,6 +335,7 @@ static Suite *blob_suite(void) {
     Suite *s = suite_create("blob");
     TCase *tc = tcase_create("codec");
     tcase_add_test(tc, fnv1a64_matches_published_test_vectors);
+    tcase_add_test(tc, xxh3_matches_published_test_vectors);
     tcase_add_test(tc, encoding_is_little_endian_with_the_documented_header);
     tcase_add_test(tc, every_type_round_trips_bit_exactly_at_sizes_0_1_and_1000);
     tcase_add_test(tc, encoding_into_a_short_buffer_fails_without_writing_past_it);

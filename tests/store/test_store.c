@@ -1357,6 +1357,9 @@ static void assert_raw_blob(const char *id, int col, BlobType t, const void *ele
     sqlite3_close(db);
 }
 
+static void raw_flip_dataset(const char *id, const char *col, int at);
+static void expect_corrupt_dataset(const char *id, const char *sub1, const char *sub2);
+
 START_TEST(a_streamed_dataset_holds_the_bytes_blob_encode_makes_and_old_rows_still_read) {
     StoreDataset d;
     StoreDatasetData dd;
@@ -1387,7 +1390,9 @@ START_TEST(a_streamed_dataset_holds_the_bytes_blob_encode_makes_and_old_rows_sti
     dd.index = index;
     dd.n_index = 4;
 
-    // A row written whole, as the store wrote datasets before streaming, reads the same.
+    // A row written whole, as the store wrote datasets before streaming, reads the same; x and
+    // the index in blob format 1 (FNV-1a checksums, as builds before XXH3 wrote them), y in the
+    // current format.
     const char *old_id = "0123456789abcdef0123456789abcdef";
     sqlite3 *db = raw_open(g_path);
     sqlite3_stmt *q;
@@ -1403,9 +1408,13 @@ START_TEST(a_streamed_dataset_holds_the_bytes_blob_encode_makes_and_old_rows_sti
     const size_t counts[3] = {dd.n_x, dd.n_y, dd.n_index};
     const BlobType types[3] = {BLOB_F32, BLOB_F32, BLOB_I32};
     for (int k = 0; k < 3; k++) {
-        void *b;
+        unsigned version = k == 1 ? BLOB_FORMAT_VERSION : BLOB_FORMAT_FNV1A;
         size_t len;
-        OK(blob_encode_alloc(&b, &len, types[k], elems[k], counts[k], &e_));
+        OK(blob_encoded_size(&len, types[k], counts[k], &e_));
+        void *b = malloc(len);
+        ck_assert_ptr_nonnull(b);
+        OK(blob_encode_version(b, len, &len, version, types[k], elems[k], counts[k], &e_));
+        ck_assert_int_eq(((unsigned char *)b)[4], version);
         ck_assert_int_eq(sqlite3_bind_blob64(q, 2 + k, b, len, free), SQLITE_OK);
     }
     ck_assert_int_eq(sqlite3_step(q), SQLITE_DONE);
@@ -1413,6 +1422,14 @@ START_TEST(a_streamed_dataset_holds_the_bytes_blob_encode_makes_and_old_rows_sti
     sqlite3_close(db);
     OK(store_dataset_get(g_st, old_id, &g, &gd, &e_));
     ck_assert_str_eq(g.name, "old");
+    assert_same_arrays(&gd, &dd);
+    store_dataset_free(&g);
+    store_dataset_data_free(&gd);
+    // and damage to a format-1 array is caught by its own checksum
+    raw_flip_dataset(old_id, "x", 24 + 65536 + 100);
+    expect_corrupt_dataset(old_id, "x", "checksum");
+    raw_flip_dataset(old_id, "x", 24 + 65536 + 100);
+    OK(store_dataset_get(g_st, old_id, &g, &gd, &e_));
     assert_same_arrays(&gd, &dd);
     store_dataset_free(&g);
     store_dataset_data_free(&gd);
