@@ -29,6 +29,7 @@
 
 #include "metaserve/core/rng.h"
 #include "metaserve/core/status.h"
+#include "metaserve/jobs/taskpool.h"
 #include "metaserve/meta/meta.h"
 #include "metaserve/meta/train.h"
 #include "metaserve/nn/blas.h"
@@ -51,6 +52,8 @@ typedef struct {
     long iters;         // > 0: exactly this many timed iterations per case
     double min_train_s; // timed wall time per case when iters == 0
     double min_gemm_s;  // timed wall time per sgemm shape
+    int threads;        // > 1: also time each case on this many threads (trainer_set_parallel)
+    int fewshot;        // the 400-128-64-64-5 character-benchmark case
 } Options;
 
 /* ---- FLOP counting ----
@@ -309,6 +312,10 @@ typedef struct {
     int n_s, n_q;     // support and query rows per task
     size_t P;         // parameters
     int restarts;     // fresh starts after a diverged (non-finite) iteration
+    // with --threads N: the same iterations again on N threads
+    int threads;       // N (1: not measured)
+    double seconds_n;  // their wall time
+    int bit_identical; // parameters after both runs equal byte for byte (-1: not compared)
 } CaseTiming;
 
 static void print_result(const Case *k, const CaseTiming *ct, const Tally *t, const Options *o) {
@@ -355,6 +362,15 @@ static void print_result(const Case *k, const CaseTiming *ct, const Tally *t, co
         first = 0;
     }
     printf("]");
+    if (ct->threads > 1) {
+        double tps_n = (double)ct->iters * (double)k->meta_batch / ct->seconds_n;
+        printf(",\"threads\":%d", ct->threads);
+        print_num("tasks_per_s_threads", tps_n, 2);
+        print_num("speedup", tps_n / tps, 3);
+        printf(",\"bit_identical\":%s", ct->bit_identical < 0 ? "null"
+                                        : ct->bit_identical   ? "true"
+                                                              : "false");
+    }
     print_num("cpu_per_wall", ct->cpu / ct->seconds, 3);
     printf(",\"restarts\":%d", ct->restarts);
     printf(",\"meta_loss\":");
@@ -418,6 +434,38 @@ static int run_case(const Case *k, const Options *o) {
     ct.n_s = tr.batch.n_s;
     ct.n_q = tr.batch.n_q;
     ct.P = tr.spec.P;
+    ct.threads = 1;
+    ct.bit_identical = -1;
+    if (o->threads > 1 && ct.restarts == 0) {
+        // The same iterations from the same seed on N threads: the time, and the parameters
+        // compared byte for byte with the one-thread run's.
+        Trainer tn;
+        TaskPool *pool = NULL;
+        if (trainer_init(&tn, &cfg, &err) != MS_OK || taskpool_create(&pool, o->threads, &err) ||
+            trainer_set_parallel(&tn, o->threads, 0, taskpool_run, pool, &err) != MS_OK) {
+            fprintf(stderr, "bench_meta: %s: %d threads: %s\n", k->name, o->threads, err.msg);
+            trainer_free(&tn);
+            taskpool_destroy(pool);
+            goto done;
+        }
+        int ok = 1;
+        for (int i = 0; ok && i < warmup; i++)
+            ok = trainer_step(&tn, &st, &err) == MS_OK;
+        double tn0 = now_s(CLOCK_MONOTONIC);
+        for (long i = 0; ok && i < ct.iters; i++)
+            ok = trainer_step(&tn, &st, &err) == MS_OK;
+        ct.seconds_n = now_s(CLOCK_MONOTONIC) - tn0;
+        if (ok) {
+            ct.threads = o->threads;
+            ct.bit_identical =
+                tn.N == tr.N && memcmp(tn.params, tr.params, tr.N * sizeof(real)) == 0;
+        } else {
+            fprintf(stderr, "bench_meta: %s: %d threads: %s\n", k->name, o->threads, err.msg);
+        }
+        trainer_free(&tn);
+        taskpool_destroy(pool);
+        if (!ok) goto done;
+    }
 
     Tally t;
     count_task(&t, &tr.spec, k->algo, k->steps, ct.n_s, ct.n_q);
@@ -437,16 +485,25 @@ done:
 
 static void usage(FILE *f) {
     fprintf(f, "usage: bench_meta [--quick] [--case classic|large|all] [--iters N]\n"
-               "                  [--algo A] [--no-ref]\n"
+               "                  [--algo A] [--no-ref] [--threads N]\n"
                "  --quick     ~0.2 s per case and short sgemm references (CI smoke run)\n"
                "  --case      which cases to run (default all)\n"
                "  --iters N   time exactly N meta-iterations per case instead of a wall time\n"
                "  --algo A    run only algorithm A (maml, fomaml, metasgd, anil, reptile)\n"
-               "  --no-ref    skip the sgemm reference (its fields are null): for profiling\n");
+               "  --no-ref    skip the sgemm reference (its fields are null): for profiling\n"
+               "  --threads N also run each case's timed iterations on N threads: tasks/s,\n"
+               "              speed-up and whether the weights are bit-identical to 1 thread\n"
+               "  --case fewshot  400-128-64-64-5, 5-way 1-shot, 15 queries per class, 5 steps\n");
 }
 
 static int parse_args(int argc, char **argv, Options *o) {
-    *o = (Options){.classic = 1, .large = 1, .ref = 1, .min_train_s = 1.5, .min_gemm_s = 0.3};
+    *o = (Options){.classic = 1,
+                   .large = 1,
+                   .fewshot = 1,
+                   .ref = 1,
+                   .min_train_s = 1.5,
+                   .min_gemm_s = 0.3,
+                   .threads = 1};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) {
             o->quick = 1;
@@ -460,7 +517,13 @@ static int parse_args(int argc, char **argv, Options *o) {
             const char *c = argv[++i];
             o->classic = !strcmp(c, "classic") || !strcmp(c, "all");
             o->large = !strcmp(c, "large") || !strcmp(c, "all");
-            if (!o->classic && !o->large) return -1;
+            o->fewshot = !strcmp(c, "fewshot") || !strcmp(c, "all");
+            if (!o->classic && !o->large && !o->fewshot) return -1;
+        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            if (*end || n < 1 || n > TRAIN_MAX_THREADS) return -1;
+            o->threads = (int)n;
         } else if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
             char *end;
             o->iters = strtol(argv[++i], &end, 10);
@@ -535,6 +598,23 @@ int main(int argc, char **argv) {
                       .meta_batch = 4};
             failed += run_case(&k, &o);
         }
+    }
+    if (o.fewshot) {
+        // A 20x20 character benchmark's shape: 400-128-64-64-5, 5-way 1-shot with 15 query
+        // images per class, 5 inner steps, meta-batch 16.
+        Case k = {.name = "fewshot",
+                  .algo = META_MAML,
+                  .steps = 5,
+                  .sizes = {400, 128, 64, 64, 5},
+                  .n_sizes = 5,
+                  .head = MLP_HEAD_CLASSIFICATION,
+                  .family = "gaussian",
+                  .n_way = 5,
+                  .dim = 400,
+                  .k_support = 1,
+                  .k_query = 15,
+                  .meta_batch = 16};
+        failed += run_case(&k, &o);
     }
     if (failed) fprintf(stderr, "bench_meta: %d case(s) failed\n", failed);
     return failed ? 1 : 0;

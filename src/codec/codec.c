@@ -257,9 +257,9 @@ static MsStatus tasks_from_json(TrainConfig *c, const cJSON *obj, const char *pa
 
 // Fills c (already holding the defaults) from a config object; path is "" or "config".
 static MsStatus config_fields(TrainConfig *c, const cJSON *obj, const char *path, MsError *err) {
-    static const char *const FIELDS[] = {
-        "name",       "architecture", "algorithm", "inner", "outer",
-        "meta_batch", "iterations",   "seed",      "tasks", NULL};
+    static const char *const FIELDS[] = {"name",  "architecture", "algorithm",  "inner",
+                                         "outer", "meta_batch",   "iterations", "seed",
+                                         "tasks", "threads",      NULL};
     char p[JSON_PATH_LEN], e[JSON_ECHO_LEN + 4];
     MsStatus st = json_need_object(obj, *path ? path : "body", err);
     if (st == MS_OK) st = json_fields(obj, path, FIELDS, err);
@@ -288,6 +288,10 @@ static MsStatus config_fields(TrainConfig *c, const cJSON *obj, const char *path
     if ((it = field(obj, "meta_batch")) &&
         (st = json_read_small(it, json_path_key(p, path, "meta_batch"), 1, 10000, &c->meta_batch,
                               err)))
+        return st;
+    if ((it = field(obj, "threads")) &&
+        (st = json_read_small(it, json_path_key(p, path, "threads"), 1, TRAIN_MAX_THREADS,
+                              &c->threads, err)))
         return st;
     if ((it = field(obj, "iterations"))) {
         if ((st = json_read_int(it, json_path_key(p, path, "iterations"), 1, 1000000000, &v, err)))
@@ -388,6 +392,7 @@ static cJSON *config_json(JsonBuild *b, const TrainConfig *c) {
     json_put(b, o, "meta_batch", json_integer(c->meta_batch));
     json_put(b, o, "iterations", json_integer(c->iterations));
     json_put(b, o, "seed", json_uinteger(c->seed));
+    if (c->threads > 0) json_put(b, o, "threads", json_integer(c->threads));
     cJSON *tasks = json_put(b, o, "tasks", cJSON_CreateObject());
     if (c->tasks.dataset[0])
         json_put(b, tasks, "dataset", cJSON_CreateString(c->tasks.dataset));

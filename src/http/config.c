@@ -27,6 +27,8 @@ void server_config_defaults(ServerConfig *c) {
     c->workers = JOBPOOL_DEFAULT_WORKERS;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->http_threads = n > 0 ? (int)n : 2;
+    c->train_threads = 1;
+    c->max_train_threads = n > 0 ? (n < TRAIN_MAX_THREADS ? (int)n : TRAIN_MAX_THREADS) : 1;
     c->max_body_bytes = (size_t)64 << 20;
     c->conn_timeout_s = 30;
     c->conn_limit = 1024;
@@ -58,6 +60,8 @@ static const Opt OPTS[] = {
     {"METASERVE_DB_READONLY", "--db-readonly", T_INT, OFF(db_read_only), 0, 1},
     {"METASERVE_DB_MAX_PAGES", "--db-max-pages", T_SIZE, OFF(db_max_pages), 0, 4294967294.0},
     {"METASERVE_WORKERS", "--workers", T_INT, OFF(workers), 0, 64},
+    {"METASERVE_TRAIN_THREADS", "--train-threads", T_INT, OFF(train_threads), 1, 64},
+    {"METASERVE_MAX_TRAIN_THREADS", "--max-train-threads", T_INT, OFF(max_train_threads), 1, 64},
     {"METASERVE_HTTP_THREADS", "--http-threads", T_INT, OFF(http_threads), 1, 256},
     {"METASERVE_MAX_BODY_BYTES", "--max-body-bytes", T_SIZE, OFF(max_body_bytes), 1024,
      4294967296.0},
@@ -240,16 +244,30 @@ void server_config_log(const ServerConfig *c, FILE *f) {
         c->keys[i].role == ROLE_ADMIN ? admins++ : clients++;
     fprintf(f,
             "{\"level\":\"info\",\"msg\":\"config\",\"listen\":\"%s\",\"port\":%d,\"db\":\"%s\","
-            "\"db_readonly\":%d,\"db_max_pages\":%lld,\"workers\":%d,\"http_threads\":%d,"
+            "\"db_readonly\":%d,\"db_max_pages\":%lld,\"workers\":%d,\"train_threads\":%d,"
+            "\"max_train_threads\":%d,\"http_threads\":%d,"
             "\"max_body_bytes\":%zu,\"conn_timeout_s\":%d,"
             "\"conn_limit\":%d,\"max_queued_jobs\":%d,\"cache_models\":%d,"
             "\"checkpoint_s\":%g,\"checkpoint_every\":%lld,\"adapt_sweep_s\":%g,"
             "\"api_keys\":\"%d admin, %d client "
             "(redacted)\"}\n",
             c->listen, c->port, db, c->db_read_only, (long long)c->db_max_pages, c->workers,
-            c->http_threads, c->max_body_bytes, c->conn_timeout_s, c->conn_limit,
-            c->max_queued_jobs, c->cache_models, c->checkpoint_seconds,
-            (long long)c->checkpoint_every, c->adapt_sweep_s, admins, clients);
+            c->train_threads, c->max_train_threads, c->http_threads, c->max_body_bytes,
+            c->conn_timeout_s, c->conn_limit, c->max_queued_jobs, c->cache_models,
+            c->checkpoint_seconds, (long long)c->checkpoint_every, c->adapt_sweep_s, admins,
+            clients);
+    // The training budget: every worker may run a job on up to max_train_threads threads.
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int budget = c->workers * (c->train_threads > c->max_train_threads ? c->max_train_threads
+                                                                       : c->train_threads);
+    int most = c->workers * c->max_train_threads;
+    fprintf(f,
+            "{\"level\":\"%s\",\"msg\":\"training threads: %d by default and at most %d, "
+            "for %d workers on %ld cores%s\",\"train_threads_default\":%d,"
+            "\"train_threads_max\":%d,\"cores\":%ld}\n",
+            most > cores ? "warn" : "info", budget, most, c->workers, cores,
+            most > cores ? ": jobs asking for more threads than the cores share them" : "", budget,
+            most, cores);
     if (c->n_keys == 0)
         fprintf(f, "{\"level\":\"warn\",\"msg\":\"no API keys configured: every "
                    "route is open to anyone who can reach the port\"}\n");

@@ -736,6 +736,8 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     jc.db_path = s->app.cfg.db;
     jc.store_opts = &s->app.store_opts;
     jc.workers = c->workers;
+    jc.train_threads = c->train_threads;
+    jc.max_train_threads = c->max_train_threads;
     jc.checkpoint_every = c->checkpoint_every;
     jc.checkpoint_seconds = c->checkpoint_seconds;
     // a read-only database can queue nothing and finish nothing: no workers (jobs are 503)

@@ -40,6 +40,7 @@
 
 #include "jobs_internal.h"
 #include "metaserve/codec/codec.h"
+#include "metaserve/jobs/taskpool.h"
 #include "metaserve/meta/eval.h"
 #include "metaserve/store/store.h"
 
@@ -75,6 +76,8 @@ void jobpool_config_defaults(JobPoolConfig *c) {
     c->progress_seconds = 1;
     c->curve_points = 500;
     c->val_tasks = 25;
+    c->train_threads = 1;
+    c->max_train_threads = 1;
 }
 
 static double mono_s(void) {
@@ -315,7 +318,23 @@ static RunEnd run_job(Worker *w, Store *st, StoreJob *job) {
     JobsDataset ds;
     memset(&ds, 0, sizeof ds);
     RunEnd end = RUN_DONE;
+    TaskPool *threads = NULL;
     if (prepare(p, st, job, &cfg, &tr, &ds, &end) != MS_OK) goto done;
+    // Threads per meta-batch: the config's, else the server's default, within the server's cap.
+    // The weights do not depend on the count, so a smaller one (or one thread, when the pool or
+    // its scratch cannot be had) only trains slower.
+    int want = cfg.threads > 0 ? cfg.threads : p->cfg.train_threads;
+    if (want > p->cfg.max_train_threads) want = p->cfg.max_train_threads;
+    if (want > 1) {
+        MsError te = {0};
+        if (taskpool_create(&threads, want, &te) != MS_OK ||
+            trainer_set_parallel(&tr, want, 0, taskpool_run, threads, &te) != MS_OK) {
+            fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"job %s trains on one thread: %s\"}\n",
+                    job->id, te.msg);
+            taskpool_destroy(threads);
+            threads = NULL;
+        }
+    }
     const int64_t total = cfg.iterations;
     double t_ckpt = mono_s(), t_cancel = t_ckpt;
     int64_t it_ckpt = tr.t;
@@ -386,6 +405,7 @@ static RunEnd run_job(Worker *w, Store *st, StoreJob *job) {
 done:
     // The trainer owns the sampler from trainer_init_with_sampler on (it destroys it on failure).
     trainer_free(&tr);
+    taskpool_destroy(threads);
     jobs_dataset_free(&ds);
     return end;
 }

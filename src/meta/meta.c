@@ -199,7 +199,7 @@ MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *the
     const size_t head_off = algo == META_ANIL ? s->w_off[s->L - 1] : 0;
     const real *rates = algo == META_METASGD ? lrs : NULL;
     MS_ASSERT(ns <= m->max_s && nq <= m->max_q);
-    MS_ASSERT(algo != META_METASGD || (lrs && g_lrs));
+    MS_ASSERT(algo != META_METASGD || (lrs && (g_lrs || !g_theta)));
 
     /* inner loop: theta_{j+1} = theta_j - alpha (.) grad L_s(theta_j) */
     // theta_0 is the caller's theta (slot 0 of the tape stays unused: one copy fewer per task)
@@ -281,7 +281,11 @@ MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *the
             res->query_loss_initial = mlp_loss_only(&m->wq, yq);
         }
     }
-    axpy(g_theta, 1, v, P);
-    if (algo == META_METASGD) axpy(g_lrs, 1, m->glr, P);
+    if (g_theta) meta_task_accumulate(m, g_theta, g_lrs);
     return MS_OK;
+}
+
+void meta_task_accumulate(const MetaWork *m, real *g_theta, real *g_lrs) {
+    axpy(g_theta, 1, m->v, m->spec->P);
+    if (m->algo == META_METASGD) axpy(g_lrs, 1, m->glr, m->spec->P);
 }

@@ -3,13 +3,16 @@
  * (sample meta_batch tasks, average their meta-gradients, clip, Adam or SGD step).
  *
  * Owns the trainable vector (theta, then the Meta-SGD rates, so one optimiser step updates both),
- * the Adam moments, the task-stream Rng and the scratch of one task. Everything is allocated in
- * trainer_init; trainer_step allocates nothing. Tasks of a meta-batch are processed one at a time
- * in a fixed order, so results are bit-identical for one seed on one build.
+ * the Adam moments, the task-stream Rng and the scratch of one task (of a wave of tasks with
+ * trainer_set_parallel). Everything is allocated in trainer_init and trainer_set_parallel;
+ * trainer_step allocates nothing. Tasks of a meta-batch are sampled one at a time from one
+ * stream and their gradients added in task order, however many run at once, so results are
+ * bit-identical for one seed on one build whatever the thread count.
  */
 #include "metaserve/meta/train.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "metaserve/core/name.h"
@@ -105,6 +108,9 @@ MsStatus train_config_validate(const TrainConfig *c, MsError *err) {
         return ms_fail(err, MS_ERR_INVALID, "tasks.k_support: must be an integer in 1..10000");
     if (c->k_query < 1 || c->k_query > 10000)
         return ms_fail(err, MS_ERR_INVALID, "tasks.k_query: must be an integer in 1..10000");
+    if (c->threads < 0 || c->threads > TRAIN_MAX_THREADS)
+        return ms_fail(err, MS_ERR_INVALID, "threads: must be an integer in 1..%d",
+                       TRAIN_MAX_THREADS);
     // An uploaded dataset's shapes are checked when its sampler is built
     // (trainer_init_with_sampler).
     if (c->tasks.dataset[0]) return MS_OK;
@@ -206,14 +212,79 @@ MsStatus trainer_init_with_sampler(Trainer *tr, const TrainConfig *cfg, TaskSamp
         goto fail;
     if ((st = task_batch_init(&tr->batch, tr->sampler, cfg->k_support, cfg->k_query, err)))
         goto fail;
+    tr->wave = 1;
+    tr->wave_status = malloc(sizeof *tr->wave_status);
+    tr->wave_res = malloc(sizeof *tr->wave_res);
+    if (!tr->wave_status || !tr->wave_res) {
+        st = ms_fail(err, MS_ERR_NOMEM, "cannot allocate the trainer");
+        goto fail;
+    }
     return MS_OK;
 fail:
     trainer_free(tr);
     return st;
 }
 
+// Frees slots 1..wave-1 and the per-slot arrays (zeroed pointers are fine).
+static void wave_free(int wave, MetaWork *mw, TaskBatch *tb, MsStatus *status,
+                      MetaTaskResult *res) {
+    for (int i = 0; i < wave - 1; i++) {
+        if (mw) meta_work_free(&mw[i]);
+        if (tb) task_batch_free(&tb[i]);
+    }
+    free(mw);
+    free(tb);
+    free(status);
+    free(res);
+}
+
+MsStatus trainer_set_parallel(Trainer *tr, int threads, int wave, TrainParallelFn par, void *ctx,
+                              MsError *err) {
+    const TrainConfig *c = &tr->cfg;
+    if (threads < 1 || threads > TRAIN_MAX_THREADS || (threads > 1 && !par))
+        return ms_fail(err, MS_ERR_INVALID, "threads: must be an integer in 1..%d",
+                       TRAIN_MAX_THREADS);
+    int ms = rows_for(tr->sampler, c->k_support), mq = rows_for(tr->sampler, c->k_query);
+    if (wave <= 0) {
+        // Whole meta-batches per wave (one hand-off per step) while the scratch stays under
+        // 64 MiB; at least one task per thread.
+        size_t slot = meta_work_bytes(&tr->spec, c->algo, c->inner_steps, ms, mq);
+        size_t fit = slot ? ((size_t)64 << 20) / slot : (size_t)c->meta_batch;
+        wave = threads == 1 ? 1 : (int)(fit < (size_t)c->meta_batch ? fit : (size_t)c->meta_batch);
+        if (wave < threads) wave = threads;
+    }
+    if (wave > c->meta_batch) wave = c->meta_batch;
+    MetaWork *mw = calloc((size_t)wave, sizeof *mw);
+    TaskBatch *tb = calloc((size_t)wave, sizeof *tb);
+    MsStatus *status = calloc((size_t)wave, sizeof *status);
+    MetaTaskResult *res = calloc((size_t)wave, sizeof *res);
+    MsStatus st = MS_OK;
+    if (!mw || !tb || !status || !res)
+        st = ms_fail(err, MS_ERR_NOMEM, "threads: cannot allocate a wave of %d tasks", wave);
+    int made = 0;
+    for (; st == MS_OK && made < wave - 1; made++) {
+        if ((st = meta_work_init(&mw[made], &tr->spec, c->algo, c->inner_steps, ms, mq, err)))
+            break;
+        if ((st = task_batch_init(&tb[made], tr->sampler, c->k_support, c->k_query, err))) {
+            meta_work_free(&mw[made]);
+            break;
+        }
+    }
+    if (st != MS_OK) {
+        wave_free(made + 1, mw, tb, status, res);
+        return st;
+    }
+    wave_free(tr->wave, tr->wave_mw, tr->wave_batch, tr->wave_status, tr->wave_res);
+    tr->wave = wave;
+    tr->wave_mw = mw, tr->wave_batch = tb, tr->wave_status = status, tr->wave_res = res;
+    tr->par = threads > 1 ? par : NULL;
+    tr->par_ctx = ctx;
+    return MS_OK;
+}
+
 void trainer_free(Trainer *tr) {
     if (!tr) return;
+    wave_free(tr->wave, tr->wave_mw, tr->wave_batch, tr->wave_status, tr->wave_res);
     task_batch_free(&tr->batch);
     meta_work_free(&tr->mw);
     task_sampler_destroy(tr->sampler);
@@ -294,6 +365,23 @@ MsStatus trainer_restore(Trainer *tr, const void *buf, size_t n, MsError *err) {
     return MS_OK;
 }
 
+static MetaWork *slot_mw(Trainer *tr, int i) {
+    return i == 0 ? &tr->mw : &tr->wave_mw[i - 1];
+}
+
+static TaskBatch *slot_batch(Trainer *tr, int i) {
+    return i == 0 ? &tr->batch : &tr->wave_batch[i - 1];
+}
+
+// One task of a wave on its own slot: the gradient stays in the slot's MetaWork.
+static void wave_task(void *arg, int i) {
+    Trainer *tr = arg;
+    const TaskBatch *tb = slot_batch(tr, i);
+    tr->wave_status[i] = meta_task_grad(slot_mw(tr, i), NULL, NULL, tr->params, trainer_lrs(tr),
+                                        (real)tr->cfg.inner_lr, tb->xs, tb->ys, tb->n_s, tb->xq,
+                                        tb->yq, tb->n_q, 0, &tr->wave_res[i]);
+}
+
 MsStatus trainer_step(Trainer *tr, TrainStats *st, MsError *err) {
     const TrainConfig *c = &tr->cfg;
     const size_t P = tr->spec.P, N = tr->N;
@@ -301,20 +389,30 @@ MsStatus trainer_step(Trainer *tr, TrainStats *st, MsError *err) {
     real *g = tr->grad;
     memset(g, 0, N * sizeof(real));
     double loss = 0;
-    for (int b = 0; b < c->meta_batch; b++) {
-        MsStatus s = task_sample(tr->sampler, &tr->rng, &tr->batch);
-        if (s != MS_OK) return ms_fail(err, s, "task sampling failed");
-        MetaTaskResult r;
-        const TaskBatch *tb = &tr->batch;
-        s = meta_task_grad(&tr->mw, g, lrs ? g + P : NULL, tr->params, lrs, (real)c->inner_lr,
-                           tb->xs, tb->ys, tb->n_s, tb->xq, tb->yq, tb->n_q, 0, &r);
-        if (s == MS_ERR_NUMERIC)
-            return ms_fail(err, s,
-                           "non-finite loss or gradient at iteration %ld (task %d of the "
-                           "meta-batch); lower inner.lr or outer.lr, or set outer.clip_norm",
-                           tr->t + 1, b);
-        if (s != MS_OK) return ms_fail(err, s, "meta-gradient failed");
-        loss += r.query_loss;
+    for (int b0 = 0; b0 < c->meta_batch; b0 += tr->wave) {
+        int n = c->meta_batch - b0 < tr->wave ? c->meta_batch - b0 : tr->wave;
+        // sampling stays sequential: the task stream does not depend on the wave
+        for (int i = 0; i < n; i++) {
+            MsStatus s = task_sample(tr->sampler, &tr->rng, slot_batch(tr, i));
+            if (s != MS_OK) return ms_fail(err, s, "task sampling failed");
+        }
+        if (tr->par && n > 1)
+            tr->par(tr->par_ctx, n, wave_task, tr);
+        else
+            for (int i = 0; i < n; i++)
+                wave_task(tr, i);
+        // summed in task order: the same additions, in the same order, as one task at a time
+        for (int i = 0; i < n; i++) {
+            MsStatus s = tr->wave_status[i];
+            if (s == MS_ERR_NUMERIC)
+                return ms_fail(err, s,
+                               "non-finite loss or gradient at iteration %ld (task %d of the "
+                               "meta-batch); lower inner.lr or outer.lr, or set outer.clip_norm",
+                               tr->t + 1, b0 + i);
+            if (s != MS_OK) return ms_fail(err, s, "meta-gradient failed");
+            meta_task_accumulate(slot_mw(tr, i), g, lrs ? g + P : NULL);
+            loss += tr->wave_res[i].query_loss;
+        }
     }
     // average over the meta-batch; global norm in double
     real inv = (real)(1.0 / c->meta_batch);

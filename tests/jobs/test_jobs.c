@@ -287,6 +287,40 @@ START_TEST(a_graceful_stop_requeues_and_the_restart_finishes_identically) {
 }
 END_TEST
 
+START_TEST(a_job_on_two_threads_writes_one_threads_weights_and_resumes_on_one) {
+    // Trained on two threads ("threads": 2, the pool allowing 2), stopped mid-run with a
+    // checkpoint, then finished by a pool that allows one thread: the stored weights are those
+    // of a one-thread run made directly, byte for byte.
+    Store *st;
+    ck_assert_int_eq(store_open(&st, g_db, NULL), MS_OK);
+    JobPoolConfig pc = pool_config(1);
+    pc.max_train_threads = 2;
+    JobPool *p;
+    ck_assert_int_eq(jobpool_start(&p, &pc, NULL), MS_OK);
+    char base[1024], cfg[1100], id[STORE_ID_MAX];
+    config_json(base, sizeof base, "twothreads", 3000, "metasgd", 0.01);
+    const char *seed = strstr(base, "\"seed\":7");
+    ck_assert_ptr_nonnull(seed);
+    snprintf(cfg, sizeof cfg, "%.*s\"threads\":2,%s", (int)(seed - base), base, seed);
+    queue(st, cfg, 3000, id);
+    jobpool_notify(p);
+    wait_running_past(st, id, 300, 1);
+    jobpool_stop(p);
+    StoreJob j;
+    ck_assert_int_eq(store_job_get(st, id, &j, NULL), MS_OK);
+    ck_assert_int_eq(j.state, JOB_QUEUED);
+    ck_assert_int_lt(j.iteration, 3000);
+    store_job_free(&j);
+    pc.max_train_threads = 1;
+    ck_assert_int_eq(jobpool_start(&p, &pc, NULL), MS_OK);
+    ck_assert_int_eq(wait_final(st, id, &j), JOB_SUCCEEDED);
+    assert_model_equals_reference(st, &j, cfg);
+    store_job_free(&j);
+    jobpool_stop(p);
+    store_close(st);
+}
+END_TEST
+
 // A classes dataset: 12 clusters in 2-D (30 points each, centres on a circle of radius 4),
 // classes 1, 5 and 9 held out. Returns its id.
 static void put_cluster_dataset(Store *st, char id[STORE_ID_MAX], int per_class) {
@@ -425,6 +459,7 @@ int main(void) {
     tcase_add_test(tc, cancel_stops_a_running_job);
     tcase_add_test(tc, a_diverging_job_fails_with_the_reason_and_no_model);
     tcase_add_test(tc, a_graceful_stop_requeues_and_the_restart_finishes_identically);
+    tcase_add_test(tc, a_job_on_two_threads_writes_one_threads_weights_and_resumes_on_one);
     tcase_add_test(tc, a_job_trains_on_an_uploaded_dataset_and_checks_shots_up_front);
     tcase_add_test(tc, sigkill_mid_training_then_restart_gives_bit_identical_weights);
     suite_add_tcase(s, tc);

@@ -17,6 +17,7 @@
 
 #include <cblas.h>
 
+#include "metaserve/jobs/taskpool.h"
 #include "metaserve/meta/eval.h"
 #include "metaserve/meta/train.h"
 
@@ -147,6 +148,81 @@ START_TEST(restoring_a_checkpoint_continues_bit_identically) {
 }
 END_TEST
 
+// A pool of `threads` threads (or none for 1), set on t with the given wave (0: automatic).
+static TaskPool *go_parallel(Trainer *t, int threads, int wave) {
+    MsError err = {0};
+    TaskPool *p = NULL;
+    if (threads > 1) ck_assert_int_eq(taskpool_create(&p, threads, &err), MS_OK);
+    ck_assert_msg(
+        trainer_set_parallel(t, threads, wave, threads > 1 ? taskpool_run : NULL, p, &err) == MS_OK,
+        "%s", err.msg);
+    return p;
+}
+
+START_TEST(weights_are_bit_identical_whatever_the_thread_count_and_wave) {
+    static const MetaAlgo algos[] = {META_MAML, META_FOMAML,  META_METASGD,
+                                     META_ANIL, META_REPTILE, META_PRETRAIN};
+    TrainConfig c;
+    train_config_defaults(&c);
+    c.algo = algos[_i];
+    c.iterations = 30;
+    c.inner_steps = c.algo == META_PRETRAIN ? 0 : 2;
+    c.meta_batch = 11; // waves of 2, 3, 4 and 11 leave remainders
+    Trainer ref;
+    train(&ref, &c); // one task at a time, no pool
+    const struct { int threads, wave; } runs[] = {{1, 4}, {2, 0}, {2, 2}, {3, 4}, {4, 11}};
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+        Trainer t;
+        MsError err = {0};
+        ck_assert_int_eq(trainer_init(&t, &c, &err), MS_OK);
+        TaskPool *p = go_parallel(&t, runs[k].threads, runs[k].wave);
+        double loss = NAN;
+        TrainStats st;
+        while (t.t < c.iterations) {
+            ck_assert_msg(trainer_step(&t, &st, &err) == MS_OK, "%s", err.msg);
+            loss = st.meta_loss;
+        }
+        ck_assert_msg(memcmp(ref.params, t.params, ref.N * sizeof(real)) == 0,
+                      "%s: %d threads, wave %d: weights differ from one thread",
+                      meta_algo_name(c.algo), runs[k].threads, runs[k].wave);
+        ck_assert(memcmp(ref.m1, t.m1, ref.N * sizeof(real)) == 0);
+        ck_assert(memcmp(ref.m2, t.m2, ref.N * sizeof(real)) == 0);
+        ck_assert(isfinite(loss));
+        trainer_free(&t);
+        taskpool_destroy(p);
+    }
+    trainer_free(&ref);
+}
+END_TEST
+
+START_TEST(a_checkpoint_taken_on_three_threads_resumes_on_one_bit_identically) {
+    TrainConfig c;
+    train_config_defaults(&c);
+    c.algo = META_MAML;
+    c.iterations = 50;
+    c.inner_steps = 2;
+    Trainer a, b, r;
+    MsError err = {0};
+    train(&a, &c);
+    ck_assert_int_eq(trainer_init(&b, &c, &err), MS_OK);
+    TaskPool *p = go_parallel(&b, 3, 0);
+    while (b.t < 20)
+        ck_assert_int_eq(trainer_step(&b, NULL, &err), MS_OK);
+    size_t n = trainer_state_bytes(&b);
+    char *img = malloc(n);
+    trainer_save(&b, img);
+    trainer_free(&b);
+    taskpool_destroy(p);
+    ck_assert_int_eq(trainer_init(&r, &c, &err), MS_OK);
+    ck_assert_int_eq(trainer_restore(&r, img, n, &err), MS_OK);
+    while (r.t < c.iterations)
+        ck_assert_int_eq(trainer_step(&r, NULL, &err), MS_OK);
+    ck_assert(memcmp(a.params, r.params, a.N * sizeof(real)) == 0);
+    free(img);
+    trainer_free(&a), trainer_free(&r);
+}
+END_TEST
+
 START_TEST(divergence_stops_with_numeric_error_and_keeps_parameters) {
     TrainConfig c;
     train_config_defaults(&c);
@@ -239,6 +315,8 @@ int main(void) {
     tcase_add_test(tc, maml_learns_few_shot_gaussian_classification);
     tcase_add_loop_test(tc, training_is_bit_identical_across_runs, 0, 5);
     tcase_add_loop_test(tc, restoring_a_checkpoint_continues_bit_identically, 0, 3);
+    tcase_add_loop_test(tc, weights_are_bit_identical_whatever_the_thread_count_and_wave, 0, 6);
+    tcase_add_test(tc, a_checkpoint_taken_on_three_threads_resumes_on_one_bit_identically);
     tcase_add_test(tc, divergence_stops_with_numeric_error_and_keeps_parameters);
     tcase_add_test(tc, config_validation_names_the_field);
     tcase_add_test(tc, limits_are_checked_before_allocation_and_name_the_quantity);

@@ -55,14 +55,15 @@
 #define dataset_sampler_create dataset_sampler_create_f64
 
 /* meta/meta.h */
-#define meta_algo_parse meta_algo_parse_f64
-#define meta_algo_name  meta_algo_name_f64
-#define meta_work_init  meta_work_init_f64
-#define meta_work_free  meta_work_free_f64
-#define meta_work_bytes meta_work_bytes_f64
-#define meta_task_grad  meta_task_grad_f64
-#define meta_adapt      meta_adapt_f64
-#define meta_all_finite meta_all_finite_f64
+#define meta_algo_parse      meta_algo_parse_f64
+#define meta_algo_name       meta_algo_name_f64
+#define meta_work_init       meta_work_init_f64
+#define meta_work_free       meta_work_free_f64
+#define meta_work_bytes      meta_work_bytes_f64
+#define meta_task_grad       meta_task_grad_f64
+#define meta_task_accumulate meta_task_accumulate_f64
+#define meta_adapt           meta_adapt_f64
+#define meta_all_finite      meta_all_finite_f64
 
 /* meta/train.h */
 #define train_config_defaults     train_config_defaults_f64
@@ -70,6 +71,7 @@
 #define train_config_fit          train_config_fit_f64
 #define trainer_init              trainer_init_f64
 #define trainer_step              trainer_step_f64
+#define trainer_set_parallel      trainer_set_parallel_f64
 #define trainer_free              trainer_free_f64
 #define trainer_lrs               trainer_lrs_f64
 #define trainer_init_with_sampler trainer_init_with_sampler_f64

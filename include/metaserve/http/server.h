@@ -43,6 +43,8 @@ typedef struct {
     int db_read_only;          // METASERVE_DB_READONLY: 1 serves the file read-only (default 0)
     int64_t db_max_pages;      // METASERVE_DB_MAX_PAGES: file size cap in 4 KiB pages (0: none)
     int workers;               // METASERVE_WORKERS, --workers: training threads (default 1)
+    int train_threads;         // METASERVE_TRAIN_THREADS: threads per job without "threads" (1)
+    int max_train_threads;     // METASERVE_MAX_TRAIN_THREADS: cap per job (default: cores)
     int http_threads;          // METASERVE_HTTP_THREADS, --http-threads (default: cores)
     size_t max_body_bytes;     // METASERVE_MAX_BODY_BYTES, --max-body-bytes (default 64 MiB)
     int conn_timeout_s;        // METASERVE_CONN_TIMEOUT_S (default 30)

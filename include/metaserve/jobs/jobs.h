@@ -39,6 +39,9 @@ typedef struct {
     double progress_seconds;        // seconds between progress writes (iteration, metrics)
     int curve_points;               // loss-curve points kept per metric per job (downsampled)
     int val_tasks;                  // held-out tasks per validation measurement; 0: none
+    int train_threads;              // threads per job whose config has no "threads" (default 1)
+    int max_train_threads;          // threads per job at most (default 1; a config asking for
+                                    // more gets this many: results do not depend on it)
 } JobPoolConfig;
 
 #define JOBPOOL_DEFAULT_WORKERS          1    // training threads

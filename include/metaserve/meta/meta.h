@@ -73,8 +73,10 @@ size_t meta_work_bytes(const MlpSpec *spec, MetaAlgo algo, int K, int max_s, int
 
 /**
  * Accumulates one task's meta-gradient: g_theta += dL_q(theta_K)/dtheta_0 (P reals) and, for
- * Meta-SGD, g_lrs += dL_q/dalpha (P reals; NULL otherwise). lrs: per-parameter inner rates for
- * Meta-SGD (P reals), NULL otherwise (alpha is used). xs: ns x D, ys: ns x target_cols,
+ * Meta-SGD, g_lrs += dL_q/dalpha (P reals; NULL otherwise). With g_theta NULL nothing is
+ * accumulated: the task's gradient stays in m until meta_task_accumulate adds it (so tasks can
+ * run on several MetaWorks at once and still be summed in a fixed order). lrs: per-parameter inner
+ * rates for Meta-SGD (P reals), NULL otherwise (alpha is used). xs: ns x D, ys: ns x target_cols,
  * xq: nq x D, yq: nq x target_cols. After the call m->thetas + K*P holds the adapted weights and
  * m->support_loss[0..K-1] the support losses before each step.
  * Returns MS_ERR_NUMERIC (nothing accumulated) when a loss or gradient is not finite.
@@ -82,6 +84,10 @@ size_t meta_work_bytes(const MlpSpec *spec, MetaAlgo algo, int K, int max_s, int
 MsStatus meta_task_grad(MetaWork *m, real *g_theta, real *g_lrs, const real *theta, const real *lrs,
                         real alpha, const real *xs, const real *ys, int ns, const real *xq,
                         const real *yq, int nq, int with_initial_losses, MetaTaskResult *res);
+
+/** Adds the gradient of the last successful meta_task_grad on m: exactly the additions
+ *  meta_task_grad makes when given g_theta (and g_lrs for Meta-SGD). */
+void meta_task_accumulate(const MetaWork *m, real *g_theta, real *g_lrs);
 
 /**
  * Adapts theta0 to a support set with `steps` inner SGD steps (per-parameter lrs when non-NULL,

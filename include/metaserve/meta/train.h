@@ -50,7 +50,11 @@ typedef struct {
     TaskConfig tasks; // the family
     int k_support;    // shots (per class for classification)
     int k_query;
+    int threads; // threads per meta-batch (1..TRAIN_MAX_THREADS); 0: the runner's default.
+                 // Results do not depend on it (trainer_set_parallel)
 } TrainConfig;
+
+#define TRAIN_MAX_THREADS 64
 
 /** Defaults of DESIGN.md §3: relu regression, maml, inner 0.01 x 1, adam 1e-3, batch 25. */
 void train_config_defaults(TrainConfig *c);
@@ -84,6 +88,10 @@ typedef struct {
     double grad_norm; // global norm of the averaged meta-gradient, before clipping
 } TrainStats;
 
+/** Runs fn(arg, i) for every i in [0, n), on any threads in any order, and returns once every
+ *  call has returned. The runner's (jobs/taskpool.h); ctx is its state. */
+typedef void (*TrainParallelFn)(void *ctx, int n, void (*fn)(void *arg, int i), void *arg);
+
 typedef struct {
     TrainConfig cfg;
     MlpSpec spec;
@@ -96,6 +104,15 @@ typedef struct {
     Rng rng;              // the task stream
     MetaWork mw;
     TaskBatch batch;
+    // A wave of tasks computed at once (trainer_set_parallel): slot 0 is mw / batch above,
+    // slots 1.. the arrays below. Gradients are added in task order whatever the wave.
+    int wave;                 // tasks per wave (1 without trainer_set_parallel)
+    MetaWork *wave_mw;        // wave - 1
+    TaskBatch *wave_batch;    // wave - 1
+    MsStatus *wave_status;    // wave
+    MetaTaskResult *wave_res; // wave
+    TrainParallelFn par;
+    void *par_ctx;
 } Trainer;
 
 /** Validates cfg, builds the sampler and spec, initialises parameters from cfg.seed. */
@@ -119,6 +136,18 @@ void trainer_save(const Trainer *tr, void *buf);
 MsStatus trainer_restore(Trainer *tr, const void *buf, size_t n, MsError *err);
 
 /** One meta-update. MS_ERR_NUMERIC leaves params unchanged. */
+/**
+ * Spreads each meta-batch over `threads` threads: tasks are sampled one after another from the
+ * one task stream (as with one thread), computed in waves of up to `wave` tasks on their own
+ * scratch (par runs a wave), and their gradients added to the meta-gradient in task order. So
+ * parameters, losses and checkpoints are bit-identical for every thread count and wave size,
+ * and a checkpoint taken with one resumes with another. wave <= 0 picks one (a multiple of
+ * threads, bounded by the scratch it needs). threads == 1 with par NULL returns to one task at a
+ * time. MS_ERR_NOMEM (the trainer keeps its previous set-up), MS_ERR_INVALID.
+ */
+MsStatus trainer_set_parallel(Trainer *tr, int threads, int wave, TrainParallelFn par, void *ctx,
+                              MsError *err);
+
 MsStatus trainer_step(Trainer *tr, TrainStats *st, MsError *err);
 /** Accepts NULL and a zeroed struct. */
 void trainer_free(Trainer *tr);
