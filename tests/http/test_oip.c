@@ -683,6 +683,10 @@ START_TEST(malformed_tensors_and_hostile_shapes_get_the_right_4xx) {
         {"a string in data",
          "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,1],\"datatype\":\"FP32\",\"data\":[\"1\"]}]}",
          400, "only numbers"},
+        {"x without rows",
+         "{\"inputs\":[{\"name\":\"x\",\"shape\":[0,1],\"datatype\":\"FP32\","
+         "\"data\":[]}]}",
+         400, "has no rows"},
         {"no inputs", "{\"inputs\":[]}", 400, "inputs"},
         {"unknown field",
          "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,1],\"datatype\":\"FP32\","
@@ -755,6 +759,23 @@ START_TEST(malformed_tensors_and_hostile_shapes_get_the_right_4xx) {
     ck_problem(&r, 400, "bad-request");
     ck_assert_msg(strstr(hc_str(&r, "error"), "finite"), "%s", r.body);
     hc_free(&r);
+    // more rows than one prediction takes (binary UINT8, so the body stays small): 413
+    enum { ROWS = 100001 };
+    HcBuf big;
+    hc_buf_init(&big);
+    hc_buf_printf(&big,
+                  "{\"inputs\":[{\"name\":\"x\",\"shape\":[%d,1],\"datatype\":\"UINT8\","
+                  "\"parameters\":{\"binary_data_size\":%d}}]}",
+                  ROWS, ROWS);
+    size_t bhl = big.len;
+    char *zeros = calloc(ROWS, 1);
+    hc_buf_add(&big, zeros, ROWS);
+    free(zeros);
+    post(&r, "/v2/models/reg/infer", big.s, big.len, bhl);
+    ck_problem(&r, 413, "payload-too-large");
+    ck_assert_msg(strstr(hc_str(&r, "error"), "100001 rows"), "%s", r.body);
+    hc_free(&r);
+    hc_buf_free(&big);
     // unknown model; a content type that is neither JSON nor octets
     post(&r, "/v2/models/nope/infer",
          "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,1],\"datatype\":\"FP32\",\"data\":[1]}]}", 0,
