@@ -104,13 +104,15 @@ static const char *convert(OipDatatype t, double v, float *out) {
 
 /* ---- JSON data ---- */
 
+static const char TOO_MANY[] = "holds more values than the shape";
+
 // Counts the numbers of a (nested) data array into *n, up to limit; -1 when an element is not a
 // number or an array, or nesting passes MAX_NEST (*bad says which), or the count passes limit.
 static int count_values(const cJSON *a, int depth, size_t limit, size_t *n, const char **bad) {
     if (depth > MAX_NEST) return *bad = "is nested too deeply", -1;
     for (const cJSON *e = a->child; e; e = e->next) {
         if (cJSON_IsNumber(e)) {
-            if (++*n > limit) return *bad = "holds more values than the shape", -1;
+            if (++*n > limit) return *bad = TOO_MANY, -1;
         } else if (cJSON_IsArray(e)) {
             if (count_values(e, depth + 1, limit, n, bad) < 0) return -1;
         } else {
@@ -283,12 +285,11 @@ static MsStatus read_input(OipTensor *t, const cJSON *in, const char *path, cons
             return ms_fail(err, MS_ERR_INVALID, "%s.data: must be an array", path);
         size_t n = 0;
         const char *bad = NULL;
-        if (count_values(data, 1, t->count, &n, &bad) < 0 && strcmp(bad, "holds more values "
-                                                                         "than the shape") != 0)
+        if (count_values(data, 1, t->count, &n, &bad) < 0 && bad != TOO_MANY)
             return ms_fail(err, MS_ERR_INVALID, "%s.data: %s", path, bad);
         if (bad || n != t->count)
             return ms_fail(err, MS_ERR_INVALID, "%s: data holds %s%zu values, the shape says %zu",
-                           who, bad ? "more than " : "", n, t->count);
+                           who, bad ? "more than " : "", bad ? t->count : n, t->count);
     }
     if (t->count && !(t->data = malloc(t->count * sizeof *t->data)))
         return ms_fail(err, MS_ERR_NOMEM, "%s: out of memory for %zu values", who, t->count);
