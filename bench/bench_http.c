@@ -17,6 +17,10 @@
  *   predict_throughput  32 keep-alive connections driven by one libcurl multi handle, each
  *                       re-issuing as soon as its reply arrives, against POST .../predict and
  *                       GET /livez (a constant reply: the ceiling) in alternating segments.
+ *   oip_throughput      predict throughput at 32 keep-alive connections for v1 JSON, Open
+ *                       Inference Protocol JSON and OIP binary tensors, each beside /livez, on
+ *                       the sine net (10 rows) and on a 784-256-256-5 classifier (8 rows of 784),
+ *                       as ratios to the same-run /livez rate.
  *   durability          what durable commits cost the adapt path and job submit: two more
  *                       servers in the process, on normal.db at synchronous=NORMAL (the setting
  *                       before every commit was made durable) and on full.db at the store's own
@@ -547,6 +551,203 @@ done:
     return rc;
 }
 
+/* ---- oip_throughput ---- */
+
+// The Open Inference Protocol beside v1: predict throughput at CONNS keep-alive connections for
+// v1 JSON (POST /v1/models/{m}/predict), OIP JSON and OIP binary tensors in and out (POST
+// /v2/models/{m}/infer), each beside GET /livez, in alternating segments; on the 1-40-40-1 sine
+// net (X_ROWS rows of 1 feature) and on a 784-256-256-5 classifier (OIP_WIDE_ROWS rows of 784:
+// what the request's text costs dominates).
+#define OIP_WIDE         "wide" // the 784-256-256-5 model (random parameters: only speed counts)
+#define OIP_WIDE_ROWS    8
+#define OIP_WIDE_D       784
+#define OIP_WIDE_CLASSES 5
+
+// Stores OIP_WIDE: a 784-256-256-5 relu classifier with parameters drawn from seed 5.
+static MsStatus put_wide(Store *st, MsError *err) {
+    TrainConfig c;
+    train_config_defaults(&c);
+    snprintf(c.name, sizeof c.name, "%s", OIP_WIDE);
+    c.n_sizes = 4;
+    memcpy(c.sizes, (int[]){OIP_WIDE_D, 256, 256, OIP_WIDE_CLASSES}, 4 * sizeof(int));
+    c.head = MLP_HEAD_CLASSIFICATION;
+    snprintf(c.tasks.family, sizeof c.tasks.family, "gaussian");
+    c.tasks.n_way = OIP_WIDE_CLASSES;
+    c.tasks.dim = OIP_WIDE_D;
+    MlpSpec spec;
+    char *json = NULL;
+    float *theta = NULL;
+    MsStatus s = mlp_spec_init(&spec, c.sizes, c.n_sizes, c.act, c.head, err);
+    if (s == MS_OK) s = codec_config_print(&c, &json, err);
+    if (s == MS_OK && !(theta = malloc(spec.P * sizeof *theta)))
+        s = ms_fail(err, MS_ERR_NOMEM, "out of memory");
+    if (s == MS_OK) {
+        Rng rng;
+        rng_seed(&rng, 5);
+        mlp_init_params(&spec, theta, &rng);
+        StoreModel m;
+        memset(&m, 0, sizeof m);
+        snprintf(m.name, sizeof m.name, "%s", OIP_WIDE);
+        snprintf(m.algorithm, sizeof m.algorithm, "maml");
+        m.config = json;
+        m.hyper = "{}";
+        m.metrics = "{}";
+        m.n_params = spec.P;
+        m.params = theta;
+        int version;
+        s = store_model_put(st, &m, &version, err);
+    }
+    free(json);
+    free(theta);
+    return s;
+}
+
+typedef struct {
+    char *v1, *json, *bin; // bodies: v1 {"x": nested}, OIP JSON, OIP header + raw FP32 rows
+    size_t bin_len, bin_header;
+} OipBodies;
+
+// The three bodies of rows x d values from seed 3 in [-4.5, 4.5), printed "%.9g".
+static int oip_bodies(OipBodies *b, int rows, int d) {
+    size_t n = (size_t)rows * d, cap = n * 18 + 512;
+    b->v1 = malloc(cap), b->json = malloc(cap), b->bin = malloc(n * 4 + 512);
+    if (!b->v1 || !b->json || !b->bin) return 0;
+    Rng rng;
+    rng_seed(&rng, 3);
+    size_t kv = (size_t)snprintf(b->v1, cap, "{\"x\":[");
+    size_t kj = (size_t)snprintf(b->json, cap,
+                                 "{\"inputs\":[{\"name\":\"x\",\"shape\":[%d,%d],\"datatype\":"
+                                 "\"FP32\",\"data\":[",
+                                 rows, d);
+    int hl = snprintf(b->bin, 512,
+                      "{\"parameters\":{\"binary_data_output\":true},\"inputs\":[{\"name\":\"x\","
+                      "\"shape\":[%d,%d],\"datatype\":\"FP32\",\"parameters\":"
+                      "{\"binary_data_size\":%zu}}]}",
+                      rows, d, n * 4);
+    b->bin_header = (size_t)hl;
+    unsigned char *p = (unsigned char *)b->bin + hl;
+    for (int i = 0; i < rows; i++) {
+        kv += (size_t)snprintf(b->v1 + kv, cap - kv, i ? ",[" : "[");
+        for (int j = 0; j < d; j++) {
+            float v = (float)rng_range(&rng, -4.5, 4.5);
+            kv += (size_t)snprintf(b->v1 + kv, cap - kv, "%s%.9g", j ? "," : "", (double)v);
+            kj += (size_t)snprintf(b->json + kj, cap - kj, "%s%.9g", i || j ? "," : "", (double)v);
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            for (int k = 0; k < 4; k++)
+                *p++ = (unsigned char)(u >> (8 * k)); // little-endian
+        }
+        kv += (size_t)snprintf(b->v1 + kv, cap - kv, "]");
+    }
+    snprintf(b->v1 + kv, cap - kv, "]}");
+    snprintf(b->json + kj, cap - kj, "]}]}");
+    b->bin_len = (size_t)(p - (unsigned char *)b->bin);
+    return 1;
+}
+
+static void oip_bodies_free(OipBodies *b) {
+    free(b->v1), free(b->json), free(b->bin);
+}
+
+// conn_init for a binary POST: the body (len bytes, borrowed) with its header length.
+static int conn_init_binary(Conn *c, const char *url, const char *body, size_t len, size_t hl) {
+    if (!conn_init(c, url, NULL, 200)) return 0;
+    char h[80];
+    snprintf(h, sizeof h, "Inference-Header-Content-Length: %zu", hl);
+    struct curl_slist *l = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+    struct curl_slist *l2 = l ? curl_slist_append(l, "Expect:") : NULL;
+    struct curl_slist *l3 = l2 ? curl_slist_append(l2, h) : NULL;
+    if (!l3) {
+        curl_slist_free_all(l);
+        return 0;
+    }
+    curl_slist_free_all(c->headers);
+    c->headers = l3;
+    curl_easy_setopt(c->h, CURLOPT_HTTPHEADER, c->headers);
+    curl_easy_setopt(c->h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c->h, CURLOPT_POSTFIELDSIZE, (long)len);
+    return 1;
+}
+
+// One model's four loads; prints one line.
+static int oip_model(int port, const char *model, const char *arch, int rows, int d,
+                     const Options *o) {
+    enum { V1, OIP_JSON, OIP_BIN, LIVEZ, KINDS };
+    static const char *const NAMES[KINDS] = {"v1_json", "oip_json", "oip_binary", "livez"};
+    Conn c[KINDS][CONNS];
+    CURLM *multi[KINDS] = {NULL};
+    Load l[KINDS];
+    OipBodies b = {0};
+    memset(c, 0, sizeof c);
+    memset(l, 0, sizeof l);
+    char url[KINDS][160];
+    snprintf(url[V1], sizeof url[V1], "http://127.0.0.1:%d/v1/models/%s/predict", port, model);
+    snprintf(url[OIP_JSON], sizeof url[OIP_JSON], "http://127.0.0.1:%d/v2/models/%s/infer", port,
+             model);
+    snprintf(url[OIP_BIN], sizeof url[OIP_BIN], "%s", url[OIP_JSON]);
+    snprintf(url[LIVEZ], sizeof url[LIVEZ], "http://127.0.0.1:%d/livez", port);
+    int rc = 1, ok = oip_bodies(&b, rows, d);
+    for (int k = 0; k < KINDS && ok; k++) {
+        ok = (multi[k] = curl_multi_init()) != NULL;
+        for (int i = 0; i < CONNS && ok; i++)
+            ok = k == V1         ? conn_init(&c[k][i], url[k], b.v1, 200)
+                 : k == OIP_JSON ? conn_init(&c[k][i], url[k], b.json, 200)
+                 : k == OIP_BIN ? conn_init_binary(&c[k][i], url[k], b.bin, b.bin_len, b.bin_header)
+                                : conn_init(&c[k][i], url[k], NULL, 200);
+        if (ok) curl_multi_setopt(multi[k], CURLMOPT_MAXCONNECTS, (long)CONNS);
+    }
+    if (!ok) {
+        fprintf(g_note, "bench_http: oip_throughput: setup failed\n");
+        goto done;
+    }
+    int segments = (int)ceil(o->seconds / o->segment_s - 1e-9);
+    for (int s = 0; s < segments; s++)
+        for (int k = 0; k < KINDS; k++)
+            if (!run_load(multi[k], c[k], CONNS, 0.2, o->seconds / segments, &l[k])) {
+                fprintf(g_note, "bench_http: oip_throughput: libcurl multi failed\n");
+                goto done;
+            }
+    printf("{\"case\":\"oip_throughput\",\"model\":\"%s\",\"connections\":%d,\"http_threads\":%d,"
+           "\"rows\":%d,\"features\":%d,\"json_body_bytes\":%zu,\"binary_body_bytes\":%zu",
+           arch, CONNS, HTTP_THREADS, rows, d, strlen(b.json), b.bin_len);
+    print_num("seconds", l[V1].seconds, 1);
+    long errors = 0;
+    for (int k = 0; k < KINDS; k++) {
+        char key[48];
+        snprintf(key, sizeof key, "%s_rps", NAMES[k]);
+        print_num(key, (double)l[k].done / l[k].seconds, 0);
+        errors += l[k].errors;
+    }
+    for (int k = 0; k < LIVEZ; k++) {
+        char key[48];
+        snprintf(key, sizeof key, "%s_ratio", NAMES[k]);
+        print_num(key, (double)l[k].done / (double)l[LIVEZ].done, 3);
+    }
+    printf(",\"errors\":%ld}\n", errors);
+    fflush(stdout);
+    rc = errors > 0;
+    if (rc) fprintf(g_note, "bench_http: oip_throughput: %ld failed requests\n", errors);
+done:
+    for (int k = 0; k < KINDS; k++) {
+        for (int i = 0; i < CONNS; i++) {
+            if (multi[k] && c[k][i].h) curl_multi_remove_handle(multi[k], c[k][i].h);
+            conn_free(&c[k][i]);
+        }
+        curl_multi_cleanup(multi[k]);
+    }
+    oip_bodies_free(&b);
+    return rc;
+}
+
+static int bench_oip(int port, const Options *o) {
+    fprintf(g_note,
+            "bench_http: oip_throughput: v1 JSON, OIP JSON and OIP binary beside /livez, %d "
+            "connections, %.1f s per endpoint\n",
+            CONNS, o->seconds);
+    return oip_model(port, MODEL, "1-40-40-1", X_ROWS, 1, o) +
+           oip_model(port, OIP_WIDE, "784-256-256-5", OIP_WIDE_ROWS, OIP_WIDE_D, o);
+}
+
 /* ---- durability ---- */
 
 // Every database of bench_http runs at the store's own synchronous level (FULL), except a file
@@ -915,17 +1116,16 @@ done:
 /* ---- main ---- */
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: bench_http [--quick] [--case NAME] [--seconds S] [--server-log PATH]\n"
-            "  --quick            short smoke run (~10 s with training)\n"
-            "  --case NAME        run only adapt_compute, adapt_roundtrip, predict_throughput or\n"
-            "                     durability\n"
-            "  --seconds S        predict_throughput: counted seconds per endpoint (default 5)\n"
-            "  --server-log PATH  write the server's access log there (default /dev/null)\n");
+    fprintf(f, "usage: bench_http [--quick] [--case NAME] [--seconds S] [--server-log PATH]\n"
+               "  --quick            short smoke run (~10 s with training)\n"
+               "  --case NAME        run only adapt_compute, adapt_roundtrip, predict_throughput,\n"
+               "                     durability or oip_throughput\n"
+               "  --seconds S        predict_throughput: counted seconds per endpoint (default 5)\n"
+               "  --server-log PATH  write the server's access log there (default /dev/null)\n");
 }
 
 static const char *const CASES[] = {"adapt_compute", "adapt_roundtrip", "predict_throughput",
-                                    "durability"};
+                                    "durability", "oip_throughput"};
 
 static int wanted(const Options *o, const char *name) {
     return !o->only || !strcmp(o->only, name);
@@ -1006,14 +1206,15 @@ int main(int argc, char **argv) {
     Store *st = NULL;
     Server *srv = NULL;
     int failed = 0;
-    if (store_open(&st, db, &err) != MS_OK || put_trained(st, &err) != MS_OK) {
+    if (store_open(&st, db, &err) != MS_OK || put_trained(st, &err) != MS_OK ||
+        put_wide(st, &err) != MS_OK) {
         report("setup", &err);
         failed = 1;
         goto done;
     }
     if (wanted(&o, "adapt_compute")) failed += bench_adapt_compute(st, &o);
     if (!wanted(&o, "adapt_roundtrip") && !wanted(&o, "predict_throughput") &&
-        !wanted(&o, "durability"))
+        !wanted(&o, "durability") && !wanted(&o, "oip_throughput"))
         goto done;
     if (!split_stderr(o.server_log ? o.server_log : "/dev/null")) {
         failed++;
@@ -1039,6 +1240,7 @@ int main(int argc, char **argv) {
     if (wanted(&o, "adapt_roundtrip")) failed += bench_roundtrip(&t, &o);
     if (wanted(&o, "predict_throughput")) failed += bench_throughput(&t, &o);
     if (wanted(&o, "durability")) failed += bench_durability(st, dir, &o);
+    if (wanted(&o, "oip_throughput")) failed += bench_oip(server_port(srv), &o);
 done:
     server_stop(srv);
     store_close(st);

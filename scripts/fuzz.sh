@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_JOBS=${FUZZ_JOBS:-2}
-FUZZ_TARGETS=${FUZZ_TARGETS:-"json config dataset adapt predict blob"}
+FUZZ_TARGETS=${FUZZ_TARGETS:-"json config dataset adapt predict blob oip"}
 FUZZ_OUT=${FUZZ_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/metaserve-fuzz.XXXXXX")}
 
 # -max_len per target: large enough for a few dozen rows of a support set or dataset, small enough
@@ -25,6 +25,7 @@ max_len() {
     json) echo 4096 ;;
     config) echo 2048 ;;
     dataset | adapt | predict) echo 8192 ;;
+    oip) echo 8192 ;;
     blob) echo 512 ;;
     *) echo 4096 ;;
     esac

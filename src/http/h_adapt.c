@@ -104,20 +104,28 @@ float *predict_read_x(Req *r, const cJSON *body, const MlpSpec *spec, int *rows)
     }
     float *x = body_matrix(r, jx, "x", spec->sizes[0], PREDICT_MAX_ROWS, rows, NULL);
     if (!x) return NULL;
-    const int O = spec->sizes[spec->L];
-    if (mlp_forward_macs(spec, *rows) > PREDICT_MAX_MACS) {
-        reply_problem(r, 413, "payload-too-large",
-                      "x: %d rows exceed the work limit of %.0f multiply-adds for this model",
-                      *rows, PREDICT_MAX_MACS);
-    } else if ((double)*rows * O > PREDICT_MAX_OUTPUTS) {
-        reply_problem(r, 413, "payload-too-large",
-                      "x: %d rows x %d outputs exceed the limit of %d values in one reply", *rows,
-                      O, PREDICT_MAX_OUTPUTS);
-    } else {
-        return x;
-    }
+    if (predict_limits_ok(r, spec, *rows, "x")) return x;
     free(x);
     return NULL;
+}
+
+int predict_limits_ok(Req *r, const MlpSpec *spec, int rows, const char *what) {
+    const int O = spec->sizes[spec->L];
+    if (rows > PREDICT_MAX_ROWS) {
+        reply_problem(r, 413, "payload-too-large", "%s: %d rows exceed the limit of %d", what, rows,
+                      PREDICT_MAX_ROWS);
+    } else if (mlp_forward_macs(spec, rows) > PREDICT_MAX_MACS) {
+        reply_problem(r, 413, "payload-too-large",
+                      "%s: %d rows exceed the work limit of %.0f multiply-adds for this model",
+                      what, rows, PREDICT_MAX_MACS);
+    } else if ((double)rows * O > PREDICT_MAX_OUTPUTS) {
+        reply_problem(r, 413, "payload-too-large",
+                      "%s: %d rows x %d outputs exceed the limit of %d values in one reply", what,
+                      rows, O, PREDICT_MAX_OUTPUTS);
+    } else {
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- prediction ---- */

@@ -78,11 +78,12 @@ typedef struct Req {
     char *reply; // malloc'd body
     size_t reply_len;
     const char *content_type;
-    char location[256];   // Location header when non-empty
-    char allow[64];       // Allow header when non-empty (405)
-    char retry_after[16]; // Retry-After when non-empty (429, 503)
-    char problem[2048];   // a problem document's text (reply_problem; never allocates)
-    int64_t t0_ns;        // arrival, for the access log and latency metrics
+    char location[256];        // Location header when non-empty
+    char allow[64];            // Allow header when non-empty (405)
+    char retry_after[16];      // Retry-After when non-empty (429, 503)
+    char problem[3072];        // a problem document's text (reply_problem; never allocates)
+    char infer_header_len[24]; // Inference-Header-Content-Length of a binary /v2 reply ("": none)
+    int64_t t0_ns;             // arrival, for the access log and latency metrics
 } Req;
 
 typedef void (*Handler)(Req *r);
@@ -91,7 +92,8 @@ typedef struct Route {
     const char *method;  // "GET", "POST", "PUT", "DELETE"
     const char *pattern; // "/v1/models/{ref}/adapt": {x} matches one non-empty segment
     Role role;           // least role allowed (ROLE_NONE: open)
-    int json_body;       // 1: the body must be application/json
+    int json_body;       // 1: the body must be application/json (parsed into r->json);
+                         // 2: the handler reads the body (/v2 infer: JSON or binary)
     Handler handler;
     const char *name; // stable label for metrics and logs (the pattern)
 } Route;
@@ -294,5 +296,19 @@ void h_model_predict(Req *r);
 void h_adaptation_get(Req *r);
 void h_adaptation_predict(Req *r);
 void h_adaptation_delete(Req *r);
+
+/* ---- the Open Inference Protocol, /v2 (h_oip.c) ---- */
+void h_oip_live(Req *r);
+void h_oip_ready(Req *r);
+void h_oip_server(Req *r);
+void h_oip_model(Req *r);
+void h_oip_model_ready(Req *r);
+void h_oip_infer(Req *r);
+/** 1 when rows rows fit the prediction limits for spec (work of one forward pass, values in one
+ *  reply), else replies 413 naming `what` ("x") and returns 0 (h_adapt.c). */
+int predict_limits_ok(Req *r, const MlpSpec *spec, int rows, const char *what);
+/** 1 when path (as received) is under /v2: its problem documents also carry the protocol's
+ *  "error" member (reply.c). */
+int oip_path(const char *path);
 
 #endif

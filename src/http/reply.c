@@ -190,10 +190,17 @@ void reply_problem(Req *r, int status, const char *slug, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    // field budgets: 96 + 96 + 24 + 1040 + 12 + 600 + 14 + 2 * REQ_ID_MAX + 1 < sizeof problem
-    _Static_assert(sizeof r->problem >= 2048, "problem buffer budget");
+    // field budgets: 96 + 96 + 24 + 1040 + 12 + 600 + 14 + 2 * REQ_ID_MAX + 1 + 10 + 520
+    // (the /v2 "error" member) < sizeof problem
+    _Static_assert(sizeof r->problem >= 2600, "problem buffer budget");
     char *d = r->problem;
     size_t n = (size_t)snprintf(d, 96, "{\"type\":\"https://metaserve.dev/problems/%s\",", slug);
+    if (r->url && oip_path(r->url)) {
+        // the Open Inference Protocol's error document is {"error": "..."}: the detail again
+        memcpy(d + n, "\"error\":", 8), n += 8;
+        put_json_string(d, &n, detail, 520);
+        d[n++] = ',';
+    }
     memcpy(d + n, "\"title\":", 8), n += 8;
     put_json_string(d, &n, problem_title(slug), 80);
     n += (size_t)snprintf(d + n, 24, ",\"status\":%d,", status);
@@ -212,6 +219,10 @@ void reply_problem(Req *r, int status, const char *slug, const char *fmt, ...) {
     r->content_type = "application/problem+json";
     if ((status == 503 || status == 429) && !r->retry_after[0])
         snprintf(r->retry_after, sizeof r->retry_after, "%d", status == 429 ? 5 : 1);
+}
+
+int oip_path(const char *path) {
+    return strncmp(path, "/v2", 3) == 0 && (path[3] == '\0' || path[3] == '/');
 }
 
 void reply_status(Req *r, MsStatus st, const MsError *err) {

@@ -1,5 +1,5 @@
 /*
- * The route table: every v1 route as data (method, pattern, least role, whether the body is
+ * The route table: every v1 and /v2 route as data (method, pattern, least role, whether the body is
  * JSON, handler, metrics label). server.c matches a request against it and runs the generic
  * checks before any handler; tests/http/test_spec.c checks it against api/openapi.yaml, so a
  * route added here without its contract (or the reverse) fails the build's tests.
@@ -44,6 +44,21 @@ const Route ROUTES[] = {
     {"POST", "/v1/adaptations/{id}/predict", ROLE_CLIENT, 1, h_adaptation_predict,
      "/v1/adaptations/{id}/predict"},
     {"DELETE", "/v1/adaptations/{id}", ROLE_CLIENT, 0, h_adaptation_delete, "/v1/adaptations/{id}"},
+
+    // the Open Inference Protocol (KServe V2 REST); json_body 2: infer reads JSON or binary itself
+    {"GET", "/v2/health/live", ROLE_NONE, 0, h_oip_live, "/v2/health/live"},
+    {"GET", "/v2/health/ready", ROLE_NONE, 0, h_oip_ready, "/v2/health/ready"},
+    {"GET", "/v2", ROLE_NONE, 0, h_oip_server, "/v2"},
+    {"GET", "/v2/models/{name}", ROLE_CLIENT, 0, h_oip_model, "/v2/models/{name}"},
+    {"GET", "/v2/models/{name}/versions/{version}", ROLE_CLIENT, 0, h_oip_model,
+     "/v2/models/{name}/versions/{version}"},
+    {"GET", "/v2/models/{name}/ready", ROLE_CLIENT, 0, h_oip_model_ready,
+     "/v2/models/{name}/ready"},
+    {"GET", "/v2/models/{name}/versions/{version}/ready", ROLE_CLIENT, 0, h_oip_model_ready,
+     "/v2/models/{name}/versions/{version}/ready"},
+    {"POST", "/v2/models/{name}/infer", ROLE_CLIENT, 2, h_oip_infer, "/v2/models/{name}/infer"},
+    {"POST", "/v2/models/{name}/versions/{version}/infer", ROLE_CLIENT, 2, h_oip_infer,
+     "/v2/models/{name}/versions/{version}/infer"},
     {0},
 };
 

@@ -317,13 +317,13 @@ static void dispatch(Req *r) {
         reply_problem(r, 503, "unavailable", "out of memory buffering the request body");
         return;
     }
-    const char *why = rt->json_body ? json_content_type(r) : NULL;
+    const char *why = rt->json_body == 1 ? json_content_type(r) : NULL;
     if (why) {
         reply_problem(r, 415, "unsupported-media-type", "%s", why);
         return;
     }
     // the body is parsed once, here: handlers of json_body routes read r->json
-    if (rt->json_body && !(r->json = req_json(r))) return;
+    if (rt->json_body == 1 && !(r->json = req_json(r))) return;
     rt->handler(r);
     if (!r->status) reply_problem(r, 500, "internal", "the handler gave no reply");
 }
@@ -347,6 +347,8 @@ static enum MHD_Result send_reply(Req *r) {
     if (r->location[0]) MHD_add_response_header(resp, "Location", r->location);
     if (r->allow[0] && r->status == 405) MHD_add_response_header(resp, "Allow", r->allow);
     if (r->retry_after[0]) MHD_add_response_header(resp, "Retry-After", r->retry_after);
+    if (r->infer_header_len[0])
+        MHD_add_response_header(resp, "Inference-Header-Content-Length", r->infer_header_len);
     if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     // after a 413, or a 400 / 501 before routing (framing), the rest of what the client sends
     // cannot be trusted to start a new request

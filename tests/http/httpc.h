@@ -141,6 +141,7 @@ typedef struct {
     const char *key;          // bearer key, NULL: none
     const char *raw_auth;     // a whole Authorization header value (overrides key)
     const char *request_id;   // X-Request-ID to send, NULL: none
+    const char *header;       // one more request header line ("Name: value"), NULL: none
     int chunked;              // 1: Transfer-Encoding: chunked (no Content-Length)
     int expect_continue;      // 1: send Expect: 100-continue (the server may refuse the body)
     long timeout_s;           // 0: 60 s (only to fail instead of hanging)
@@ -241,6 +242,7 @@ static inline long hc_do(const HcClient *c, HcResp *out, const HcReq *q) {
         snprintf(line, sizeof line, "X-Request-ID: %s", q->request_id);
         hl = curl_slist_append(hl, line);
     }
+    if (q->header) hl = curl_slist_append(hl, q->header);
     if (hl) curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
     if (curl_easy_perform(h) == CURLE_OK)
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
