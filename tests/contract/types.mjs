@@ -5,7 +5,7 @@
 //   - every JSON body of the README: the curl walkthrough's request bodies, the Python client's
 //     job, the training config shown for `POST /v1/jobs`;
 //   - the request and response bodies of a journey through every route of the real server
-//     (journey.mjs), 2xx and errors alike;
+//     (journey.mjs), 2xx and errors alike (every operation of the spec must have a 2xx in it);
 // type-checked with `tsc --noEmit --strict`. An object literal assigned to a type is checked
 // for missing required fields and for fields the type does not have, so a field the server
 // sends and the spec does not declare fails, and so does a required field the spec declares
@@ -119,6 +119,12 @@ for (const r of rec.records) {
     else if (r.status === 204) lines.push(`// ${what}`, `export type T${++n} = ${op(path, method)}["responses"][204];`), recorded++;
     else if (r.type) lines.push(`// ${what}`, `export type T${++n} = ${resType(path, method, r.status, r.type)};`), recorded++;
 }
+
+// every operation of the spec had a 2xx in the journey
+for (const [path, item] of Object.entries(spec.paths))
+    for (const method of Object.keys(item).filter((k) => k !== 'parameters'))
+        if (!rec.records.some((r) => r.op[0] === method.toUpperCase() && r.op[1] === path && r.status < 300))
+            console.log(`FAIL the journey has no 2xx of ${method.toUpperCase()} ${path}`), failed++;
 
 /* ---- generate and check ---- */
 
