@@ -35,6 +35,7 @@ bash scripts/install.sh "$BUILD_DIR/install-check" --strip
 "$BUILD_DIR/install-check/bin/metaserve" --help >/dev/null
 
 bash scripts/lint-openapi.sh # the API contract must lint clean before any test runs
+bash scripts/contract-tools.sh # the contract tests' npm tools (tests/contract), once
 printf 'test.sh: running tier "%s"\n' "$TEST_TIER"
 rc=0
 ctest "${CTEST_ARGS[@]}" || rc=$?

@@ -130,9 +130,10 @@ int predict_limits_ok(Req *r, const MlpSpec *spec, int rows, const char *what) {
 
 /* ---- prediction ---- */
 
-// Predicts x with theta (of spec) and replies 200 {"model", "version", "adapted", "y"} for
-// regression or {..., "probabilities", "labels"} for classification. model is a name the store
-// returned (safe to echo).
+// Predicts x with theta (of spec) and replies 200 {"model", "version", "adapted", "head":
+// "regression", "y"} or {..., "head": "classification", "probabilities", "labels"}; "head" tells
+// the two shapes apart (the contract's discriminator). model is a name the store returned (safe
+// to echo).
 static void reply_prediction(Req *r, const char *model, int version, int adapted,
                              const MlpSpec *spec, const float *theta, const float *x, int rows) {
     const int O = spec->sizes[spec->L];
@@ -155,6 +156,7 @@ static void reply_prediction(Req *r, const char *model, int version, int adapted
     int ok = values && (!classify || labels) && cJSON_AddStringToObject(doc, "model", model) &&
              cJSON_AddNumberToObject(doc, "version", version) &&
              cJSON_AddBoolToObject(doc, "adapted", adapted) &&
+             cJSON_AddStringToObject(doc, "head", classify ? "classification" : "regression") &&
              cJSON_AddRawToObject(doc, classify ? "probabilities" : "y", values) &&
              (!classify || cJSON_AddRawToObject(doc, "labels", labels));
     if (ok) metrics_count(r->app->metrics, "predicted_rows", rows);

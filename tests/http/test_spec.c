@@ -3,12 +3,14 @@
  * it declares are exactly the route table of src/http/routes.c; each operation's `security` names
  * its route's least role (`security: []` for open routes, `- bearer: [client]` or
  * `- bearer: [admin]` otherwise); a request body is declared exactly for the routes that take
- * JSON; and the copy built into the binary (METASERVE_OPENAPI) equals the file on disk. A route
+ * JSON (a route that takes none may declare an optional one, `required: false`, that it ignores);
+ * and the copy built into the binary (METASERVE_OPENAPI) equals the file on disk. A route
  * added to either side only, or a role changed on one side only, fails here with the pair named.
  *
  * The YAML is read line by line rather than with a YAML library, relying on the spec's layout:
  * paths are keys at 2 spaces under the top-level `paths:`, methods keys at 4, an operation's
- * `security:` and `requestBody:` keys at 6, and a security requirement `- bearer: [role]` at 8.
+ * `security:` and `requestBody:` keys at 6, a security requirement `- bearer: [role]` and the
+ * body's `required: false` at 8.
  * Whatever this reader does not understand under `paths:` is reported, not skipped, so the layout
  * cannot drift away from it silently. The reader and the comparison are first run on small specs
  * with each kind of mismatch, so that a pass on the real spec means the checks can fail.
@@ -32,7 +34,7 @@ typedef struct {
     char path[160]; // "/v1/models/{ref}/adapt"
     int role;       // a Role, SEC_MISSING (no security key) or SEC_UNREADABLE
     int n_security; // requirements read from the security list
-    int has_body;   // 1 when the operation declares a requestBody
+    int has_body;   // 1 when the operation declares a requestBody, 2 an optional one
     int line;       // 1-based line of the method key
 } SpecOp;
 
@@ -151,7 +153,7 @@ static int read_requirement(const char *item) {
  */
 static void spec_read(Spec *s, const char *text, size_t len, Report *rep) {
     memset(s, 0, sizeof *s);
-    int in_paths = 0, seen_paths = 0, in_security = 0;
+    int in_paths = 0, seen_paths = 0, in_security = 0, in_body = 0;
     int cur = -1;        // index of the operation being read, or -1
     char path[160] = ""; // current path key ("" inside an x- extension)
     const char *p = text, *end = text + len;
@@ -174,6 +176,7 @@ static void spec_read(Spec *s, const char *text, size_t len, Report *rep) {
         }
         if (!in_paths) continue;
         if (l.indent <= 6 && !(l.indent == 6 && in_security && content[0] == '-')) in_security = 0;
+        if (l.indent <= 6) in_body = 0;
 
         if (l.indent == 2) {
             cur = -1;
@@ -223,6 +226,7 @@ static void spec_read(Spec *s, const char *text, size_t len, Report *rep) {
             if (!split_key(content, &key, &value)) continue;
             if (strcmp(key, "requestBody") == 0) {
                 op->has_body = 1;
+                in_body = *value == '\0';
             } else if (strcmp(key, "security") == 0) {
                 if (strcmp(value, "[]") == 0) {
                     op->role = ROLE_NONE;
@@ -235,6 +239,8 @@ static void spec_read(Spec *s, const char *text, size_t len, Report *rep) {
                                op->path, value);
                 }
             }
+        } else if (cur >= 0 && in_body && l.indent == 8) {
+            if (strcmp(content, "required: false") == 0) s->ops[cur].has_body = 2;
         } else if (cur >= 0 && in_security && (l.indent == 8 || l.indent == 6)) {
             SpecOp *op = &s->ops[cur];
             int role = read_requirement(content);
@@ -279,7 +285,8 @@ static const Route *route_find(const Route *routes, size_t n, const char *method
  * Compares the operations of s with routes[0..n) and adds one line to rep per problem:
  * CHECK_PAIRS: a route missing from the spec, an operation without a route, duplicates;
  * CHECK_SECURITY: an operation whose security differs from its route's role;
- * CHECK_BODY: a requestBody declared for a route without a JSON body, or missing for one with.
+ * CHECK_BODY: a requestBody declared for a route without a JSON body (unless optional), or
+ * missing (or optional) for one with.
  */
 static void spec_compare(const Spec *s, const Route *routes, size_t n, int what, Report *rep) {
     for (size_t i = 0; i < n; i++) {
@@ -296,9 +303,12 @@ static void spec_compare(const Spec *s, const Route *routes, size_t n, int what,
         if ((what & CHECK_SECURITY) && op->role != (int)r->role)
             report_add(rep, "security of %s %s (line %d): the spec says %s, the route table %s",
                        r->method, r->pattern, op->line, role_name(op->role), role_name(r->role));
-        if ((what & CHECK_BODY) && op->has_body != (r->json_body != 0))
+        if ((what & CHECK_BODY) && (op->has_body == 1) != (r->json_body != 0))
             report_add(rep, "request body of %s %s (line %d): the spec %s one, the route %s JSON",
-                       r->method, r->pattern, op->line, op->has_body ? "declares" : "declares no",
+                       r->method, r->pattern, op->line,
+                       op->has_body == 1   ? "declares"
+                       : op->has_body == 2 ? "declares an optional"
+                                           : "declares no",
                        r->json_body ? "takes" : "takes no");
     }
     for (int i = 0; i < s->n; i++) {
@@ -347,6 +357,13 @@ static const char MINI[] =
     "      security:\n"
     "      - bearer: [ client ]\n"
     "      responses: {}\n"
+    "    delete:\n"
+    "      security:\n"
+    "        - bearer: [admin]\n"
+    "      requestBody:\n"
+    "        description: ignored\n"
+    "        required: false\n"
+    "      responses: {}\n"
     "  x-internal:\n"
     "    get:\n"
     "      security: []\n"
@@ -359,6 +376,7 @@ static const Route MINI_ROUTES[] = {
     {"GET", "/livez", ROLE_NONE, 0, NULL, "/livez"},
     {"POST", "/v1/things", ROLE_ADMIN, 1, NULL, "/v1/things"},
     {"GET", "/v1/things", ROLE_CLIENT, 0, NULL, "/v1/things"},
+    {"DELETE", "/v1/things", ROLE_ADMIN, 0, NULL, "/v1/things"}, // an optional, ignored body
 };
 #define N_MINI (sizeof MINI_ROUTES / sizeof MINI_ROUTES[0])
 
@@ -371,7 +389,7 @@ static void read_mini(Spec *s) {
 START_TEST(reader_finds_each_operation_with_its_security_and_body) {
     static Spec s;
     read_mini(&s);
-    ck_assert_int_eq(s.n, 3); // x-internal and components are not paths
+    ck_assert_int_eq(s.n, 4); // x-internal and components are not paths
     ck_assert_str_eq(s.ops[0].method, "GET");
     ck_assert_str_eq(s.ops[0].path, "/livez");
     ck_assert_int_eq(s.ops[0].role, ROLE_NONE);
@@ -384,6 +402,7 @@ START_TEST(reader_finds_each_operation_with_its_security_and_body) {
     ck_assert_str_eq(s.ops[2].method, "GET");
     ck_assert_int_eq(s.ops[2].role, ROLE_CLIENT); // list at the key's indent, spaces in []
     ck_assert_int_eq(s.ops[2].has_body, 0);
+    ck_assert_int_eq(s.ops[3].has_body, 2); // required: false
 }
 END_TEST
 
@@ -403,10 +422,11 @@ START_TEST(a_route_only_in_the_table_is_reported) {
         MINI_ROUTES[0],
         MINI_ROUTES[1],
         MINI_ROUTES[2],
+        MINI_ROUTES[3],
         {"DELETE", "/v1/things/{id}", ROLE_ADMIN, 0, NULL, "/v1/things/{id}"},
     };
     Report rep = {0};
-    spec_compare(&s, routes, 4, CHECK_PAIRS | CHECK_SECURITY | CHECK_BODY, &rep);
+    spec_compare(&s, routes, 5, CHECK_PAIRS | CHECK_SECURITY | CHECK_BODY, &rep);
     ck_assert_int_eq(rep.n, 1);
     ck_assert_ptr_nonnull(
         strstr(rep.text, "missing from api/openapi.yaml: DELETE /v1/things/{id}"));
@@ -418,7 +438,9 @@ START_TEST(an_operation_only_in_the_spec_is_reported) {
     read_mini(&s);
     Report rep = {0};
     spec_compare(&s, MINI_ROUTES, 2, CHECK_PAIRS | CHECK_SECURITY | CHECK_BODY, &rep);
-    ck_assert_int_eq(rep.n, 1);
+    ck_assert_int_eq(rep.n, 2);
+    ck_assert_ptr_nonnull(
+        strstr(rep.text, "extra in api/openapi.yaml: DELETE /v1/things (line 31)"));
     ck_assert_ptr_nonnull(strstr(rep.text, "extra in api/openapi.yaml: GET /v1/things (line 27)"));
 }
 END_TEST
@@ -431,11 +453,14 @@ START_TEST(a_role_or_a_body_that_differs_is_reported) {
     routes[0].role = ROLE_CLIENT; // the spec says open
     routes[1].json_body = 0;      // the spec declares a body
     routes[2].role = ROLE_ADMIN;  // the spec says client
+    routes[3].json_body = 1;      // the spec declares an optional body only
     Report rep = {0};
     spec_compare(&s, routes, N_MINI, CHECK_PAIRS, &rep);
     ck_assert_int_eq(rep.n, 0); // pairs alone still agree
     spec_compare(&s, routes, N_MINI, CHECK_SECURITY | CHECK_BODY, &rep);
-    ck_assert_int_eq(rep.n, 3);
+    ck_assert_int_eq(rep.n, 4);
+    ck_assert_ptr_nonnull(strstr(rep.text, "request body of DELETE /v1/things (line 31): the spec "
+                                           "declares an optional one, the route takes JSON"));
     ck_assert_ptr_nonnull(strstr(rep.text, "security of GET /livez (line 8): the spec says open"));
     ck_assert_ptr_nonnull(strstr(rep.text, "request body of POST /v1/things"));
     ck_assert_ptr_nonnull(strstr(rep.text, "the spec says client, the route table admin"));
