@@ -195,6 +195,27 @@ export async function journey(base, { direct = true, log = console.log } = {}) {
     await call(['POST', '/v1/models/{ref}/predict'], '/v1/models/pooled/predict',
         { key: CLIENT, body: { x: [[0.2, 0.1]], support: csupport, steps: null, lr: null }, expect: 200 });
 
+    // ---- the Open Inference Protocol (/v2), JSON tensors (binary ones are raw bytes the types
+    // cannot describe: tests/http/test_oip.c covers them) ----
+    await call(['GET', '/v2/health/live'], '/v2/health/live', { key: null, expect: 200 });
+    await call(['GET', '/v2/health/ready'], '/v2/health/ready', { key: null, expect: 200 });
+    await call(['GET', '/v2'], '/v2', { key: null, expect: 200 });
+    await call(['GET', '/v2/models/{name}'], '/v2/models/sine', { key: CLIENT, expect: 200 });
+    await call(['GET', '/v2/models/{name}/versions/{version}'], '/v2/models/sine/versions/1',
+        { key: CLIENT, expect: 200 });
+    await call(['GET', '/v2/models/{name}/ready'], '/v2/models/blobs/ready', { key: CLIENT, expect: 200 });
+    await call(['GET', '/v2/models/{name}/versions/{version}/ready'], '/v2/models/blobs/versions/1/ready',
+        { key: CLIENT, expect: 200 });
+    await call(['POST', '/v2/models/{name}/infer'], '/v2/models/sine/infer', { key: CLIENT, expect: 200,
+        body: { id: 'j1', inputs: [{ name: 'x', shape: [2, 1], datatype: 'FP32', data: [0, 1.5] }] } });
+    await call(['POST', '/v2/models/{name}/versions/{version}/infer'], '/v2/models/blobs/versions/1/infer',
+        { key: CLIENT, expect: 200, body: { inputs: [{ name: 'x', shape: [1, 2], datatype: 'FP64',
+            data: [[0.2, 0.1]] }], outputs: [{ name: 'labels' }] } });
+    await call(['POST', '/v2/models/{name}/infer'], `/v2/models/adaptation:${a1.id}/infer`, { key: CLIENT,
+        expect: 200, body: { inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [0.5] }] } });
+    await call(['POST', '/v2/models/{name}/infer'], '/v2/models/nope/infer', { key: CLIENT, expect: 404,
+        body: { inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [0.5] }] } });
+
     // ---- errors the contract allows ----
     await call(['GET', '/v1/models/{name}'], '/v1/models/nope', { key: CLIENT, expect: 404 });
     await call(['GET', '/v1/jobs/{id}'], '/v1/jobs/0123456789abcdef0123456789abcdef', { key: CLIENT, expect: 404 });
