@@ -12,6 +12,7 @@
 #     libmicrohttpd.so.12 libmicrohttpd12
 #     libsqlite3.so.0    libsqlite3-0
 #     libpq.so.5         libpq5 (the PostgreSQL client library)
+#     libprotobuf-c.so.1 libprotobuf-c1 (the ONNX export's encoder)
 # plus ca-certificates (the trust store, for operators' tools in the image).
 #
 # Idempotent: when every package is already installed it installs nothing and needs neither root
@@ -25,6 +26,7 @@ PACKAGES=(
     libmicrohttpd12
     libsqlite3-0
     libpq5
+    libprotobuf-c1
     ca-certificates
 )
 

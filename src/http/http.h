@@ -81,6 +81,7 @@ typedef struct Req {
     char location[256];   // Location header when non-empty
     char allow[64];       // Allow header when non-empty (405)
     char retry_after[16]; // Retry-After when non-empty (429, 503)
+    char filename[192];   // a download's name: Content-Disposition: attachment (200)
     char problem[2048];   // a problem document's text (reply_problem; never allocates)
     int64_t t0_ns;        // arrival, for the access log and latency metrics
 } Req;
@@ -294,5 +295,8 @@ void h_model_predict(Req *r);
 void h_adaptation_get(Req *r);
 void h_adaptation_predict(Req *r);
 void h_adaptation_delete(Req *r);
+// ONNX export (h_onnx.c)
+void h_model_onnx(Req *r);
+void h_adaptation_onnx(Req *r);
 
 #endif

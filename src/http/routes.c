@@ -44,6 +44,11 @@ const Route ROUTES[] = {
     {"POST", "/v1/adaptations/{id}/predict", ROLE_CLIENT, 1, h_adaptation_predict,
      "/v1/adaptations/{id}/predict"},
     {"DELETE", "/v1/adaptations/{id}", ROLE_CLIENT, 0, h_adaptation_delete, "/v1/adaptations/{id}"},
+
+    // ONNX export of a version's meta-parameters and of an adaptation (h_onnx.c)
+    {"GET", "/v1/models/{ref}/onnx", ROLE_CLIENT, 0, h_model_onnx, "/v1/models/{ref}/onnx"},
+    {"GET", "/v1/adaptations/{id}/onnx", ROLE_CLIENT, 0, h_adaptation_onnx,
+     "/v1/adaptations/{id}/onnx"},
     {0},
 };
 
