@@ -9,7 +9,7 @@
  * warm), an adaptation from the store. Errors are those of the weights and predict routes (404
  * for an unknown reference or an expired adaptation, 422 for a malformed reference).
  *
- * Workload: one encode per request, ~4 P bytes (a 784-256-256-5 network, P = 267,525, is about
+ * Workload: one encode per request, ~4 P bytes (a 784-256-256-5 network, P = 268,037, is about
  * 1 MB); nothing is cached.
  */
 #include <stdio.h>
