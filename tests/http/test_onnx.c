@@ -10,9 +10,10 @@
  *     Softmax + ArgMax for classification, the outputs;
  *   - a version's initializers equal GET /v1/models/{ref}/weights's floats bit for bit (that
  *     route prints "%.9g", which round-trips a float exactly);
- *   - an adaptation's initializers differ from its version's, and a naive double-precision
- *     forward pass over them equals POST /v1/adaptations/{id}/predict within 1e-5 relative +
- *     1e-6 absolute (the server computes in float32 with OpenBLAS's summation order);
+ *   - an adaptation's initializers differ from its version's, equal its stored parameters bit
+ *     for bit (read from the SQLite file), and a naive double-precision forward pass over them
+ *     equals POST /v1/adaptations/{id}/predict within 1e-5 relative + 1e-6 absolute (the server
+ *     computes in float32 with OpenBLAS's summation order);
  *   - unknown models and adaptations are 404 problems, a malformed reference 422, POST 405.
  * The outside tools' view (onnx.checker, ONNX Runtime) is tests/onnx/run.mjs.
  */
@@ -24,6 +25,7 @@
 #include <string.h>
 
 #define TEST_ROOT_NAME "ms_onnx"
+#include "metaserve/store/store.h"
 #include "onnx.pb-c.h"
 #include "testsrv.h"
 
@@ -249,6 +251,35 @@ static void check_weights_bitwise(const Onnx__ModelProto *m, const char *ref, in
     hc_free(&r);
 }
 
+// Every initializer of an adaptation's export equals its stored parameters bit for bit (read
+// from the server's SQLite file over a second connection; mlp.h's layout: W_l then b_l).
+static void check_adaptation_bitwise(const Onnx__ModelProto *m, const char *id, const int *sizes,
+                                     int L) {
+    Store *st = NULL;
+    MsError err = {0};
+    ck_assert_msg(store_open(&st, testsrv_db, &err) == MS_OK, "store_open: %s", err.msg);
+    StoreAdaptation a;
+    ck_assert_msg(store_adaptation_get(st, id, &a, &err) == MS_OK, "adaptation: %s", err.msg);
+    size_t off = 0;
+    for (int l = 0; l < L; l++) {
+        char w[32], b[32];
+        snprintf(w, sizeof w, "%d.weight", 2 * l);
+        snprintf(b, sizeof b, "%d.bias", 2 * l);
+        const Onnx__TensorProto *tw = init_get(m->graph, w), *tb = init_get(m->graph, b);
+        ck_assert_uint_le(off + tw->n_float_data + tb->n_float_data, a.n_params);
+        ck_assert_msg(memcmp(tw->float_data, a.params + off, tw->n_float_data * sizeof(float)) == 0,
+                      "%s differs from the stored adaptation", w);
+        off += tw->n_float_data;
+        ck_assert_msg(memcmp(tb->float_data, a.params + off, tb->n_float_data * sizeof(float)) == 0,
+                      "%s differs from the stored adaptation", b);
+        off += tb->n_float_data;
+        ck_assert_uint_eq(tw->n_float_data, (size_t)sizes[l + 1] * sizes[l]);
+    }
+    ck_assert_uint_eq(off, a.n_params);
+    store_adaptation_free(&a);
+    store_close(st);
+}
+
 // The graph's outputs for one row x, in double: Gemm, act, ..., then softmax when classify.
 static void forward(const Onnx__ModelProto *m, const int *sizes, int L, int act_sigmoid,
                     int classify, const double *x, double *out) {
@@ -362,6 +393,7 @@ START_TEST(regression_exports_hold_the_weights_and_the_adapted_graph_predicts_as
     snprintf(file, sizeof file, "wave-v%d-%s.onnx", v, id);
     Onnx__ModelProto *a = fetch_onnx(path, file);
     check_model(a, sizes, 3, "Relu", 0, "wave", v, "maml", id);
+    check_adaptation_bitwise(a, id, sizes, 3);
     ck_assert_msg(params_differ(m, a), "the adaptation exports the meta-parameters");
     check_against_predict(a, id, sizes, 3, 0, 0);
     onnx__model_proto__free_unpacked(a, NULL);
@@ -392,6 +424,7 @@ START_TEST(classification_exports_end_in_softmax_and_argmax) {
     Onnx__ModelProto *a = fetch_onnx(path, file);
     check_model(a, sizes, 2, "Sigmoid", 1, "blobs", v, "fomaml", id);
     ck_assert(params_differ(m, a));
+    check_adaptation_bitwise(a, id, sizes, 2);
     check_against_predict(a, id, sizes, 2, 1, 1);
     onnx__model_proto__free_unpacked(a, NULL);
     onnx__model_proto__free_unpacked(m, NULL);
