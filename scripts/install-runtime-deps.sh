@@ -13,6 +13,7 @@
 #     libsqlite3.so.0    libsqlite3-0
 #     libpq.so.5         libpq5 (the PostgreSQL client library)
 #     libxxhash.so.0     libxxhash0 (the blob checksum, XXH3)
+#     libprotobuf-c.so.1 libprotobuf-c1 (the ONNX export's encoder)
 # plus ca-certificates (the trust store, for operators' tools in the image).
 #
 # Idempotent: when every package is already installed it installs nothing and needs neither root
@@ -27,6 +28,7 @@ PACKAGES=(
     libsqlite3-0
     libpq5
     libxxhash0
+    libprotobuf-c1
     ca-certificates
 )
 

@@ -83,6 +83,7 @@ typedef struct Req {
     char retry_after[16];      // Retry-After when non-empty (429, 503)
     char problem[3072];        // a problem document's text (reply_problem; never allocates)
     char infer_header_len[24]; // Inference-Header-Content-Length of a binary /v2 reply ("": none)
+    char filename[192];        // a download's name: Content-Disposition: attachment (200)
     int64_t t0_ns;             // arrival, for the access log and latency metrics
 } Req;
 
@@ -296,6 +297,9 @@ void h_model_predict(Req *r);
 void h_adaptation_get(Req *r);
 void h_adaptation_predict(Req *r);
 void h_adaptation_delete(Req *r);
+// ONNX export (h_onnx.c)
+void h_model_onnx(Req *r);
+void h_adaptation_onnx(Req *r);
 
 /* ---- the Open Inference Protocol, /v2 (h_oip.c) ---- */
 void h_oip_live(Req *r);

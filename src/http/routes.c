@@ -59,6 +59,10 @@ const Route ROUTES[] = {
     {"POST", "/v2/models/{name}/infer", ROLE_CLIENT, 2, h_oip_infer, "/v2/models/{name}/infer"},
     {"POST", "/v2/models/{name}/versions/{version}/infer", ROLE_CLIENT, 2, h_oip_infer,
      "/v2/models/{name}/versions/{version}/infer"},
+    // ONNX export of a version's meta-parameters and of an adaptation (h_onnx.c)
+    {"GET", "/v1/models/{ref}/onnx", ROLE_CLIENT, 0, h_model_onnx, "/v1/models/{ref}/onnx"},
+    {"GET", "/v1/adaptations/{id}/onnx", ROLE_CLIENT, 0, h_adaptation_onnx,
+     "/v1/adaptations/{id}/onnx"},
     {0},
 };
 

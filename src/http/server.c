@@ -349,6 +349,11 @@ static enum MHD_Result send_reply(Req *r) {
     if (r->retry_after[0]) MHD_add_response_header(resp, "Retry-After", r->retry_after);
     if (r->infer_header_len[0])
         MHD_add_response_header(resp, "Inference-Header-Content-Length", r->infer_header_len);
+    if (r->filename[0] && r->status == 200) {
+        char cd[sizeof r->filename + 32]; // "attachment; filename=\"...\""
+        snprintf(cd, sizeof cd, "attachment; filename=\"%s\"", r->filename);
+        MHD_add_response_header(resp, "Content-Disposition", cd);
+    }
     if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     // after a 413, or a 400 / 501 before routing (framing), the rest of what the client sends
     // cannot be trusted to start a new request

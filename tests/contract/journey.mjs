@@ -195,6 +195,11 @@ export async function journey(base, { direct = true, log = console.log } = {}) {
     await call(['POST', '/v1/models/{ref}/predict'], '/v1/models/pooled/predict',
         { key: CLIENT, body: { x: [[0.2, 0.1]], support: csupport, steps: null, lr: null }, expect: 200 });
 
+    // ---- ONNX exports ----
+    await call(['GET', '/v1/models/{ref}/onnx'], '/v1/models/blobs@1/onnx', { key: CLIENT, expect: 200 });
+    await call(['GET', '/v1/adaptations/{id}/onnx'], `/v1/adaptations/${a1.id}/onnx`,
+        { key: CLIENT, expect: 200 });
+
     // ---- the Open Inference Protocol (/v2), JSON tensors (binary ones are raw bytes the types
     // cannot describe: tests/http/test_oip.c covers them) ----
     await call(['GET', '/v2/health/live'], '/v2/health/live', { key: null, expect: 200 });
