@@ -52,6 +52,8 @@ typedef struct App {
 #define REQ_MAX_PARAMS 4
 #define REQ_ID_MAX     64
 
+#define REQ_MAX_HEADERS 6 // response headers a handler may add with reply_header
+
 /** One request, from the first byte to the reply. */
 typedef struct Req {
     App *app;
@@ -83,6 +85,9 @@ typedef struct Req {
     char retry_after[16]; // Retry-After when non-empty (429, 503)
     char problem[2048];   // a problem document's text (reply_problem; never allocates)
     int64_t t0_ns;        // arrival, for the access log and latency metrics
+
+    const char *headers[REQ_MAX_HEADERS][2]; // more response headers (reply_header): name, value
+    int n_headers;
 } Req;
 
 typedef void (*Handler)(Req *r);
@@ -125,6 +130,9 @@ void reply_text(Req *r, int status, char *text, size_t len);
 void reply_raw(Req *r, int status, const char *content_type, const char *data, size_t len);
 /** Replies 204 No Content. */
 void reply_empty(Req *r, int status);
+/** Adds a response header to the reply (after REQ_MAX_HEADERS, ignored). name and value are
+ *  borrowed until the reply is sent: static strings. */
+void reply_header(Req *r, const char *name, const char *value);
 /** Replies with a problem document; type_slug is the stable tail of the type URI (problem.c). */
 void reply_problem(Req *r, int status, const char *type_slug, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -294,5 +302,10 @@ void h_model_predict(Req *r);
 void h_adaptation_get(Req *r);
 void h_adaptation_predict(Req *r);
 void h_adaptation_delete(Req *r);
+// the web dashboard (h_ui.c)
+void h_root(Req *r);
+void h_ui_slash(Req *r);
+void h_ui_index(Req *r);
+void h_ui_asset(Req *r);
 
 #endif

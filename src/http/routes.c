@@ -44,6 +44,12 @@ const Route ROUTES[] = {
     {"POST", "/v1/adaptations/{id}/predict", ROLE_CLIENT, 1, h_adaptation_predict,
      "/v1/adaptations/{id}/predict"},
     {"DELETE", "/v1/adaptations/{id}", ROLE_CLIENT, 0, h_adaptation_delete, "/v1/adaptations/{id}"},
+
+    // the web dashboard (h_ui.c): open, like the page's own requests for its files
+    {"GET", "/", ROLE_NONE, 0, h_root, "/"},
+    {"GET", "/ui", ROLE_NONE, 0, h_ui_slash, "/ui"},
+    {"GET", "/ui/", ROLE_NONE, 0, h_ui_index, "/ui/"},
+    {"GET", "/ui/{asset}", ROLE_NONE, 0, h_ui_asset, "/ui/{asset}"},
     {0},
 };
 
