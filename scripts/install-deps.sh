@@ -2,7 +2,8 @@
 # Installs the Debian 12 (bookworm) packages metaserve needs to build, test and run: the C
 # toolchain and CMake, OpenBLAS, cJSON, libmicrohttpd, SQLite, Check (unit tests), libcurl
 # (HTTP tests), nginx (gateway test), clang with its libFuzzer runtime (fuzz targets) and
-# Python 3 with requests, numpy and pytest (the Python client and its tests).
+# Python 3 with requests, numpy and pytest (the Python client and its tests) and Chromium (the
+# dashboard's browser test, headless).
 # Meant for a fresh machine, as root or through sudo.
 #
 # Idempotent: when every package is already installed it changes nothing and needs neither root
@@ -35,6 +36,7 @@ PACKAGES=(
     python3-requests
     python3-numpy
     python3-pytest
+    chromium
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
