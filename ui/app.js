@@ -40,6 +40,13 @@ function archText(a) {
     return a ? `${a.sizes.join('–')} ${a.activation} ${a.head}` : '–';
 }
 
+function trainingText(c) {
+    if (!c) return '–';
+    const t = c.tasks || {};
+    return `inner ${c.inner ? `${c.inner.steps} × lr ${c.inner.lr}` : '–'}, outer ${c.outer ? c.outer.optimizer : '–'}, ` +
+        `${c.iterations} iterations × ${c.meta_batch} tasks, seed ${c.seed}; tasks ${t.family || 'dataset ' + (t.dataset || '').slice(0, 8)}`;
+}
+
 function metricsText(m) {
     if (!m || m.meta_loss === undefined) return '–';
     return `meta ${fmt(m.meta_loss)} · val ${fmt(m.val_loss)} (${m.val_metric || 'loss'})`;
@@ -71,6 +78,7 @@ async function pageModel(name) {
         h('td', {}, aliasesOf(d.version).map((a) => h('code', {}, a, ' '))),
         h('td', {}, d.algorithm),
         h('td', {}, archText(d.config && d.config.architecture)),
+        h('td', { class: 'small' }, trainingText(d.config)),
         h('td', {}, metricsText(d.metrics)),
         h('td', {}, fmtTime(d.created_at), h('br'), d.job_id ? h('span', {}, 'job ', jobLink(d.job_id)) : 'imported',
             h('br'), h('span', { class: 'muted' }, `${d.n_params} parameters`)),
@@ -87,7 +95,7 @@ async function pageModel(name) {
     const status = h('span', { class: 'muted', role: 'status' });
     main.replaceChildren(
         h('h1', {}, h('a', { href: '#/models' }, 'Models'), ' / ', name),
-        table(['version', 'aliases', 'algorithm', 'architecture', 'final metrics', 'provenance', 'weights'], rows,
+        table(['version', 'aliases', 'algorithm', 'architecture', 'training', 'final metrics', 'provenance', 'weights'], rows,
             { 0: 'num' }),
         h('h2', {}, 'Move an alias'),
         h('div', { class: 'row' },

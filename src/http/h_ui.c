@@ -17,7 +17,7 @@
 #include "metaserve/http/ui_assets.h"
 
 static const char UI_CSP[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
-                             "img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; "
+                             "img-src 'self'; connect-src 'self'; base-uri 'none'; "
                              "form-action 'none'; frame-ancestors 'none'";
 
 // 1 when the If-None-Match value (a list of entity tags, or "*") names etag; a weak tag W/"x"
