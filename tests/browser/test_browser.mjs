@@ -2,6 +2,8 @@
 // against the real binary (`metaserve serve`, SQLite in a temporary directory, a free port):
 //   1. every page loads with no console error, no uncaught exception, no failed request and no
 //      HTTP error status, at 1280x800 and at phone width (390x844, no horizontal scrolling);
+//   1a. the model page sets an alias (seen through the API) and exports weights; the datasets page
+//      uploads a JSON file (stored, listed) and, for a file the API refuses, shows its detail;
 //   2. a job started from the Jobs page: its loss curve gains points while it trains (the chart's
 //      data-points counts grow between two progress writes), then "Cancel job" cancels it;
 //   3. the regression page: ten clicks on the canvas, "Adapt"; the drawn adapted curve's sample
@@ -202,6 +204,39 @@ try {
     const m = await call(base, 'GET', '/v1/models/sine');
     check(m.aliases.canary === 1, '"Set alias" points canary at version 1', JSON.stringify(m.aliases));
     noProblems(page, 'moving an alias');
+    // weights export: the page fetches GET /v1/models/sine@1/weights and offers it as a file
+    const weightsSeen = page.waitForResponse((r) => r.url().endsWith('/v1/models/sine@1/weights') && r.status() === 200,
+                                             { timeout: WAIT_MS });
+    await page.click('button[aria-label="Export the weights of version 1"]');
+    check(!!(await weightsSeen), '"Export weights" fetches the version\'s weights');
+    noProblems(page, 'exporting weights');
+
+    // a dataset uploaded from a file; then a bad one, whose problem detail the page shows
+    await show(page, base, '#/datasets');
+    const good = join(tmp, 'waves.json'), bad = join(tmp, 'bad.json');
+    writeFileSync(good, JSON.stringify({ name: 'waves', kind: 'tasks', tasks: [
+        { x: [[0], [1]], y: [[0], [1]] }, { x: [[0], [1], [2]], y: [[1], [0], [1]] }, { x: [[3], [4]], y: [[2], [2]] }] }));
+    writeFileSync(bad, JSON.stringify({ name: 'bad', kind: 'tasks', tasks: [{ x: [[0]], y: [[0], [1]] }] }));
+    await (await page.$('#dataset-file')).uploadFile(good);
+    await page.click('#dataset-upload');
+    await page.waitForFunction(() => /uploaded waves/.test((document.querySelector('#dataset-status') || {}).textContent || ''),
+                               { timeout: WAIT_MS });
+    const listed = (await call(base, 'GET', '/v1/datasets')).datasets.find((d) => d.name === 'waves');
+    check(listed && listed.n_tasks === 3, 'a dataset uploaded from the page is stored with its 3 tasks', JSON.stringify(listed));
+    check((await page.$eval('main table', (t) => t.innerText)).includes('3 tasks'), 'the list shows the new dataset\'s tasks');
+    noProblems(page, 'uploading a dataset');
+    page.allowStatus.add(422);
+    const refused = await fetch(`${base}/v1/datasets`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+                                                          body: JSON.stringify({ name: 'bad', kind: 'tasks', tasks: [{ x: [[0]], y: [[0], [1]] }] }) });
+    const detail = (await refused.json()).detail;
+    await (await page.$('#dataset-file')).uploadFile(bad);
+    await page.click('#dataset-upload');
+    await page.waitForFunction(() => !document.querySelector('#error').hidden, { timeout: WAIT_MS });
+    const shownError = await errorShown(page);
+    check(refused.status === 422 && shownError.includes(detail), 'a refused upload shows the problem\'s detail', `${shownError} / ${detail}`);
+    await shot(page, 'datasets-error');
+    page.allowStatus.delete(422);
+    noProblems(page, 'a refused upload');
 
     /* 2. a job started from the Jobs page, watched while it trains, then cancelled */
     await show(page, base, '#/jobs');
