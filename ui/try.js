@@ -40,7 +40,7 @@ function numInput(id, value, min, max, step) {
 export async function tryRegression(main) {
     const models = await modelsWhere((a) => a.head === 'regression' && a.sizes[0] === 1 && a.sizes.at(-1) === 1);
     const canvas = h('canvas', { class: 'pad', id: 'pad', width: 640, height: 400, tabIndex: 0,
-        'aria-label': 'support set: click to add a point at that (x, y)' });
+        'aria-label': 'support set: click to add a point at that (x, y); or move the cross-hair with the arrow keys and press Enter' });
     const select = modelSelect('reg-model', models);
     const steps = numInput('reg-steps', 5, 1, 100, 1);
     const lr = h('input', { id: 'reg-lr', type: 'number', min: 0, max: 10, step: 'any', size: 6, placeholder: 'model' });
@@ -92,6 +92,12 @@ export async function tryRegression(main) {
             delete canvas.dataset.curveY;
             delete canvas.dataset.step;
         }
+        if (document.activeElement === canvas) {
+            ctx.strokeStyle = '#12263f';
+            ctx.lineWidth = 1;
+            const [cx, cy] = [px(cursor[0]), py(cursor[1])];
+            ctx.beginPath(), ctx.moveTo(cx - 9, cy), ctx.lineTo(cx + 9, cy), ctx.moveTo(cx, cy - 9), ctx.lineTo(cx, cy + 9), ctx.stroke();
+        }
         ctx.fillStyle = '#d9480f';
         for (const [x, y] of support) ctx.beginPath(), ctx.arc(px(x), py(y), 5, 0, 2 * Math.PI), ctx.fill();
         canvas.dataset.support = JSON.stringify(support);
@@ -110,6 +116,26 @@ export async function tryRegression(main) {
         support.push([+x.toFixed(4), +y.toFixed(4)]);
         changed();
     });
+    // keyboard: arrows move a cross-hair (drawn while the canvas has focus), Enter or Space
+    // places a point there, Backspace removes the last one
+    let cursor = [0, 0];
+    canvas.addEventListener('keydown', (e) => {
+        const step = e.shiftKey ? 1 : 0.25;
+        const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
+        if (moves[e.key]) {
+            cursor = [Math.min(X1, Math.max(X0, cursor[0] + moves[e.key][0])), Math.min(Y1, Math.max(Y0, cursor[1] + moves[e.key][1]))];
+            draw();
+        } else if (e.key === 'Enter' || e.key === ' ') {
+            support.push([+cursor[0].toFixed(4), +cursor[1].toFixed(4)]);
+            changed();
+        } else if (e.key === 'Backspace') {
+            support.pop();
+            changed();
+        } else return;
+        e.preventDefault();
+    });
+    canvas.addEventListener('focus', () => draw());
+    canvas.addEventListener('blur', () => draw());
     slider.addEventListener('input', draw);
     select.addEventListener('change', changed);
 

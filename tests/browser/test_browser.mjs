@@ -336,6 +336,15 @@ try {
         await show(phone, base, hash);
         const wide = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
         check(wide <= 0, `${name} page fits a 390 px wide screen`, `${wide} px too wide`);
+        if (name === 'try-regression') {
+            // the canvas from the keyboard: focus, move the cross-hair right by 1, Enter places a point
+            await phone.focus('#pad');
+            for (let i = 0; i < 4; i++) await phone.keyboard.press('ArrowRight');
+            await phone.keyboard.press('Enter');
+            const placed = JSON.parse(await phone.$eval('#pad', (e) => e.dataset.support));
+            check(placed.length === 1 && placed[0][0] === 1 && placed[0][1] === 0,
+                  'arrow keys and Enter place a support point from the keyboard', JSON.stringify(placed));
+        }
         await shot(phone, `phone-${name}`);
         noProblems(phone, `${name} page at phone width`);
     }
