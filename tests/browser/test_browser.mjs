@@ -252,10 +252,12 @@ try {
         return c.val_loss >= 1;
     }, { timeout: WAIT_MS });
     const c1 = await counts();
+    // both curves grow (a meta-loss point is kept every iterations/500 + 1 iterations, so on a
+    // slow machine one progress write may bring none: wait for both, with no reload)
     await page.waitForFunction((n) => {
         const c = JSON.parse(document.querySelector('#loss-chart').getAttribute('data-points') || '{}');
-        return c.val_loss > n;
-    }, { timeout: WAIT_MS }, c1.val_loss);
+        return c.val_loss > n.val_loss && c.meta_loss > n.meta_loss;
+    }, { timeout: WAIT_MS }, c1);
     const c2 = await counts();
     check(c2.val_loss > c1.val_loss && c2.meta_loss > c1.meta_loss,
           'the live job page gains curve points while the job trains (no reload)', `${JSON.stringify(c1)} -> ${JSON.stringify(c2)}`);
