@@ -6,7 +6,7 @@
 # (metaserve/http/ui_assets.h): for each file its name, its Content-Type (from the extension; an
 # extension not in the table below stops the build), its bytes (followed by a NUL that `len` does
 # not count) and a strong ETag, the first 20 hex digits of the file's SHA-256 in quotes. Bytes are
-# copied exactly. Names must be 1..63 characters of [A-Za-z0-9._-] not starting with '.', so that
+# copied exactly. Hidden files (.name) are left out. Other names must be 1..63 characters of [A-Za-z0-9._-] not starting with '.', so that
 # each is one path segment of /ui/{asset}. Only the standard CMake language is used: no xxd, no
 # other tool.
 foreach(var DIR OUTPUT)
@@ -27,7 +27,11 @@ set(table "")
 set(i 0)
 string(REPEAT "0x[0-9a-f][0-9a-f]," 16 line_re)
 foreach(name IN LISTS files)
-  if(NOT name MATCHES "^[A-Za-z0-9_-][A-Za-z0-9._-]*$" OR name MATCHES "^.{64}")
+  if(name MATCHES "^\\.")
+    continue() # hidden files (editor swap files and the like) are not part of the page
+  endif()
+  string(LENGTH "${name}" name_len)
+  if(NOT name MATCHES "^[A-Za-z0-9_-][A-Za-z0-9._-]*$" OR name_len GREATER 63)
     message(FATAL_ERROR "embed_ui.cmake: ${name}: not a name the dashboard can serve")
   endif()
   if(name MATCHES "\\.html$")
