@@ -245,7 +245,7 @@ async function pageCompare(ids) {
         table(['job', 'state', 'algorithm', 'final validation'], jobs.map((j) => h('tr', {},
             h('td', {}, jobLink(j.id)), h('td', {}, stateBadge(j.state)),
             h('td', {}, j.config ? j.config.algorithm : '–'),
-            h('td', { class: 'num' }, fmt(j.metrics && j.metrics.val_loss))))));
+            h('td', { class: 'num' }, j.metrics ? `${fmt(j.metrics.val_loss)} ${j.metrics.val_metric || ''}` : '–')))));
 }
 
 /* ---- datasets ---- */

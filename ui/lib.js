@@ -227,7 +227,7 @@ function ticks(lo, hi, n) {
  * opts: {xlabel, ylabel, logY, width, height (of the viewBox)}.
  */
 export function lineChart(el, series, opts = {}) {
-    const W = opts.width || 800, H = opts.height || 300, L = 56, R = 12, T = 12, B = 34;
+    const W = opts.width || 800, H = opts.height || 300, L = 56, R = 24, T = 12, B = 34;
     el.setAttribute('viewBox', `0 0 ${W} ${H}`);
     el.setAttribute('class', 'chart');
     el.replaceChildren();

@@ -166,7 +166,9 @@ try {
         name: 'clusters', architecture: { sizes: [2, 32, 3], activation: 'tanh', head: 'classification' },
         algorithm: 'maml', inner: { lr: 0.1, steps: 1 }, meta_batch: 8, iterations: 300,
         tasks: { family: 'gaussian', n_way: 3, dim: 2, k_support: 2, k_query: 5 } });
+    const fomamlJob = await call(base, 'POST', '/v1/jobs', { ...SINE('sine-fomaml', 1500), algorithm: 'fomaml' });
     check((await waitJob(base, sineJob.id)).state === 'succeeded', 'the sinusoid model trains');
+    check((await waitJob(base, fomamlJob.id)).state === 'succeeded', 'a second sinusoid model (FOMAML) trains');
     check((await waitJob(base, clsJob.id)).state === 'succeeded', 'the classification model trains');
     await call(base, 'PUT', '/v1/models/sine/aliases/prod', { version: 1 });
 
@@ -177,7 +179,7 @@ try {
         ['#/models/sine', 'model', 'button[aria-label^="Export"]'],
         ['#/jobs', 'jobs', '#job-start'],
         [`#/jobs/${sineJob.id}`, 'job', '#loss-chart polyline'],
-        [`#/compare/${sineJob.id},${clsJob.id}`, 'compare', '#compare-chart polyline'],
+        [`#/compare/${sineJob.id},${fomamlJob.id}`, 'compare', '#compare-chart polyline'],
         ['#/datasets', 'datasets', '#dataset-upload'],
         ['#/try/regression', 'try-regression', '#pad'],
         ['#/try/classification', 'try-classification', '#cls-adapt'],
@@ -186,6 +188,15 @@ try {
         await show(page, base, hash);
         check(!!(await page.$(sel)), `${name} page (${hash}) shows ${sel}`);
         check((await errorShown(page)) === '', `${name} page shows no error`, await errorShown(page));
+        if (name === 'compare') {
+            // one curve per job, each with every validation point the API has for it
+            const drawnCounts = Object.values(JSON.parse(await page.$eval('#compare-chart', (e) => e.getAttribute('data-points'))));
+            const apiCounts = [];
+            for (const id of [sineJob.id, fomamlJob.id])
+                apiCounts.push((await call(base, 'GET', `/v1/jobs/${id}/metrics?page_size=1000`)).points.filter((p) => p.key === 'val_loss').length);
+            check((await page.$$('#compare-chart polyline')).length === 2 && JSON.stringify(drawnCounts) === JSON.stringify(apiCounts),
+                  'the compare page overlays both jobs\' validation curves, every point', `${drawnCounts} drawn, ${apiCounts} recorded`);
+        }
         await shot(page, name);
         noProblems(page, `${name} page`);
     }
