@@ -2,8 +2,9 @@
 # Installs the Debian 12 (bookworm) packages metaserve needs to build, test and run: the C
 # toolchain and CMake, OpenBLAS, cJSON, libmicrohttpd, SQLite, Check (unit tests), libcurl
 # (HTTP tests), nginx (gateway test), clang with its libFuzzer runtime (fuzz targets) and
-# Python 3 with requests, numpy and pytest (the Python client and its tests), and for the ONNX
-# export protobuf-c with its compiler, the onnx.proto of libonnx-dev and python3-onnx (its checker).
+# Python 3 with requests, numpy and pytest (the Python client and its tests), Chromium (the
+# dashboard's browser test, headless), and for the ONNX export protobuf-c with its compiler, the
+# onnx.proto of libonnx-dev and python3-onnx (its checker).
 # Meant for a fresh machine, as root or through sudo.
 #
 # Idempotent: when every package is already installed it changes nothing and needs neither root
@@ -41,6 +42,7 @@ PACKAGES=(
     protobuf-c-compiler
     libonnx-dev
     python3-onnx
+    chromium
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

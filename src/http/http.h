@@ -52,6 +52,8 @@ typedef struct App {
 #define REQ_MAX_PARAMS 4
 #define REQ_ID_MAX     64
 
+#define REQ_MAX_HEADERS 6 // response headers a handler may add with reply_header
+
 /** One request, from the first byte to the reply. */
 typedef struct Req {
     App *app;
@@ -85,6 +87,9 @@ typedef struct Req {
     char infer_header_len[24]; // Inference-Header-Content-Length of a binary /v2 reply ("": none)
     char filename[192];        // a download's name: Content-Disposition: attachment (200)
     int64_t t0_ns;             // arrival, for the access log and latency metrics
+
+    const char *headers[REQ_MAX_HEADERS][2]; // more response headers (reply_header): name, value
+    int n_headers;
 } Req;
 
 typedef void (*Handler)(Req *r);
@@ -128,6 +133,9 @@ void reply_text(Req *r, int status, char *text, size_t len);
 void reply_raw(Req *r, int status, const char *content_type, const char *data, size_t len);
 /** Replies 204 No Content. */
 void reply_empty(Req *r, int status);
+/** Adds a response header to the reply (after REQ_MAX_HEADERS, ignored). name and value are
+ *  borrowed until the reply is sent: static strings. */
+void reply_header(Req *r, const char *name, const char *value);
 /** Replies with a problem document; type_slug is the stable tail of the type URI (problem.c). */
 void reply_problem(Req *r, int status, const char *type_slug, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -314,5 +322,10 @@ int predict_limits_ok(Req *r, const MlpSpec *spec, int rows, const char *what);
 /** 1 when path (as received) is under /v2: its problem documents also carry the protocol's
  *  "error" member (reply.c). */
 int oip_path(const char *path);
+// the web dashboard (h_ui.c)
+void h_root(Req *r);
+void h_ui_slash(Req *r);
+void h_ui_index(Req *r);
+void h_ui_asset(Req *r);
 
 #endif

@@ -104,6 +104,12 @@ void reply_empty(Req *r, int status) {
     r->content_type = NULL;
 }
 
+void reply_header(Req *r, const char *name, const char *value) {
+    if (r->n_headers == REQ_MAX_HEADERS) return;
+    r->headers[r->n_headers][0] = name;
+    r->headers[r->n_headers++][1] = value;
+}
+
 size_t utf8_seq_len(const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     if (u[0] < 0x80) return 1;

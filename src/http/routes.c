@@ -63,6 +63,11 @@ const Route ROUTES[] = {
     {"GET", "/v1/models/{ref}/onnx", ROLE_CLIENT, 0, h_model_onnx, "/v1/models/{ref}/onnx"},
     {"GET", "/v1/adaptations/{id}/onnx", ROLE_CLIENT, 0, h_adaptation_onnx,
      "/v1/adaptations/{id}/onnx"},
+    // the web dashboard (h_ui.c): open, like the page's own requests for its files
+    {"GET", "/", ROLE_NONE, 0, h_root, "/"},
+    {"GET", "/ui", ROLE_NONE, 0, h_ui_slash, "/ui"},
+    {"GET", "/ui/", ROLE_NONE, 0, h_ui_index, "/ui/"},
+    {"GET", "/ui/{asset}", ROLE_NONE, 0, h_ui_asset, "/ui/{asset}"},
     {0},
 };
 

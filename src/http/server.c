@@ -355,6 +355,8 @@ static enum MHD_Result send_reply(Req *r) {
         MHD_add_response_header(resp, "Content-Disposition", cd);
     }
     if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    for (int i = 0; i < r->n_headers; i++)
+        MHD_add_response_header(resp, r->headers[i][0], r->headers[i][1]);
     // after a 413, or a 400 / 501 before routing (framing), the rest of what the client sends
     // cannot be trusted to start a new request
     if (r->status == 413 || ((r->status == 400 || r->status == 501) && !r->route))

@@ -71,7 +71,7 @@ export async function journey(base, { direct = true, log = console.log } = {}) {
         if (raw !== undefined) payload = raw;
         if (ctype) headers['content-type'] = ctype;
         const qs = query ? '?' + new URLSearchParams(query).toString() : '';
-        const resp = await fetch(base + path + qs, { method, headers, body: payload });
+        const resp = await fetch(base + path + qs, { method, headers, body: payload, redirect: 'manual' });
         const text = await resp.text();
         const type = (resp.headers.get('content-type') || '').split(';')[0].trim();
         let res = text;
@@ -194,6 +194,14 @@ export async function journey(base, { direct = true, log = console.log } = {}) {
         { key: CLIENT, body: { x: [[0.2, 0.1]] }, expect: 200 });
     await call(['POST', '/v1/models/{ref}/predict'], '/v1/models/pooled/predict',
         { key: CLIENT, body: { x: [[0.2, 0.1]], support: csupport, steps: null, lr: null }, expect: 200 });
+
+    // ---- the dashboard's files ----
+    if (direct) { // Prism's proxy follows redirects and checks the page against the redirect
+        await call(['GET', '/'], '/', { key: null, expect: 302 });
+        await call(['GET', '/ui'], '/ui', { key: null, expect: 308 });
+    }
+    await call(['GET', '/ui/'], '/ui/', { key: null, expect: 200 });
+    await call(['GET', '/ui/{asset}'], '/ui/app.js', { key: null, expect: 200 });
 
     // ---- ONNX exports ----
     await call(['GET', '/v1/models/{ref}/onnx'], '/v1/models/blobs@1/onnx', { key: CLIENT, expect: 200 });

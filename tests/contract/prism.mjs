@@ -9,8 +9,9 @@
 //
 // Not sent through Prism (journey.mjs's `direct` steps, covered by types.mjs and the C suites):
 // what the contract itself forbids (no key, unknown fields, malformed JSON, a text body, an
-// out-of-range query), which Prism answers without the server, and 405s, which Prism does not
-// know (it re-serialises JSON bodies, too, so byte-level cases stay in the direct tests).
+// out-of-range query), which Prism answers without the server, 405s, which Prism does not
+// know (it re-serialises JSON bodies, too, so byte-level cases stay in the direct tests), and
+// the dashboard's redirects, which Prism's proxy follows before it validates.
 //
 // Environment: METASERVE_BIN, METASERVE_SRC as in journey.mjs. Exits non-zero on any failure.
 import { spawn } from 'node:child_process';

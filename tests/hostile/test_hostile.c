@@ -582,7 +582,7 @@ static const Hostile CATALOGUE[] = {
     {"DELETE the job list", "DELETE", JOBS, 0, 0, NULL, 0, 0, 0, 405, "method-not-allowed", "POST, GET"},
     {"unknown version prefix", "GET", "/v2/models", 0, 0, NULL, 0, 0, 0, 404, "not-found", "no such route"},
     {"a segment too many", "GET", "/v1/models/tiny/adapt/extra", 0, 0, NULL, 0, 0, 0, 404, "not-found", "no such route"},
-    {"the root", "GET", "/", 0, 0, NULL, 0, 0, 0, 404, "not-found", "no such route"},
+    {"a file at the root", "GET", "/index.html", 0, 0, NULL, 0, 0, 0, 404, "not-found", "no such route"}, // / redirects to the dashboard
 
     /* ---- credentials ---- */
     {"no credentials", "GET", "/v1/models", AUTH_NONE, 0, NULL, 0, 0, 0, 401, "unauthorized", "API key is required"},

@@ -80,6 +80,8 @@ static void concrete_path(char *out, size_t n, const char *pattern) {
             v = "1";
         else if (pn == 5 && strncmp(p + 1, "alias", 5) == 0)
             v = "prod";
+        else if (pn == 5 && strncmp(p + 1, "asset", 5) == 0)
+            v = "app.js"; // a file of the dashboard
         else
             ck_assert_msg(pn == 2 && strncmp(p + 1, "id", 2) == 0, "unknown parameter in %s",
                           pattern);
