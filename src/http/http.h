@@ -45,6 +45,7 @@ typedef struct App {
     const char *openapi;    // the contract served at /openapi.yaml
     size_t openapi_len;
     int64_t started_ms;
+    int listen_loopback; // the listen socket is bound to a loopback address (protected mode off)
     // from cfg: how every connection opens the database
     StoreOptions store_opts;
 } App;
@@ -207,6 +208,16 @@ int hex_digit(char c);
  *  overlong forms, UTF-16 surrogates, code points past U+10FFFF, stray continuation bytes and
  *  sequences cut short are not UTF-8 (RFC 3629). */
 size_t utf8_seq_len(const char *s, size_t n);
+
+/* ---- protected mode (server.c) ---- */
+
+struct sockaddr;
+/** 1 when a is an IPv4 127.0.0.0/8, IPv6 ::1 or IPv4-mapped 127.0.0.0/8 address. */
+int addr_is_loopback(const struct sockaddr *a);
+/** 1 when a request without API keys configured is refused (403): not METASERVE_OPEN, the listen
+ *  address is not loopback, the client is not loopback, and the route (its name) is not /livez
+ *  or /readyz. */
+int protected_refuses(int open, int listen_loopback, int client_loopback, const char *route);
 
 /* ---- configuration (config.c) ---- */
 

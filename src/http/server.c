@@ -209,11 +209,43 @@ static const Route *route(Req *r) {
 
 /* ---- authentication ---- */
 
+int addr_is_loopback(const struct sockaddr *a) {
+    if (!a) return 0;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)(const void *)a;
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127; // 127.0.0.0/8
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)(const void *)a)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(v6)) return 1;
+        return IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127; // ::ffff:127.x.y.z
+    }
+    return 0;
+}
+
+int protected_refuses(int open, int listen_loopback, int client_loopback, const char *route) {
+    if (open || listen_loopback || client_loopback) return 0;
+    // health checks come from outside the host (orchestrators, load balancers): they stay open
+    return !(route && (strcmp(route, "/livez") == 0 || strcmp(route, "/readyz") == 0));
+}
+
 // 1 when the request may proceed; else a 401/403 reply is set. The keys are the set taken when
 // the request's headers arrived (r->keys); keyset_role compares digests in constant time.
 static int authorize(Req *r, const Route *rt) {
     if (keyset_count(r->keys) == 0) {
-        r->role = ROLE_ADMIN; // open mode (warned about at start)
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        int local = ci && addr_is_loopback(ci->client_addr);
+        if (protected_refuses(r->app->cfg.open, r->app->listen_loopback, local, rt->name)) {
+            reply_problem(r, 403, "forbidden",
+                          "protected mode: no API keys are configured and the service listens on "
+                          "a non-loopback address, so it answers loopback clients only. Configure "
+                          "keys (METASERVE_API_KEYS or METASERVE_API_KEYS_FILE) and send "
+                          "Authorization: Bearer <key>, or set METASERVE_OPEN=1 to answer every "
+                          "client without keys");
+            return 0;
+        }
+        r->role = ROLE_ADMIN; // open: loopback, or METASERVE_OPEN=1 (logged at start)
         return 1;
     }
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
@@ -226,10 +258,16 @@ static int authorize(Req *r, const Route *rt) {
     if (pn > 0 && pn < 128) r->role = (Role)keyset_role(r->keys, presented, pn);
     if (rt->role == ROLE_NONE) return 1;
     if (r->role == ROLE_NONE) {
-        reply_problem(r, 401, "unauthorized",
-                      h ? "the API key is not valid"
-                        : "an API key is required "
-                          "(Authorization: Bearer <key>)");
+        if (h && !presented && strncasecmp(h, "Bearer", 6) != 0)
+            reply_problem(r, 401, "unauthorized",
+                          "Authorization: the Bearer scheme is required (Authorization: Bearer "
+                          "<key>); the %s scheme is not accepted",
+                          strncasecmp(h, "Basic", 5) == 0 ? "Basic" : "given");
+        else
+            reply_problem(r, 401, "unauthorized",
+                          h ? "the API key is not valid"
+                            : "an API key is required "
+                              "(Authorization: Bearer <key>)");
         return 0;
     }
     if (r->role < rt->role) {
@@ -747,6 +785,10 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     if (!c->db_read_only && (st = sweeper_start(&s->app.sweeper, &sc, err))) goto fail;
     int lfd, family = AF_INET;
     if ((st = listen_socket(c, &lfd, &family, err)) != MS_OK) goto fail;
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    s->app.listen_loopback = getsockname(lfd, (struct sockaddr *)&bound, &blen) == 0 &&
+                             addr_is_loopback((struct sockaddr *)&bound);
     struct stat ls = {0};
     fstat(lfd, &ls);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
