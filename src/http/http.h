@@ -95,6 +95,9 @@ typedef struct Route {
     int json_body;       // 1: the body must be application/json
     Handler handler;
     const char *name; // stable label for metrics and logs (the pattern)
+    // the query parameters the route reads, comma-separated ("page_size,page_token"); NULL: none.
+    // Any other parameter, or a known one with an empty value, is refused (400) before the handler
+    const char *query;
 } Route;
 
 /** The route table (routes.c), terminated by a zeroed entry. */

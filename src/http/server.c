@@ -159,6 +159,8 @@ static int match(Req *r, const char *pattern, const char *path) {
     return 1;
 }
 
+static const char *param_problem(const char *name, size_t n, const char *v);
+
 // 1 when every path parameter, decoded, is free of '/' and is UTF-8; else a 422 naming the first
 // that is not is set. An encoded '/' is data, never a separator, and no name or id holds one; a
 // byte sequence that is not UTF-8 names nothing either (and not every store accepts one).
@@ -179,8 +181,55 @@ static int params_ok(Req *r, const Route *rt) {
                 reply_problem(r, 422, "validation", "%.*s: must be UTF-8", nn, name);
                 return 0;
             }
+        const char *why = param_problem(name, (size_t)nn, v);
+        if (why) {
+            reply_problem(r, 422, "validation", "%.*s: %s", nn, name, why);
+            return 0;
+        }
     }
     return 1;
+}
+
+// The one rule for path parameters: a value that could never name anything (a malformed id,
+// name, alias, version or reference) is 422 naming the parameter and its form, before any
+// handler; a well-formed value that names nothing is the handler's 404. NULL when v is
+// well-formed for the parameter called name[0..n).
+static const char *param_problem(const char *name, size_t n, const char *v) {
+#define IS(lit) (n == sizeof lit - 1 && strncmp(name, lit, n) == 0)
+    if (IS("id")) {
+        size_t len = strlen(v);
+        if (len != 32 || strspn(v, "0123456789abcdef") != 32)
+            return "must be the 32 hexadecimal characters (0-9, a-f) of an id the service "
+                   "returned; a shortened or placeholder id (such as d7e8...) names nothing";
+        return NULL;
+    }
+    if (IS("name")) {
+        if (strchr(v, '@'))
+            return "this route takes a model name, not a reference (name@version or "
+                   "name@alias); one version is /v1/models/{name}/versions/{version}";
+        if (!name_valid(v))
+            return "must be 1..127 characters of A-Z a-z 0-9 . _ - not starting with '.'";
+        return NULL;
+    }
+    if (IS("alias")) {
+        if (!name_valid(v))
+            return "must be 1..127 characters of A-Z a-z 0-9 . _ - not starting with '.'";
+        return NULL;
+    }
+    if (IS("ref")) {
+        const char *at = strchr(v, '@');
+        char nm[NAME_MAX_BYTES];
+        size_t nl = at ? (size_t)(at - v) : strlen(v);
+        if (nl >= sizeof nm) nl = sizeof nm - 1;
+        memcpy(nm, v, nl);
+        nm[nl] = '\0';
+        if (!name_valid(nm) || (at && !name_valid(at + 1)))
+            return "must be name, name@version or name@alias, each name 1..127 characters of "
+                   "A-Z a-z 0-9 . _ - not starting with '.'";
+        return NULL;
+    }
+#undef IS
+    return NULL; // {version}: its handler's integer check (422)
 }
 
 // Finds the route; 404 / 405 (with Allow) replies when none fits. Returns the route or NULL.
@@ -340,12 +389,56 @@ static const char *framing_problem(struct MHD_Connection *conn, int *status) {
     return NULL;
 }
 
+// Query parameters: each must be one the route reads (its query list) and have a value; the
+// first that is not is refused with 400 naming it (a name that is not printable ASCII of at most
+// 40 characters is described, not echoed).
+typedef struct {
+    const char *known; // the route's list, or NULL
+    char bad[160];     // the problem's detail, when one was found
+} QueryCheck;
+
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value) {
+    (void)kind;
+    QueryCheck *q = cls;
+    if (q->bad[0]) return MHD_NO;
+    size_t kn = strlen(key);
+    int printable = kn > 0 && kn <= 40;
+    for (size_t i = 0; i < kn && printable; i++)
+        printable = key[i] > 0x20 && key[i] < 0x7f && key[i] != '"' && key[i] != '\\';
+    int known = 0;
+    for (const char *k = q->known; k && *k && !known;) {
+        size_t n = strcspn(k, ",");
+        known = n == kn && strncmp(k, key, n) == 0;
+        k += n + (k[n] == ',');
+    }
+    if (!known)
+        snprintf(q->bad, sizeof q->bad, "%s%.40s%s: not a query parameter of this route",
+                 printable ? "" : "a query parameter", printable ? key : "",
+                 printable ? "" : " (not printable ASCII)");
+    else if (!value || !*value)
+        snprintf(q->bad, sizeof q->bad, "%s: empty; leave the parameter out instead", key);
+    return q->bad[0] ? MHD_NO : MHD_YES;
+}
+
+static int query_ok(Req *r, const Route *rt) {
+    QueryCheck q = {.known = rt->query};
+    if (r->conn) MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_arg, &q);
+    if (!q.bad[0]) return 1;
+    if (rt->query)
+        reply_problem(r, 400, "bad-request", "%s (it takes %s)", q.bad, rt->query);
+    else
+        reply_problem(r, 400, "bad-request", "%s (it takes none)", q.bad);
+    return 0;
+}
+
 static void dispatch(Req *r) {
     const Route *rt = route(r);
     if (!rt) return;
     r->route = rt;
     if (!authorize(r, rt)) return;
     if (!params_ok(r, rt)) return;
+    if (!query_ok(r, rt)) return;
     if (r->too_large) {
         reply_problem(r, 413, "payload-too-large", "body: larger than %zu bytes",
                       r->app->cfg.max_body_bytes);
