@@ -643,6 +643,20 @@ START_TEST(datasets_upload_list_train_a_classifier_and_delete) {
         ck_detail_has(&r, "support.y");
         hc_free(&r);
     }
+    // one-hot labels are told that a class index is expected
+    ck_assert_int_eq(call(&r, "POST", "/v1/models/pentagon/adapt",
+                          "{\"support\":{\"x\":[[3,0],[0.9,2.9]],\"y\":[[1,0,0],[0,1,0]]}}"),
+                     422);
+    ck_problem(&r, 422, "validation");
+    ck_detail_has(&r, "support.y[0]: a class index is expected");
+    hc_free(&r);
+    ck_assert_int_eq(call(&r, "POST", "/v1/datasets",
+                          "{\"name\":\"onehot\",\"kind\":\"classes\",\"x\":[[1],[2]],"
+                          "\"labels\":[[0,1],[1,0]]}"),
+                     422);
+    ck_problem(&r, 422, "validation");
+    ck_detail_has(&r, "labels[0]: a class index (an integer) is expected");
+    hc_free(&r);
 
     // deletion: 204, then 404 for reads and a second delete
     const char *ids[2] = {cid, tid};
@@ -878,6 +892,12 @@ START_TEST(invalid_values_are_422_naming_the_field) {
         {"unknown algorithm", "algorithm", "\"sgdr\"", "algorithm"},
         {"name not a string", "name", "5", "name"},
         {"hidden width zero", "architecture.sizes", "[1,0,1]", "architecture.sizes"},
+        // the service's limit on iterations is a 422 naming it (the spec's maximum), not a 413
+        {"iterations past the limit", "iterations", "1000000000",
+         "iterations: must be at most 100000000"},
+        // a classification family without its number of classes: required, not "got 0"
+        {"gaussian without n_way", "tasks",
+         "{\"family\":\"gaussian\",\"k_support\":1,\"k_query\":1}", "tasks.n_way: is required"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         with_field(cfg, sizeof cfg, base, cases[i].path, cases[i].value);
@@ -899,7 +919,10 @@ START_TEST(invalid_values_are_422_naming_the_field) {
         {"x a string", "/v1/models/tiny/predict", "{\"x\":[[\"1\"]]}", "x[0][0]"},
         {"x empty", "/v1/models/tiny/predict", "{\"x\":[]}", "x"},
         {"x missing", "/v1/models/tiny/predict", "{}", "x"},
-        {"x beyond float range", "/v1/models/tiny/predict", "{\"x\":[[1e39]]}", "x[0][0]"},
+        {"x beyond float range", "/v1/models/tiny/predict", "{\"x\":[[1e39]]}",
+         "x[0][0]: overflows float32"},
+        {"support x beyond float range", "/v1/models/tiny/adapt",
+         "{\"support\":{\"x\":[[-1e39]],\"y\":[[1]]}}", "support.x[0][0]: overflows float32"},
         {"x 1e999", "/v1/models/tiny/predict", "{\"x\":[[1e999]]}", "x[0][0]"},
         {"unknown field", "/v1/models/tiny/predict", "{\"x\":[[1]],\"temperature\":1}",
          "temperature"},
