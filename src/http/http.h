@@ -238,6 +238,14 @@ MsStatus listen_resolve(const char *listen, int port, struct addrinfo **res, con
  *  with *oom = 1 when the text is valid JSON that could not be parsed (out of memory); NULL
  *  with *oom = 0 when text is NULL or not JSON (a damaged row: the caller's fallback applies). */
 cJSON *json_parse_stored(const char *text, int *oom);
+/** The name of the validation metric stored before it was named by what it measures: rows of
+ *  older versions hold "val_loss" with "val_metric" ("accuracy" or "mse") beside it. Gives
+ *  "val_accuracy" for "accuracy", else "val_mse". */
+const char *metrics_val_key(const char *val_metric);
+/** Reads a stored metrics object of either form as the current one: {"val_loss": v,
+ *  "val_metric": "accuracy"} becomes {"val_accuracy": v} (and "mse": "val_mse"). 0 when out of
+ *  memory (m is then unchanged or has both names). */
+int metrics_compat(cJSON *m);
 
 /** ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T22:48:26.123Z"); 0 when
  *  not representable. */
