@@ -5,7 +5,8 @@
  * METASERVE_API_KEYS ("role:key,...") and/or a file named by METASERVE_API_KEYS_FILE (one
  * "role:key" or "role:sha256:<hex>" per line, '#' comments; keys.c parses both); the file's keys
  * are marked from_file, which server.c replaces on reload. The effective configuration is logged
- * with keys redacted.
+ * with keys redacted. Every setting is one row of OPTS below, from which the flags, `serve
+ * --help`, the log line and the README's table (`serve --help-markdown`) are all made.
  */
 #define _GNU_SOURCE
 #include <errno.h>
