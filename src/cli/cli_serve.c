@@ -58,14 +58,8 @@ int cli_serve(int argc, char **argv) {
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: metaserve serve [--listen ADDR] [--port N] [--db PATH] [--workers N]\n"
-                   "       [--http-threads N] [--max-body-bytes N] [--conn-timeout-s N]\n"
-                   "       [--conn-limit N] [--max-queued-jobs N] [--cache-models N]\n"
-                   "       [--checkpoint-s S] [--checkpoint-every N] [--api-keys role:key,...]\n"
-                   "       [--api-keys-file PATH]\n"
-                   "Each flag has a METASERVE_* variable of the same name (see README).\n"
-                   "SIGHUP reloads the API key file; SIGTERM or SIGINT stops the service.\n");
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "--help-markdown") == 0) {
+            server_config_help(stdout, strcmp(argv[i], "--help-markdown") == 0);
             return CLI_EXIT_OK;
         }
     }

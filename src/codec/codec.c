@@ -19,6 +19,7 @@
  */
 #include "metaserve/codec/codec.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -60,6 +61,9 @@ static MsStatus get_reals(real *dst, int n, const cJSON *arr, const char *path, 
         if (labels > 0 && !(v == floor(v) && v >= 0 && v < labels))
             return ms_fail(err, MS_ERR_INVALID, "%s: must be a class index in 0..%d",
                            json_path_index(p, path, i), labels - 1);
+        if (isfinite(v) && !real_ok(v))
+            return ms_fail(err, MS_ERR_INVALID, "%s: overflows float32 (magnitude at most %.8g)",
+                           json_path_index(p, path, i), (double)FLT_MAX);
         if (!real_ok(v))
             return ms_fail(err, MS_ERR_INVALID, "%s: must be a finite number",
                            json_path_index(p, path, i));

@@ -181,10 +181,17 @@ MsStatus json_read_floats(float **out, const cJSON *arr, const char *path, int c
         int j = 0;
         for (const cJSON *v = row->child; v; v = v->next, j++) {
             // finite in double and in float: 1e39 would become infinity in the model
-            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 3e38) {
+            if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
                 free(m);
                 return ms_fail(err, MS_ERR_INVALID, "%s[%d][%d]: must be a finite number", path, i,
                                j);
+            }
+            if (fabs(v->valuedouble) > FLT_MAX) {
+                free(m);
+                return ms_fail(err, MS_ERR_INVALID,
+                               "%s[%d][%d]: overflows float32, the precision the service computes "
+                               "in (magnitude at most %.8g)",
+                               path, i, j, (double)FLT_MAX);
             }
             m[(size_t)i * w + j] = (float)v->valuedouble;
         }

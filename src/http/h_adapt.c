@@ -84,6 +84,17 @@ int adapt_read_support(Req *r, const cJSON *sup, const MlpSpec *spec, const Adap
     int nx = 0, ny = 0;
     *x = body_matrix(r, jx, "support.x", spec->sizes[0], lim->max_support_rows, &nx, NULL);
     if (!*x) return 0;
+    if (spec->head == MLP_HEAD_CLASSIFICATION && cJSON_IsArray(jy)) {
+        int i = 0;
+        for (const cJSON *row = jy->child; row; row = row->next, i++)
+            if (cJSON_IsArray(row) && cJSON_GetArraySize(row) > 1) {
+                reply_problem(r, 422, "validation",
+                              "support.y[%d]: a class index is expected (a row [k] for class k), "
+                              "not a one-hot vector or probabilities: this model classifies",
+                              i);
+                return 0;
+            }
+    }
     *y = body_matrix(r, jy, "support.y", mlp_target_cols(spec), lim->max_support_rows, &ny, NULL);
     if (!*y) return 0;
     if (ny != nx) {

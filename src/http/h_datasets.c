@@ -43,6 +43,14 @@ static int32_t *int32_array(Req *r, const cJSON *arr, const char *path, int *n_o
     int i = 0;
     for (const cJSON *it = arr->child; it; it = it->next, i++) {
         double d = cJSON_IsNumber(it) ? it->valuedouble : NAN;
+        if (cJSON_IsArray(it)) {
+            reply_problem(r, 422, "validation",
+                          "%s[%d]: a class index (an integer) is expected, not an array such as a "
+                          "one-hot vector",
+                          path, i);
+            free(v);
+            return NULL;
+        }
         if (!isfinite(d) || d != floor(d) || d < (double)INT32_MIN || d > (double)INT32_MAX) {
             reply_problem(r, 422, "validation", "%s[%d]: must be an integer in %ld..%ld", path, i,
                           (long)INT32_MIN, (long)INT32_MAX);

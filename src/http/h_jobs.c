@@ -54,7 +54,8 @@ static cJSON *job_json(JsonBuild *b, const StoreJob *j, int with_config) {
     json_put(b, o, "started_at", json_time(j->started_at));
     json_put(b, o, "finished_at", json_time(j->finished_at));
     json_put(b, o, "cancel_requested", cJSON_CreateBool(j->cancel_requested != 0));
-    json_put(b, o, "metrics", stored_json(b, j->metrics, cJSON_CreateObject));
+    cJSON *metrics = json_put(b, o, "metrics", stored_json(b, j->metrics, cJSON_CreateObject));
+    if (metrics && !metrics_compat(metrics)) b->oom = 1;
     cJSON *model = json_put(b, o, "model", cJSON_CreateObject());
     json_put(b, model, "name", cJSON_CreateString(j->name));
     json_put(b, model, "version",
@@ -317,6 +318,20 @@ void h_job_metrics(Req *r) {
         reply_status(r, s, &err);
         return;
     }
+    // points stored before the validation metric was named by what it measures are "val_loss":
+    // the job's metrics say which it was
+    const char *old_val_key = NULL;
+    for (int i = 0; i < n && !old_val_key; i++)
+        if (strcmp(rows[i].key, "val_loss") == 0) {
+            StoreJob j;
+            MsError jerr = {0};
+            int is_accuracy = 0;
+            if (store_job_get(st, r->params[0], &j, &jerr) == MS_OK) {
+                is_accuracy = j.metrics && strstr(j.metrics, "\"val_metric\":\"accuracy\"");
+                store_job_free(&j);
+            }
+            old_val_key = metrics_val_key(is_accuracy ? "accuracy" : "mse");
+        }
     JsonBuild b = {0};
     cJSON *doc = cJSON_CreateObject();
     json_put(&b, doc, "job_id", cJSON_CreateString(r->params[0]));
@@ -325,7 +340,10 @@ void h_job_metrics(Req *r) {
     for (int i = 0; i < n && !b.oom; i++) {
         cJSON *p = json_put(&b, pts, NULL, cJSON_CreateObject());
         json_put(&b, p, "step", cJSON_CreateNumber((double)rows[i].step));
-        json_put(&b, p, "key", cJSON_CreateString(rows[i].key));
+        json_put(&b, p, "key",
+                 cJSON_CreateString(old_val_key && strcmp(rows[i].key, "val_loss") == 0
+                                        ? old_val_key
+                                        : rows[i].key));
         json_put(&b, p, "value",
                  isfinite(rows[i].value) ? cJSON_CreateNumber(rows[i].value) : cJSON_CreateNull());
         json_put(&b, p, "ts",

@@ -33,6 +33,10 @@ static int add_parsed(cJSON *o, const char *key, const char *text) {
     cJSON *v = json_parse_stored(text, &oom);
     if (oom) return 0;
     if (!v) v = cJSON_CreateNull();
+    if (v && strcmp(key, "metrics") == 0 && !metrics_compat(v)) {
+        cJSON_Delete(v);
+        return 0;
+    }
     if (!v || !cJSON_AddItemToObject(o, key, v)) {
         cJSON_Delete(v);
         return 0;

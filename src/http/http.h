@@ -45,6 +45,7 @@ typedef struct App {
     const char *openapi;    // the contract served at /openapi.yaml
     size_t openapi_len;
     int64_t started_ms;
+    int listen_loopback; // the listen socket is bound to a loopback address (protected mode off)
     // from cfg: how every connection opens the database
     StoreOptions store_opts;
 } App;
@@ -102,6 +103,9 @@ typedef struct Route {
                          // 2: the handler reads the body (/v2 infer: JSON or binary)
     Handler handler;
     const char *name; // stable label for metrics and logs (the pattern)
+    // the query parameters the route reads, comma-separated ("page_size,page_token"); NULL: none.
+    // Any other parameter, or a known one with an empty value, is refused (400) before the handler
+    const char *query;
 } Route;
 
 /** The route table (routes.c), terminated by a zeroed entry. */
@@ -219,6 +223,16 @@ int hex_digit(char c);
  *  sequences cut short are not UTF-8 (RFC 3629). */
 size_t utf8_seq_len(const char *s, size_t n);
 
+/* ---- protected mode (server.c) ---- */
+
+struct sockaddr;
+/** 1 when a is an IPv4 127.0.0.0/8, IPv6 ::1 or IPv4-mapped 127.0.0.0/8 address. */
+int addr_is_loopback(const struct sockaddr *a);
+/** 1 when a request without API keys configured is refused (403): not METASERVE_OPEN, the listen
+ *  address is not loopback, the client is not loopback, and the route (its name) is not /livez
+ *  or /readyz. */
+int protected_refuses(int open, int listen_loopback, int client_loopback, const char *route);
+
 /* ---- configuration (config.c) ---- */
 
 struct addrinfo;
@@ -235,6 +249,14 @@ MsStatus listen_resolve(const char *listen, int port, struct addrinfo **res, con
  *  with *oom = 1 when the text is valid JSON that could not be parsed (out of memory); NULL
  *  with *oom = 0 when text is NULL or not JSON (a damaged row: the caller's fallback applies). */
 cJSON *json_parse_stored(const char *text, int *oom);
+/** The name of the validation metric stored before it was named by what it measures: rows of
+ *  older versions hold "val_loss" with "val_metric" ("accuracy" or "mse") beside it. Gives
+ *  "val_accuracy" for "accuracy", else "val_mse". */
+const char *metrics_val_key(const char *val_metric);
+/** Reads a stored metrics object of either form as the current one: {"val_loss": v,
+ *  "val_metric": "accuracy"} becomes {"val_accuracy": v} (and "mse": "val_mse"). 0 when out of
+ *  memory (m is then unchanged or has both names). */
+int metrics_compat(cJSON *m);
 
 /** ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T22:48:26.123Z"); 0 when
  *  not representable. */

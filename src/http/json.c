@@ -328,3 +328,25 @@ int json_add_time(cJSON *o, const char *key, int64_t ms) {
     cJSON_Delete(t);
     return 0;
 }
+
+const char *metrics_val_key(const char *val_metric) {
+    return val_metric && strcmp(val_metric, "accuracy") == 0 ? "val_accuracy" : "val_mse";
+}
+
+int metrics_compat(cJSON *m) {
+    if (!cJSON_IsObject(m)) return 1;
+    cJSON *old = cJSON_GetObjectItemCaseSensitive(m, "val_loss");
+    if (!old) return 1;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(m, "val_metric");
+    const char *key = metrics_val_key(cJSON_IsString(kind) ? kind->valuestring : NULL);
+    if (!cJSON_GetObjectItemCaseSensitive(m, key)) {
+        cJSON *v = cJSON_Duplicate(old, 0);
+        if (!v || !cJSON_AddItemToObject(m, key, v)) {
+            cJSON_Delete(v);
+            return 0;
+        }
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(m, "val_loss");
+    cJSON_DeleteItemFromObjectCaseSensitive(m, "val_metric");
+    return 1;
+}

@@ -1,10 +1,16 @@
 /*
  * The route table: every v1 and /v2 route as data (method, pattern, least role, whether the body is
- * JSON, handler, metrics label). server.c matches a request against it and runs the generic
- * checks before any handler; tests/http/test_spec.c checks it against api/openapi.yaml, so a
- * route added here without its contract (or the reverse) fails the build's tests.
+ * JSON, handler, metrics label, and the query parameters it reads: left out, none). server.c
+ * matches a request against it and runs the generic checks before any handler;
+ * tests/http/test_spec.c checks it against api/openapi.yaml, so a route added here without its
+ * contract (or the reverse) fails the build's tests.
  */
 #include "http.h"
+
+// a route that reads no query parameters leaves `query` out (NULL)
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+#define PAGE_QUERY "page_size,page_token" // a list route's query parameters
 
 const Route ROUTES[] = {
     {"GET", "/livez", ROLE_NONE, 0, h_livez, "/livez"},
@@ -13,17 +19,18 @@ const Route ROUTES[] = {
     {"GET", "/openapi.yaml", ROLE_NONE, 0, h_openapi, "/openapi.yaml"},
 
     {"POST", "/v1/datasets", ROLE_ADMIN, 1, h_dataset_create, "/v1/datasets"},
-    {"GET", "/v1/datasets", ROLE_CLIENT, 0, h_dataset_list, "/v1/datasets"},
+    {"GET", "/v1/datasets", ROLE_CLIENT, 0, h_dataset_list, "/v1/datasets", PAGE_QUERY},
     {"GET", "/v1/datasets/{id}", ROLE_CLIENT, 0, h_dataset_get, "/v1/datasets/{id}"},
     {"DELETE", "/v1/datasets/{id}", ROLE_ADMIN, 0, h_dataset_delete, "/v1/datasets/{id}"},
 
     {"POST", "/v1/jobs", ROLE_ADMIN, 1, h_job_create, "/v1/jobs"},
-    {"GET", "/v1/jobs", ROLE_CLIENT, 0, h_job_list, "/v1/jobs"},
+    {"GET", "/v1/jobs", ROLE_CLIENT, 0, h_job_list, "/v1/jobs", PAGE_QUERY},
     {"GET", "/v1/jobs/{id}", ROLE_CLIENT, 0, h_job_get, "/v1/jobs/{id}"},
     {"POST", "/v1/jobs/{id}/cancel", ROLE_ADMIN, 0, h_job_cancel, "/v1/jobs/{id}/cancel"},
-    {"GET", "/v1/jobs/{id}/metrics", ROLE_CLIENT, 0, h_job_metrics, "/v1/jobs/{id}/metrics"},
+    {"GET", "/v1/jobs/{id}/metrics", ROLE_CLIENT, 0, h_job_metrics, "/v1/jobs/{id}/metrics",
+     PAGE_QUERY ",after_step"},
 
-    {"GET", "/v1/models", ROLE_CLIENT, 0, h_model_list, "/v1/models"},
+    {"GET", "/v1/models", ROLE_CLIENT, 0, h_model_list, "/v1/models", PAGE_QUERY},
     {"GET", "/v1/models/{name}", ROLE_CLIENT, 0, h_model_get, "/v1/models/{name}"},
     {"DELETE", "/v1/models/{name}", ROLE_ADMIN, 0, h_model_delete, "/v1/models/{name}"},
     {"GET", "/v1/models/{name}/versions/{version}", ROLE_CLIENT, 0, h_version_get,

@@ -159,6 +159,8 @@ static int match(Req *r, const char *pattern, const char *path) {
     return 1;
 }
 
+static const char *param_problem(const char *name, size_t n, const char *v);
+
 // 1 when every path parameter, decoded, is free of '/' and is UTF-8; else a 422 naming the first
 // that is not is set. An encoded '/' is data, never a separator, and no name or id holds one; a
 // byte sequence that is not UTF-8 names nothing either (and not every store accepts one).
@@ -179,8 +181,59 @@ static int params_ok(Req *r, const Route *rt) {
                 reply_problem(r, 422, "validation", "%.*s: must be UTF-8", nn, name);
                 return 0;
             }
+        // /v2 names an adaptation as the model "adaptation:<id>" (docs/oip.md)
+        int oip_adaptation = strncmp(rt->pattern, "/v2/", 4) == 0 && nn == 4 &&
+                             strncmp(name, "name", 4) == 0 && strncmp(v, "adaptation:", 11) == 0;
+        const char *why = oip_adaptation ? param_problem("id", 2, v + 11)
+                                         : param_problem(name, (size_t)nn, v);
+        if (why) {
+            reply_problem(r, 422, "validation", "%.*s: %s", nn, name, why);
+            return 0;
+        }
     }
     return 1;
+}
+
+// The one rule for path parameters: a value that could never name anything (a malformed id,
+// name, alias, version or reference) is 422 naming the parameter and its form, before any
+// handler; a well-formed value that names nothing is the handler's 404. NULL when v is
+// well-formed for the parameter called name[0..n).
+static const char *param_problem(const char *name, size_t n, const char *v) {
+#define IS(lit) (n == sizeof lit - 1 && strncmp(name, lit, n) == 0)
+    if (IS("id")) {
+        size_t len = strlen(v);
+        if (len != 32 || strspn(v, "0123456789abcdef") != 32)
+            return "must be the 32 hexadecimal characters (0-9, a-f) of an id the service "
+                   "returned; a shortened or placeholder id (such as d7e8...) names nothing";
+        return NULL;
+    }
+    if (IS("name")) {
+        if (strchr(v, '@'))
+            return "this route takes a model name, not a reference (name@version or "
+                   "name@alias); one version is /v1/models/{name}/versions/{version}";
+        if (!name_valid(v))
+            return "must be 1..127 characters of A-Z a-z 0-9 . _ - not starting with '.'";
+        return NULL;
+    }
+    if (IS("alias")) {
+        if (!name_valid(v))
+            return "must be 1..127 characters of A-Z a-z 0-9 . _ - not starting with '.'";
+        return NULL;
+    }
+    if (IS("ref")) {
+        const char *at = strchr(v, '@');
+        char nm[NAME_MAX_BYTES];
+        size_t nl = at ? (size_t)(at - v) : strlen(v);
+        if (nl >= sizeof nm) nl = sizeof nm - 1;
+        memcpy(nm, v, nl);
+        nm[nl] = '\0';
+        if (!name_valid(nm) || (at && !name_valid(at + 1)))
+            return "must be name, name@version or name@alias, each name 1..127 characters of "
+                   "A-Z a-z 0-9 . _ - not starting with '.'";
+        return NULL;
+    }
+#undef IS
+    return NULL; // {version}: its handler's integer check (422)
 }
 
 // Finds the route; 404 / 405 (with Allow) replies when none fits. Returns the route or NULL.
@@ -209,11 +262,43 @@ static const Route *route(Req *r) {
 
 /* ---- authentication ---- */
 
+int addr_is_loopback(const struct sockaddr *a) {
+    if (!a) return 0;
+    if (a->sa_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)(const void *)a;
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127; // 127.0.0.0/8
+    }
+    if (a->sa_family == AF_INET6) {
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)(const void *)a)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(v6)) return 1;
+        return IN6_IS_ADDR_V4MAPPED(v6) && v6->s6_addr[12] == 127; // ::ffff:127.x.y.z
+    }
+    return 0;
+}
+
+int protected_refuses(int open, int listen_loopback, int client_loopback, const char *route) {
+    if (open || listen_loopback || client_loopback) return 0;
+    // health checks come from outside the host (orchestrators, load balancers): they stay open
+    return !(route && (strcmp(route, "/livez") == 0 || strcmp(route, "/readyz") == 0));
+}
+
 // 1 when the request may proceed; else a 401/403 reply is set. The keys are the set taken when
 // the request's headers arrived (r->keys); keyset_role compares digests in constant time.
 static int authorize(Req *r, const Route *rt) {
     if (keyset_count(r->keys) == 0) {
-        r->role = ROLE_ADMIN; // open mode (warned about at start)
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        int local = ci && addr_is_loopback(ci->client_addr);
+        if (protected_refuses(r->app->cfg.open, r->app->listen_loopback, local, rt->name)) {
+            reply_problem(r, 403, "forbidden",
+                          "protected mode: no API keys are configured and the service listens on "
+                          "a non-loopback address, so it answers loopback clients only. Configure "
+                          "keys (METASERVE_API_KEYS or METASERVE_API_KEYS_FILE) and send "
+                          "Authorization: Bearer <key>, or set METASERVE_OPEN=1 to answer every "
+                          "client without keys");
+            return 0;
+        }
+        r->role = ROLE_ADMIN; // open: loopback, or METASERVE_OPEN=1 (logged at start)
         return 1;
     }
     const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
@@ -226,10 +311,16 @@ static int authorize(Req *r, const Route *rt) {
     if (pn > 0 && pn < 128) r->role = (Role)keyset_role(r->keys, presented, pn);
     if (rt->role == ROLE_NONE) return 1;
     if (r->role == ROLE_NONE) {
-        reply_problem(r, 401, "unauthorized",
-                      h ? "the API key is not valid"
-                        : "an API key is required "
-                          "(Authorization: Bearer <key>)");
+        if (h && !presented && strncasecmp(h, "Bearer", 6) != 0)
+            reply_problem(r, 401, "unauthorized",
+                          "Authorization: the Bearer scheme is required (Authorization: Bearer "
+                          "<key>); the %s scheme is not accepted",
+                          strncasecmp(h, "Basic", 5) == 0 ? "Basic" : "given");
+        else
+            reply_problem(r, 401, "unauthorized",
+                          h ? "the API key is not valid"
+                            : "an API key is required "
+                              "(Authorization: Bearer <key>)");
         return 0;
     }
     if (r->role < rt->role) {
@@ -302,12 +393,56 @@ static const char *framing_problem(struct MHD_Connection *conn, int *status) {
     return NULL;
 }
 
+// Query parameters: each must be one the route reads (its query list) and have a value; the
+// first that is not is refused with 400 naming it (a name that is not printable ASCII of at most
+// 40 characters is described, not echoed).
+typedef struct {
+    const char *known; // the route's list, or NULL
+    char bad[160];     // the problem's detail, when one was found
+} QueryCheck;
+
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value) {
+    (void)kind;
+    QueryCheck *q = cls;
+    if (q->bad[0]) return MHD_NO;
+    size_t kn = strlen(key);
+    int printable = kn > 0 && kn <= 40;
+    for (size_t i = 0; i < kn && printable; i++)
+        printable = key[i] > 0x20 && key[i] < 0x7f && key[i] != '"' && key[i] != '\\';
+    int known = 0;
+    for (const char *k = q->known; k && *k && !known;) {
+        size_t n = strcspn(k, ",");
+        known = n == kn && strncmp(k, key, n) == 0;
+        k += n + (k[n] == ',');
+    }
+    if (!known)
+        snprintf(q->bad, sizeof q->bad, "%s%.40s%s: not a query parameter of this route",
+                 printable ? "" : "a query parameter", printable ? key : "",
+                 printable ? "" : " (not printable ASCII)");
+    else if (!value || !*value)
+        snprintf(q->bad, sizeof q->bad, "%s: empty; leave the parameter out instead", key);
+    return q->bad[0] ? MHD_NO : MHD_YES;
+}
+
+static int query_ok(Req *r, const Route *rt) {
+    QueryCheck q = {.known = rt->query};
+    if (r->conn) MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_arg, &q);
+    if (!q.bad[0]) return 1;
+    if (rt->query)
+        reply_problem(r, 400, "bad-request", "%s (it takes %s)", q.bad, rt->query);
+    else
+        reply_problem(r, 400, "bad-request", "%s (it takes none)", q.bad);
+    return 0;
+}
+
 static void dispatch(Req *r) {
     const Route *rt = route(r);
     if (!rt) return;
     r->route = rt;
     if (!authorize(r, rt)) return;
     if (!params_ok(r, rt)) return;
+    if (!query_ok(r, rt)) return;
     if (r->too_large) {
         reply_problem(r, 413, "payload-too-large", "body: larger than %zu bytes",
                       r->app->cfg.max_body_bytes);
@@ -758,6 +893,10 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
     if (!c->db_read_only && (st = sweeper_start(&s->app.sweeper, &sc, err))) goto fail;
     int lfd, family = AF_INET;
     if ((st = listen_socket(c, &lfd, &family, err)) != MS_OK) goto fail;
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    s->app.listen_loopback = getsockname(lfd, (struct sockaddr *)&bound, &blen) == 0 &&
+                             addr_is_loopback((struct sockaddr *)&bound);
     struct stat ls = {0};
     fstat(lfd, &ls);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;

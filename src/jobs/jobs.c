@@ -128,6 +128,13 @@ static double val_loss(JobPool *p, Trainer *tr) {
     return st == MS_OK ? cell.mean : NAN;
 }
 
+// The validation metric's name: what it measures (accuracy of a classifier, mean squared error of
+// a regressor). Rows stored before these names hold "val_loss" with "val_metric" beside it; the
+// HTTP layer reads them under these names (metrics_compat).
+static const char *val_key(const Trainer *tr) {
+    return tr->cfg.head == MLP_HEAD_CLASSIFICATION ? "val_accuracy" : "val_mse";
+}
+
 static void metrics_json(char *buf, size_t n, const Trainer *tr, double loss, double val,
                          double tps) {
     double left = (double)(tr->cfg.iterations - tr->t);
@@ -138,10 +145,8 @@ static void metrics_json(char *buf, size_t n, const Trainer *tr, double loss, do
     if (isfinite(val)) snprintf(v, sizeof v, "%.9g", val);
     if (isfinite(tps)) snprintf(t, sizeof t, "%.6g", tps);
     if (isfinite(eta)) snprintf(e, sizeof e, "%.3f", eta);
-    snprintf(buf, n,
-             "{\"meta_loss\":%s,\"val_loss\":%s,\"val_metric\":\"%s\",\"tasks_per_s\":%s,"
-             "\"eta_s\":%s}",
-             l, v, tr->cfg.head == MLP_HEAD_CLASSIFICATION ? "accuracy" : "mse", t, e);
+    snprintf(buf, n, "{\"meta_loss\":%s,\"%s\":%s,\"tasks_per_s\":%s,\"eta_s\":%s}", l, val_key(tr),
+             v, t, e);
 }
 
 static MsStatus checkpoint(Store *st, const StoreJob *job, const Trainer *tr, MsError *err) {
@@ -201,7 +206,7 @@ static RunEnd finish_job(JobPool *p, Store *st, const char *id, JobState state, 
 
 // The finished model: float parameters as trained (the service build's real is float).
 static RunEnd finish_succeeded(JobPool *p, Store *st, const StoreJob *job, const Trainer *tr,
-                               double val, double loss) {
+                               double val, double loss, double tps) {
     StoreModel m;
     memset(&m, 0, sizeof m);
     snprintf(m.name, sizeof m.name, "%s", tr->cfg.name);
@@ -213,7 +218,8 @@ static RunEnd finish_succeeded(JobPool *p, Store *st, const StoreJob *job, const
              "\"iterations\":%ld}",
              tr->cfg.inner_lr, tr->cfg.inner_steps, tr->cfg.outer_lr, tr->cfg.meta_batch,
              tr->cfg.iterations);
-    metrics_json(metrics, sizeof metrics, tr, loss, val, NAN);
+    // the job's final metrics, as its last progress write recorded them
+    metrics_json(metrics, sizeof metrics, tr, loss, val, tps);
     m.config = job->config;
     m.hyper = hyper;
     m.metrics = metrics;
@@ -279,6 +285,7 @@ typedef struct {
     double loss_sum;       // meta-losses since the last progress write
     int loss_n;            // ... and how many
     double last_loss, val; // reported at the last progress write (NAN before)
+    double tps;            // tasks per second at the last progress write (NAN before)
 } Progress;
 
 // Accounts one step at `now`; once due (every progress_seconds, when the curve buffer is nearly
@@ -296,8 +303,9 @@ static MsStatus progress_step(JobPool *p, Store *st, const StoreJob *job, Traine
         return MS_OK;
     g->last_loss = g->loss_sum / g->loss_n;
     g->val = val_loss(p, tr);
-    curve_add(&g->curve, tr->t, "val_loss", g->val);
+    curve_add(&g->curve, tr->t, val_key(tr), g->val);
     double tps = (double)(tr->t - g->it_prog) * tr->cfg.meta_batch / fmax(now - g->t_prog, 1e-9);
+    g->tps = tps;
     curve_add(&g->curve, tr->t, "tasks_per_s", tps);
     char mj[512];
     metrics_json(mj, sizeof mj, tr, g->last_loss, g->val, tps);
@@ -343,7 +351,8 @@ static RunEnd run_job(Worker *w, Store *st, StoreJob *job) {
                   .t_prog = t_ckpt,
                   .it_prog = tr.t,
                   .last_loss = NAN,
-                  .val = NAN};
+                  .val = NAN,
+                  .tps = NAN};
     int ckpt_owed = 0; // a checkpoint failed while the database was away: write one once it is back
     while (tr.t < total) {
         double now = mono_s();
@@ -401,7 +410,7 @@ static RunEnd run_job(Worker *w, Store *st, StoreJob *job) {
         p->stats.iterations++;
         pthread_mutex_unlock(&p->mu);
     }
-    end = finish_succeeded(p, st, job, &tr, g.val, g.last_loss);
+    end = finish_succeeded(p, st, job, &tr, g.val, g.last_loss, g.tps);
 done:
     // The trainer owns the sampler from trainer_init_with_sampler on (it destroys it on failure).
     trainer_free(&tr);

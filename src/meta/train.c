@@ -138,8 +138,8 @@ MsStatus train_config_check_limits(const TrainConfig *c, const TrainLimits *l, M
                        "architecture.sizes: %zu parameters, the limit is %zu", spec.P,
                        l->max_params);
     if (c->iterations > l->max_iterations)
-        return ms_fail(err, MS_ERR_TOO_LARGE, "iterations: %ld, the limit is %ld", c->iterations,
-                       l->max_iterations);
+        return ms_fail(err, MS_ERR_INVALID, "iterations: must be at most %ld (got %ld)",
+                       l->max_iterations, c->iterations);
     int way = c->head == MLP_HEAD_CLASSIFICATION
                   ? (c->tasks.n_way > 0 ? c->tasks.n_way : c->sizes[c->n_sizes - 1])
                   : 1;

@@ -324,8 +324,20 @@ static MsStatus check_request(const ServingModel *m, const AdaptRequest *q, cons
     if (q->n > l->max_support_rows)
         return ms_fail(err, MS_ERR_TOO_LARGE, "support: %d examples, the limit is %d", q->n,
                        l->max_support_rows);
+    // one rule for a support set: it is adapted to in at least one step. Zero steps would answer
+    // with the meta-parameters unchanged while saying they were adapted.
+    if (steps == 0 && q->steps < 0)
+        return ms_fail(err, MS_ERR_INVALID,
+                       "steps: this model's own inner steps are 0 (a pretrain baseline); give "
+                       "steps in 1..%d to adapt it",
+                       l->max_steps);
+    if (steps == 0)
+        return ms_fail(err, MS_ERR_INVALID,
+                       "steps: must be at least 1 with a support set (0 steps would leave the "
+                       "model unchanged); leave the support set out to predict with the "
+                       "meta-parameters");
     if (steps < 0 || steps > l->max_steps)
-        return ms_fail(err, MS_ERR_INVALID, "steps: must be in 0..%d", l->max_steps);
+        return ms_fail(err, MS_ERR_INVALID, "steps: must be in 1..%d", l->max_steps);
     if ((double)steps * q->n * (double)s->P > (double)l->max_work)
         return ms_fail(err, MS_ERR_TOO_LARGE,
                        "steps: %d steps x %d examples x %zu parameters exceeds the work limit %lld",

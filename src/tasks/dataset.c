@@ -701,6 +701,11 @@ MsStatus dataset_sampler_create(TaskSampler **out, const DatasetView *v, int n_w
         int64_t n_train = 0;
         for (int64_t c = 0; c < v->n_items; c++)
             n_train += v->index[v->n_items + 1 + c] == 0;
+        if (n_way == 0) // absent from the config
+            return ms_fail(err, MS_ERR_INVALID,
+                           "tasks.n_way: is required for a classes dataset (the number of classes "
+                           "of each task, 2..%d and at most the dataset's %lld training classes)",
+                           DATASET_MAX_WAY, (long long)n_train);
         if (n_way < 2 || n_way > DATASET_MAX_WAY || n_way > n_train)
             return ms_fail(err, MS_ERR_INVALID,
                            "tasks.n_way: must be between 2 and %d and at most the dataset's %lld "

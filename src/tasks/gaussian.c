@@ -107,6 +107,11 @@ static void gaussian_destroy(TaskSampler *s) {
  */
 MsStatus gaussian_sampler_create(TaskSampler **out, int n_way, int dim, MsError *err) {
     *out = NULL;
+    if (n_way == 0) // absent from the config: there is no default number of classes
+        return ms_fail(err, MS_ERR_INVALID,
+                       "tasks.n_way: is required for the gaussian family (the number of classes "
+                       "of each task, %d..%d)",
+                       GAUSS_MIN_WAY, GAUSS_MAX_WAY);
     if (n_way < GAUSS_MIN_WAY || n_way > GAUSS_MAX_WAY)
         return ms_fail(err, MS_ERR_INVALID, "tasks.n_way: must be between %d and %d (got %d)",
                        GAUSS_MIN_WAY, GAUSS_MAX_WAY, n_way);

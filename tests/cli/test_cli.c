@@ -654,6 +654,86 @@ START_TEST(train_stops_on_divergence_without_writing_a_model) {
 }
 END_TEST
 
+/* ---- the settings table ---- */
+
+// One table (src/http/config.c) makes the README's Configuration table, `serve --help`, the flags,
+// the variables and the configuration log line: the README's table is byte-equal to
+// `serve --help-markdown`, and every row's variable and flag is parsed (a bad value is refused
+// naming it, not as an unknown option), listed by --help and logged.
+START_TEST(settings_table_matches_readme_help_flags_and_log) {
+    make_dir();
+    const char *src = getenv("METASERVE_SRC");
+    ck_assert_msg(src != NULL, "METASERVE_SRC is not set");
+    char path[512];
+    snprintf(path, sizeof path, "%s/README.md", src);
+    char *readme = read_all(path);
+    ck_assert_ptr_nonnull(readme);
+    Run md = run("serve --help-markdown");
+    ck_assert_int_eq(md.code, 0);
+    char *table = strstr(readme, "| variable | flag | default | meaning |");
+    ck_assert_msg(table != NULL, "README.md has no settings table");
+    char *end = strstr(table, "\n\n");
+    ck_assert_ptr_nonnull(end);
+    end[1] = '\0';
+    size_t same = 0; // the first difference, shown from the start of its line
+    while (table[same] && table[same] == md.out[same])
+        same++;
+    while (same > 0 && table[same - 1] != '\n')
+        same--;
+    ck_assert_msg(strcmp(table, md.out) == 0,
+                  "README.md's settings table differs from `metaserve serve --help-markdown`: "
+                  "README has '%.200s', the table '%.200s'",
+                  table + same, md.out + same);
+    Run help = run("serve --help");
+    ck_assert_int_eq(help.code, 0);
+    // a valid configuration whose database cannot open: the configuration is logged, then exit 1
+    Run logged = run("serve --port 0 --db '%s/no/such/dir/x.db'", g_dir);
+    ck_assert_int_eq(logged.code, 1);
+    char *cfg_line = strstr(logged.err, "\"msg\":\"config\"");
+    ck_assert_msg(cfg_line != NULL, "no config log line: %s", logged.err);
+    char *nl = strchr(cfg_line, '\n');
+    if (nl) *nl = '\0';
+    char bad[601];
+    memset(bad, 'x', 600);
+    bad[600] = '\0';
+    int rows = 0;
+    for (char *line = strchr(md.out, '\n') + 1; (line = strstr(line, "\n| `")) != NULL;) {
+        line += 4;
+        char env[64] = "", flag[64] = "";
+        ck_assert_int_eq(sscanf(line, "%63[A-Z_]` | ", env), 1);
+        const char *fl = strstr(line, "` | `--");
+        const char *eol = strchr(line, '\n');
+        if (fl && (!eol || fl < eol)) ck_assert_int_eq(sscanf(fl + 5, "%63[a-z-]", flag), 1);
+        rows++;
+        ck_assert_msg(strstr(help.out, env) != NULL, "serve --help lacks %s", env);
+        // (run prefixes the binary: its first command is a harmless --help)
+        Run e = run("serve --help >/dev/null; env %s='%s' '%s' serve", env, bad,
+                    getenv("METASERVE_BIN"));
+        ck_assert_msg(e.code == 2 && strstr(e.err, env) != NULL, "%s with a bad value: exit %d, %s",
+                      env, e.code, e.err);
+        run_free(&e);
+        char key[64];
+        snprintf(key, sizeof key, "\"%s\":", env + 10);
+        for (char *k = key; *k; k++)
+            *k = (char)(*k >= 'A' && *k <= 'Z' ? *k + 32 : *k);
+        ck_assert_msg(strstr(cfg_line, key) != NULL, "the config log line lacks %s: %s", key,
+                      cfg_line);
+        if (!flag[0]) continue;
+        ck_assert_msg(strstr(help.out, flag) != NULL, "serve --help lacks %s", flag);
+        Run f = run("serve %s='%s'", flag, bad);
+        ck_assert_msg(f.code == 2 && strstr(f.err, flag) != NULL && !strstr(f.err, "unknown"),
+                      "%s with a bad value: exit %d, %s", flag, f.code, f.err);
+        run_free(&f);
+    }
+    ck_assert_int_ge(rows, 20);
+    run_free(&md);
+    run_free(&help);
+    run_free(&logged);
+    free(readme);
+    remove_dir();
+}
+END_TEST
+
 static Suite *cli_suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("cli");
@@ -666,6 +746,7 @@ static Suite *cli_suite(void) {
     tcase_add_test(tc, train_rejects_bad_config_naming_the_field);
     tcase_add_test(tc, train_is_bit_identical_across_runs);
     tcase_add_test(tc, train_stops_on_divergence_without_writing_a_model);
+    tcase_add_test(tc, settings_table_matches_readme_help_flags_and_log);
     suite_add_tcase(s, tc);
     return s;
 }

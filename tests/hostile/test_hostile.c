@@ -533,7 +533,7 @@ static const Hostile CATALOGUE[] = {
     {"predict: adaptation with support", "POST", "/v1/adaptations/{A}/predict", 0, 0, "{\"x\":[[1]]," SUP1 "}", 0, 0, 0, 422, "validation", "support"},
     {"predict: adaptation, x too wide", "POST", "/v1/adaptations/{A}/predict", 0, 0, "{\"x\":[[1,2]]}", 0, 0, 0, 422, "validation", "x[0]"},
     {"predict: adaptation id with ../", "POST", "/v1/adaptations/..%2F..%2Fmodels/predict", 0, 0, "{\"x\":[[1]]}", 0, 0, 0, 422, "validation", "id: must not contain '/'"},
-    {"predict: adaptation id with SQL", "POST", "/v1/adaptations/%27%20OR%20%271%27%3D%271/predict", 0, 0, "{\"x\":[[1]]}", 0, 0, 0, 404, "not-found", "adaptation"},
+    {"predict: adaptation id with SQL", "POST", "/v1/adaptations/%27%20OR%20%271%27%3D%271/predict", 0, 0, "{\"x\":[[1]]}", 0, 0, 0, 422, "validation", "id: must be the 32 hexadecimal"},
 
     /* ---- ids and names in paths ---- */
     {"name with encoded ../", "GET", "/v1/models/..%2F..%2Fetc%2Fpasswd", 0, 0, NULL, 0, 0, 0, 422, "validation", "name: must not contain '/'"},
@@ -562,8 +562,8 @@ static const Hostile CATALOGUE[] = {
     {"alias with encoded ../", "PUT", "/v1/models/tiny/aliases/..%2Fx", 0, 0, "{\"version\":1}", 0, 0, 0, 422, "validation", "alias: must not contain '/'"},
     {"version 1e3", "GET", "/v1/models/tiny/versions/1e3", 0, 0, NULL, 0, 0, 0, 422, "validation", "version"},
     {"dataset id with ../", "GET", "/v1/datasets/..%2F..%2Fjobs", 0, 0, NULL, 0, 0, 0, 422, "validation", "id: must not contain '/'"},
-    {"dataset id with SQL", "DELETE", "/v1/datasets/%27%20OR%20%271%27%3D%271", 0, 0, NULL, 0, 0, 0, 404, "not-found", "dataset"},
-    {"job id an encoded NUL", "GET", "/v1/jobs/%00", 0, 0, NULL, 0, 0, 0, 404, "not-found", "job"},
+    {"dataset id with SQL", "DELETE", "/v1/datasets/%27%20OR%20%271%27%3D%271", 0, 0, NULL, 0, 0, 0, 422, "validation", "id: must be the 32 hexadecimal"},
+    {"job id an encoded NUL", "GET", "/v1/jobs/%00", 0, 0, NULL, 0, 0, 0, 422, "validation", "id: must be the 32 hexadecimal"},
     {"page_token with SQL", "GET", "/v1/models?page_token=%27%20OR%201%3D1", 0, 0, NULL, 0, 0, 0, 422, "validation", "page_token"},
     {"page_token with encoded NUL", "GET", "/v1/models?page_token=tiny%00x", 0, 0, NULL, 0, 0, 0, 422, "validation", "page_token"},
     {"page_size 1e400", "GET", "/v1/datasets?page_size=1e400", 0, 0, NULL, 0, 0, 0, 422, "validation", "page_size"},
@@ -587,7 +587,7 @@ static const Hostile CATALOGUE[] = {
     /* ---- credentials ---- */
     {"no credentials", "GET", "/v1/models", AUTH_NONE, 0, NULL, 0, 0, 0, 401, "unauthorized", "API key is required"},
     {"Bearer without a key", "GET", "/v1/models", "Bearer", 0, NULL, 0, 0, 0, 401, "unauthorized", "not valid"},
-    {"Basic credentials", "GET", "/v1/models", "Basic YWRtaW46eA==", 0, NULL, 0, 0, 0, 401, "unauthorized", "not valid"},
+    {"Basic credentials", "GET", "/v1/models", "Basic YWRtaW46eA==", 0, NULL, 0, 0, 0, 401, "unauthorized", "the Bearer scheme is required"},
     {"Bearer  two  spaces", "GET", "/v1/models", "Bearer  two  spaces", 0, NULL, 0, 0, 0, 401, "unauthorized", "not valid"},
     {"a 6000-character token", "GET", "/v1/models", 0, 0, NULL, 0, GEN_LONG_TOKEN, 0, 401, "unauthorized", "not valid"},
     {"a wrong key", "GET", "/v1/models", "Bearer wrong-0123456789abcdef", 0, NULL, 0, 0, 0, 401, "unauthorized", "not valid"},

@@ -22,6 +22,7 @@
 
 #define TEST_ROOT_NAME "ms_api"
 #include "testsrv.h"
+#include "metaserve/store/store.h"
 
 #define DEADLINE_S 60.0
 
@@ -263,10 +264,14 @@ START_TEST(journey_trains_adapts_and_predicts_better_than_the_meta_parameters) {
     const cJSON *loss = cJSON_GetObjectItemCaseSensitive(metrics, "meta_loss");
     ck_assert_msg(cJSON_IsNumber(loss) && isfinite(loss->valuedouble) && loss->valuedouble >= 0,
                   "metrics: %s", r.body);
-    const cJSON *val = cJSON_GetObjectItemCaseSensitive(metrics, "val_loss");
+    // a regressor's validation metric is named by what it is: val_mse (no val_loss/val_metric)
+    const cJSON *val = cJSON_GetObjectItemCaseSensitive(metrics, "val_mse");
     ck_assert_msg(cJSON_IsNumber(val) && val->valuedouble >= 0, "metrics: %s", r.body);
-    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(metrics, "val_metric")->valuestring, "mse");
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(metrics, "val_loss"));
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(metrics, "val_metric"));
     ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(metrics, "eta_s")->valuedouble, 0);
+    char *job_metrics = cJSON_PrintUnformatted(metrics);
+    ck_assert_ptr_nonnull(job_metrics);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(r.json, "model");
     ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(model, "name")->valuestring, "sine");
     ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(model, "version")->valuedouble, 1);
@@ -274,16 +279,33 @@ START_TEST(journey_trains_adapts_and_predicts_better_than_the_meta_parameters) {
     hc_free(&r);
 
     // the loss curve: points in step order, all within the run
-    snprintf(path, sizeof path, "/v1/jobs/%s/metrics", id);
+    snprintf(path, sizeof path, "/v1/jobs/%s/metrics?page_size=1000", id);
     ck_assert_int_eq(call(&r, "GET", path, NULL), 200);
     const cJSON *pts = cJSON_GetObjectItemCaseSensitive(r.json, "points");
     ck_assert_int_gt(cJSON_GetArraySize(pts), 0);
     double prev = 0;
+    int n_val = 0;
     for (const cJSON *p = pts->child; p; p = p->next) {
         double step = cJSON_GetObjectItemCaseSensitive(p, "step")->valuedouble;
         ck_assert(step >= prev && step <= 300);
         prev = step;
+        const char *key = cJSON_GetObjectItemCaseSensitive(p, "key")->valuestring;
+        ck_assert_str_ne(key, "val_loss");
+        n_val += strcmp(key, "val_mse") == 0;
     }
+    ck_assert_int_gt(n_val, 0);
+    hc_free(&r);
+
+    // the version's metrics are the job's final metrics, throughput included
+    ck_assert_int_eq(call(&r, "GET", "/v1/models/sine/versions/1", NULL), 200);
+    char *version_metrics =
+        cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(r.json, "metrics"));
+    ck_assert_ptr_nonnull(version_metrics);
+    ck_assert_str_eq(version_metrics, job_metrics);
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(r.json, "metrics"), "tasks_per_s")));
+    free(version_metrics);
+    free(job_metrics);
     hc_free(&r);
 
     // the registry: the model, its version and the version's size (1-40-40-1: 1761 parameters)
@@ -593,8 +615,9 @@ START_TEST(datasets_upload_list_train_a_classifier_and_delete) {
     snprintf(path, sizeof path, "/v1/jobs/%s", jid);
     ck_assert_int_eq(call(&r, "GET", path, NULL), 200);
     const cJSON *jm = cJSON_GetObjectItemCaseSensitive(r.json, "metrics");
-    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(jm, "val_metric")->valuestring, "accuracy");
-    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(jm, "val_loss");
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(jm, "val_metric"));
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(jm, "val_mse"));
+    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(jm, "val_accuracy");
     ck_assert_msg(cJSON_IsNumber(acc) && acc->valuedouble >= 0 && acc->valuedouble <= 1,
                   "metrics: %s", r.body);
     const cJSON *src = cJSON_GetObjectItemCaseSensitive(
@@ -643,6 +666,20 @@ START_TEST(datasets_upload_list_train_a_classifier_and_delete) {
         ck_detail_has(&r, "support.y");
         hc_free(&r);
     }
+    // one-hot labels are told that a class index is expected
+    ck_assert_int_eq(call(&r, "POST", "/v1/models/pentagon/adapt",
+                          "{\"support\":{\"x\":[[3,0],[0.9,2.9]],\"y\":[[1,0,0],[0,1,0]]}}"),
+                     422);
+    ck_problem(&r, 422, "validation");
+    ck_detail_has(&r, "support.y[0]: a class index is expected");
+    hc_free(&r);
+    ck_assert_int_eq(call(&r, "POST", "/v1/datasets",
+                          "{\"name\":\"onehot\",\"kind\":\"classes\",\"x\":[[1],[2]],"
+                          "\"labels\":[[0,1],[1,0]]}"),
+                     422);
+    ck_problem(&r, 422, "validation");
+    ck_detail_has(&r, "labels[0]: a class index (an integer) is expected");
+    hc_free(&r);
 
     // deletion: 204, then 404 for reads and a second delete
     const char *ids[2] = {cid, tid};
@@ -689,6 +726,73 @@ static void with_field(char *out, size_t n, const char *doc, const char *path, c
 }
 
 /* ---- error classes ---- */
+
+// Rows written before the validation metric was named by what it measures hold "val_loss" with
+// "val_metric" beside it (jobs, versions) or a "val_loss" curve key: they read as the current
+// names, so a service upgraded over an old database answers in one vocabulary.
+START_TEST(rows_stored_under_the_old_metric_names_read_under_the_new) {
+    server_up(0, 100, (size_t)64 << 20);
+    Store *st;
+    MsError e = {0};
+    ck_assert_msg(store_open(&st, testsrv_db, &e) == MS_OK, "%s", e.msg);
+    char id[STORE_ID_MAX];
+    ck_assert_msg(store_job_create(st, "{\"name\":\"old\"}", "old", 10, 100, id, &e) == MS_OK, "%s",
+                  e.msg);
+    StoreJob j;
+    int claimed = 0;
+    ck_assert_msg(store_job_claim(st, &j, &claimed, &e) == MS_OK && claimed, "%s", e.msg);
+    store_job_free(&j);
+    StoreMetric pts[2] = {{5, "meta_loss", 0.5}, {5, "val_loss", 0.75}};
+    ck_assert_msg(store_job_progress(st, id, 5,
+                                     "{\"meta_loss\":0.5,\"val_loss\":0.75,\"val_metric\":"
+                                     "\"accuracy\",\"tasks_per_s\":10,\"eta_s\":1}",
+                                     pts, 2, &e) == MS_OK,
+                  "%s", e.msg);
+    float params[3] = {1, 2, 3};
+    char cfg[] = "{}", hyper[] = "{}",
+         metrics[] = "{\"meta_loss\":0.3,\"val_loss\":0.4,\"val_metric\":\"mse\","
+                     "\"tasks_per_s\":20,\"eta_s\":0}";
+    StoreModel m = {.name = "old",
+                    .config = cfg,
+                    .algorithm = "maml",
+                    .hyper = hyper,
+                    .metrics = metrics,
+                    .n_params = 3,
+                    .params = params};
+    int v = 0;
+    ck_assert_msg(store_model_put(st, &m, &v, &e) == MS_OK, "%s", e.msg);
+    store_close(st);
+
+    HcResp r;
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    ck_assert_int_eq(call(&r, "GET", path, NULL), 200);
+    const cJSON *jm = cJSON_GetObjectItemCaseSensitive(r.json, "metrics");
+    ck_assert_msg(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(jm, "val_accuracy")), "%s",
+                  r.body);
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(jm, "val_accuracy")->valuedouble, 0.75);
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(jm, "val_loss"));
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(jm, "val_metric"));
+    hc_free(&r);
+    snprintf(path, sizeof path, "/v1/jobs/%s/metrics", id);
+    ck_assert_int_eq(call(&r, "GET", path, NULL), 200);
+    ck_assert_msg(strstr(r.body, "\"key\":\"val_accuracy\"") && !strstr(r.body, "val_loss"), "%s",
+                  r.body);
+    hc_free(&r);
+    snprintf(path, sizeof path, "/v1/models/old/versions/%d", v);
+    ck_assert_int_eq(call(&r, "GET", path, NULL), 200);
+    const cJSON *vm = cJSON_GetObjectItemCaseSensitive(r.json, "metrics");
+    ck_assert_msg(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(vm, "val_mse")), "%s", r.body);
+    ck_assert_double_eq(cJSON_GetObjectItemCaseSensitive(vm, "val_mse")->valuedouble, 0.4);
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(vm, "val_loss"));
+    ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(vm, "val_metric"));
+    hc_free(&r);
+    ck_assert_int_eq(call(&r, "GET", "/v1/models/old", NULL), 200);
+    ck_assert_msg(strstr(r.body, "\"val_mse\":0.4") && !strstr(r.body, "val_loss"), "%s", r.body);
+    hc_free(&r);
+    server_down();
+}
+END_TEST
 
 START_TEST(unknown_routes_and_ids_are_404_and_wrong_methods_405_with_allow) {
     server_up(0, 100, (size_t)64 << 20);
@@ -878,6 +982,12 @@ START_TEST(invalid_values_are_422_naming_the_field) {
         {"unknown algorithm", "algorithm", "\"sgdr\"", "algorithm"},
         {"name not a string", "name", "5", "name"},
         {"hidden width zero", "architecture.sizes", "[1,0,1]", "architecture.sizes"},
+        // the service's limit on iterations is a 422 naming it (the spec's maximum), not a 413
+        {"iterations past the limit", "iterations", "1000000000",
+         "iterations: must be at most 100000000"},
+        // a classification family without its number of classes: required, not "got 0"
+        {"gaussian without n_way", "tasks",
+         "{\"family\":\"gaussian\",\"k_support\":1,\"k_query\":1}", "tasks.n_way: is required"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         with_field(cfg, sizeof cfg, base, cases[i].path, cases[i].value);
@@ -899,7 +1009,10 @@ START_TEST(invalid_values_are_422_naming_the_field) {
         {"x a string", "/v1/models/tiny/predict", "{\"x\":[[\"1\"]]}", "x[0][0]"},
         {"x empty", "/v1/models/tiny/predict", "{\"x\":[]}", "x"},
         {"x missing", "/v1/models/tiny/predict", "{}", "x"},
-        {"x beyond float range", "/v1/models/tiny/predict", "{\"x\":[[1e39]]}", "x[0][0]"},
+        {"x beyond float range", "/v1/models/tiny/predict", "{\"x\":[[1e39]]}",
+         "x[0][0]: overflows float32"},
+        {"support x beyond float range", "/v1/models/tiny/adapt",
+         "{\"support\":{\"x\":[[-1e39]],\"y\":[[1]]}}", "support.x[0][0]: overflows float32"},
         {"x 1e999", "/v1/models/tiny/predict", "{\"x\":[[1e999]]}", "x[0][0]"},
         {"unknown field", "/v1/models/tiny/predict", "{\"x\":[[1]],\"temperature\":1}",
          "temperature"},
@@ -916,6 +1029,12 @@ START_TEST(invalid_values_are_422_naming_the_field) {
          "lr"},
         {"ttl zero", "/v1/models/tiny/adapt", "{\"support\":{\"x\":[[1]],\"y\":[[1]]},\"ttl_s\":0}",
          "ttl_s"},
+        // one rule for zero steps with a support set: refused, for adapt and inline predict
+        {"steps 0 adapt", "/v1/models/tiny/adapt",
+         "{\"support\":{\"x\":[[1]],\"y\":[[1]]},\"steps\":0}", "steps: must be at least 1"},
+        {"steps 0 inline", "/v1/models/tiny/predict",
+         "{\"x\":[[1]],\"support\":{\"x\":[[1]],\"y\":[[1]]},\"steps\":0}",
+         "steps: must be at least 1"},
         {"steps 101 inline", "/v1/models/tiny/predict",
          "{\"x\":[[1]],\"support\":{\"x\":[[1]],\"y\":[[1]]},\"steps\":101}", "steps"},
         {"alias version 0", "/v1/models/tiny/aliases/prod", "{\"version\":0}", "version"},
@@ -1260,6 +1379,7 @@ int main(void) {
     tcase_add_unchecked_fixture(tc, test_root_make, test_root_remove);
     tcase_add_test(tc, journey_trains_adapts_and_predicts_better_than_the_meta_parameters);
     tcase_add_test(tc, datasets_upload_list_train_a_classifier_and_delete);
+    tcase_add_test(tc, rows_stored_under_the_old_metric_names_read_under_the_new);
     tcase_add_test(tc, unknown_routes_and_ids_are_404_and_wrong_methods_405_with_allow);
     tcase_add_test(tc, bodies_over_the_limit_are_413_with_content_length_and_chunked);
     tcase_add_test(tc, wrong_content_type_is_415_and_malformed_json_400_with_the_byte_offset);

@@ -16,7 +16,10 @@
  * The server runs no job workers (a `{}` job that passes validation stays queued).
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <check.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,6 +206,13 @@ START_TEST(malformed_credentials_are_401_on_protected_routes) {
         ck_assert_msg(!why, "Authorization '%.40s': %s", bad[i], why);
         hc_free(&r);
     }
+    // another scheme is told that Bearer is the one expected
+    HcReq basic = {.method = "GET", .path = "/v1/models", .raw_auth = "Basic YWRtaW46c2VjcmV0"};
+    HcResp br;
+    ck_assert_int_eq(hc_do(&g_c, &br, &basic), 401);
+    ck_detail_has(&br, "Bearer");
+    ck_detail_has(&br, "Basic");
+    hc_free(&br);
     // the scheme is case-insensitive (RFC 9110 §11.1)
     HcReq q = {.method = "GET", .path = "/v1/models", .raw_auth = "bearer " CLIENT_KEY};
     HcResp r;
@@ -225,6 +235,95 @@ START_TEST(without_keys_the_service_is_open) {
 }
 END_TEST
 
+// A non-loopback IPv4 address of this machine (getifaddrs), or 0 when it has none.
+static int outside_address(char *out, size_t n) {
+    struct ifaddrs *ifs, *i;
+    int found = 0;
+    if (getifaddrs(&ifs) != 0) return 0;
+    for (i = ifs; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+        if (addr_is_loopback(i->ifa_addr)) continue;
+        found = inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, out,
+                          (socklen_t)n) != NULL;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+// Starts the server on 0.0.0.0 without keys (open: METASERVE_OPEN) and points g_c at loopback.
+static int server_up_wildcard(int open) {
+    ServerConfig c;
+    testsrv_config_in_new_dir(&c, g_dir, sizeof g_dir, "auth.db");
+    strcpy(c.listen, "0.0.0.0");
+    c.workers = 0;
+    c.http_threads = 2;
+    c.open = open;
+    return testsrv_start(&g_srv, &g_c, &c);
+}
+
+// Protected mode: no keys and a non-loopback listen address answer loopback clients only; a
+// client from another address gets a 403 saying how to configure keys or opt out, except on
+// /livez and /readyz; METASERVE_OPEN=1 opens it. The client side binds nothing: connecting to
+// the machine's own non-loopback address makes that address the source.
+START_TEST(protected_mode_answers_only_loopback_clients_without_keys) {
+    // the decision itself, for machines without a non-loopback address
+    ck_assert(protected_refuses(0, 0, 0, "/v1/models"));
+    ck_assert(protected_refuses(0, 0, 0, "/metrics"));
+    ck_assert(!protected_refuses(0, 0, 0, "/livez"));
+    ck_assert(!protected_refuses(0, 0, 0, "/readyz"));
+    ck_assert(!protected_refuses(1, 0, 0, "/v1/models"));
+    ck_assert(!protected_refuses(0, 1, 0, "/v1/models"));
+    ck_assert(!protected_refuses(0, 0, 1, "/v1/models"));
+    struct sockaddr_in a4 = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.2", &a4.sin_addr);
+    ck_assert(addr_is_loopback((struct sockaddr *)&a4));
+    inet_pton(AF_INET, "128.0.0.1", &a4.sin_addr);
+    ck_assert(!addr_is_loopback((struct sockaddr *)&a4));
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+    inet_pton(AF_INET6, "::ffff:127.0.0.1", &a6.sin6_addr);
+    ck_assert(addr_is_loopback((struct sockaddr *)&a6));
+    inet_pton(AF_INET6, "::1", &a6.sin6_addr);
+    ck_assert(addr_is_loopback((struct sockaddr *)&a6));
+    inet_pton(AF_INET6, "::ffff:10.0.0.1", &a6.sin6_addr);
+    ck_assert(!addr_is_loopback((struct sockaddr *)&a6));
+
+    char ip[INET_ADDRSTRLEN];
+    int have_outside = outside_address(ip, sizeof ip);
+    for (int open = 0; open <= 1; open++) {
+        int port = server_up_wildcard(open);
+        HcResp r;
+        ck_assert_int_eq(hc_call(&g_c, &r, "GET", "/v1/models", NULL), 200); // loopback
+        hc_free(&r);
+        if (have_outside) {
+            HcClient out = {.key = NULL};
+            snprintf(out.base, sizeof out.base, "http://%s:%d", ip, port);
+            static const char *const refused[] = {"/v1/models", "/v1/jobs", "/metrics",
+                                                  "/openapi.yaml"};
+            for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+                long st = hc_call(&out, &r, "GET", refused[i], NULL);
+                if (open) {
+                    ck_assert_msg(st == 200, "%s from %s with METASERVE_OPEN=1: %ld", refused[i],
+                                  ip, st);
+                } else {
+                    ck_problem(&r, 403, "forbidden");
+                    ck_detail_has(&r, "METASERVE_API_KEYS");
+                    ck_detail_has(&r, "METASERVE_OPEN=1");
+                }
+                hc_free(&r);
+            }
+            ck_assert_int_eq(hc_call(&out, &r, "GET", "/livez", NULL), 200);
+            hc_free(&r);
+            ck_assert_int_eq(hc_call(&out, &r, "GET", "/readyz", NULL), 200);
+            hc_free(&r);
+        } else {
+            fprintf(stderr, "protected mode: no non-loopback address here; the decision and "
+                            "loopback acceptance were checked\n");
+        }
+        server_down();
+    }
+}
+END_TEST
+
 int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     Suite *s = suite_create("auth");
@@ -235,6 +334,7 @@ int main(void) {
     tcase_add_test(tc, a_key_configured_as_its_digest_admits_the_same_and_the_digest_is_no_key);
     tcase_add_test(tc, malformed_credentials_are_401_on_protected_routes);
     tcase_add_test(tc, without_keys_the_service_is_open);
+    tcase_add_test(tc, protected_mode_answers_only_loopback_clients_without_keys);
     suite_add_tcase(s, tc);
     int failed = test_suite_run(s);
     curl_global_cleanup();

@@ -384,15 +384,22 @@ START_TEST(health_server_and_model_metadata_routes_answer_in_the_protocols_shape
         hc_free(&r);
     }
     // unknown models and versions: 404 with the protocol's error (and the problem document)
-    static const char *const unknown[] = {"/v2/models/nope",
-                                          "/v2/models/nope/ready",
-                                          "/v2/models/reg/versions/9",
-                                          "/v2/models/reg/versions/9/ready",
-                                          "/v2/models/adaptation:00ff/ready",
-                                          "/v2/models/..x/ready"};
+    static const char *const unknown[] = {
+        "/v2/models/nope", "/v2/models/nope/ready", "/v2/models/reg/versions/9",
+        "/v2/models/reg/versions/9/ready",
+        "/v2/models/adaptation:00ff00ff00ff00ff00ff00ff00ff00ff/ready"};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         get(&r, unknown[i]);
         ck_problem(&r, 404, "not-found");
+        ck_schema(r.json, SCHEMA_ERROR);
+        hc_free(&r);
+    }
+    // names that could never name a model (the path-parameter rule): 422, with the error too
+    static const char *const malformed[] = {"/v2/models/adaptation:00ff/ready",
+                                            "/v2/models/..x/ready"};
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        get(&r, malformed[i]);
+        ck_problem(&r, 422, "validation");
         ck_schema(r.json, SCHEMA_ERROR);
         hc_free(&r);
     }

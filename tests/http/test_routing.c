@@ -543,6 +543,86 @@ START_TEST(the_reported_paths_are_invalid_names_and_change_nothing) {
 }
 END_TEST
 
+// One rule for path parameters: a value that could name nothing (an id that is not 32 lowercase
+// hex characters, a name or reference of characters no name holds, a reference where a name is
+// expected) is 422 naming the parameter, on every route that has it; a well-formed value that
+// names nothing is 404. Query parameters: each route takes only those it declares (Route.query),
+// and a declared one needs a value; anything else is 400 naming the parameter.
+START_TEST(malformed_path_parameters_are_422_and_unknown_query_parameters_400) {
+    server_up(1);
+    seed();
+    char p[512], pname[32], q[600];
+    for (const Route *rt = ROUTES; rt->method; rt++) {
+        int n_params = 0;
+        for (const char *c = strchr(rt->pattern, '{'); c; c = strchr(c + 1, '{'))
+            n_params++;
+        for (int i = 0; i < n_params; i++) {
+            build_path(p, sizeof p, rt, i, "V", pname, sizeof pname);
+            static const struct {
+                const char *param, *value, *detail;
+            } BAD[] = {
+                {"id", "d7e8%E2%80%A6", "id: must be the 32 hexadecimal characters"},
+                {"id", "0123456789ABCDEF0123456789ABCDEF", "id: must be the 32 hexadecimal"},
+                {"id", "0123456789abcdef", "id: must be the 32 hexadecimal"},
+                {"name", "V@1", "name: this route takes a model name, not a reference"},
+                {"name", "bad%20name!", "name: must be 1..127 characters"},
+                {"alias", "bad%20alias!", "alias: must be 1..127 characters"},
+                {"ref", "bad%20name!", "ref: must be name, name@version or name@alias"},
+                {"ref", "V@", "ref: must be name, name@version or name@alias"},
+            };
+            for (size_t b = 0; b < sizeof BAD / sizeof BAD[0]; b++) {
+                if (strcmp(BAD[b].param, pname) != 0) continue;
+                build_path(p, sizeof p, rt, i, BAD[b].value, pname, sizeof pname);
+                expect(rt->method, p, NULL, 422, "validation", BAD[b].detail);
+            }
+            if (strcmp(rt->method, "GET") != 0 && strcmp(rt->method, "DELETE") != 0) continue;
+            // well-formed, naming nothing
+            const char *none = strcmp(pname, "id") == 0        ? "0123456789abcdef0123456789abcdef"
+                               : strcmp(pname, "version") == 0 ? "999"
+                                                               : "no-such-thing";
+            build_path(p, sizeof p, rt, i, none, pname, sizeof pname);
+            HcResp r;
+            raw_request(&r, rt->method, p, NULL);
+            const char *why = hc_problem_mismatch(&r, 404, "not-found");
+            ck_assert_msg(!why, "%s %s: %s", rt->method, p, why);
+            hc_free(&r);
+        }
+        build_path(p, sizeof p, rt, -1, "", pname, sizeof pname);
+        HcResp r;
+        snprintf(q, sizeof q, "%s?page_size=1&colour=blue", p);
+        raw_request(&r, rt->method, q, NULL);
+        ck_assert_msg(!hc_problem_mismatch(&r, 400, "bad-request"), "%s %s: %ld %s", rt->method, q,
+                      r.status, r.body);
+        // the first parameter the route does not take is named
+        ck_detail_has(&r, rt->query && strstr(rt->query, "page_size")
+                              ? "colour: not a query parameter of this route"
+                              : "page_size: not a query parameter of this route");
+        ck_assert_str_eq(hc_str(&r, "instance"), p);
+        hc_free(&r);
+        for (const char *k = rt->query; k && *k;) {
+            size_t n = strcspn(k, ",");
+            snprintf(q, sizeof q, "%s?%.*s=", p, (int)n, k);
+            raw_request(&r, rt->method, q, NULL);
+            ck_assert_msg(!hc_problem_mismatch(&r, 400, "bad-request"), "%s %s: %ld %s", rt->method,
+                          q, r.status, r.body);
+            char want[64];
+            snprintf(want, sizeof want, "%.*s: empty", (int)n, k);
+            ck_detail_has(&r, want);
+            hc_free(&r);
+            k += n + (k[n] == ',');
+        }
+    }
+    // the declared parameters still work
+    HcResp r;
+    ok_call(&r, "GET", "/v1/models?page_size=1", NULL, 200);
+    hc_free(&r);
+    snprintf(p, sizeof p, "/v1/jobs/%s/metrics?after_step=0&page_size=2", g_job);
+    ok_call(&r, "GET", p, NULL, 200);
+    hc_free(&r);
+    server_down();
+}
+END_TEST
+
 START_TEST(query_arguments_are_decoded_once) {
     server_up(0);
     HcResp r;
@@ -782,6 +862,7 @@ int main(void) {
     tcase_add_test(tc, no_encoded_separator_dot_segment_or_double_encoding_reaches_another_route);
     tcase_add_test(tc, the_reported_paths_are_invalid_names_and_change_nothing);
     tcase_add_test(tc, query_arguments_are_decoded_once);
+    tcase_add_test(tc, malformed_path_parameters_are_422_and_unknown_query_parameters_400);
     tcase_add_test(tc, a_problem_document_is_utf8_json_whatever_its_detail_and_path_hold);
     tcase_add_test(tc, serves_on_a_host_name);
     tcase_add_test(tc, serves_on_ipv6_literals_and_the_dual_stack_wildcard);

@@ -23,6 +23,10 @@
 
 #include "../../src/http/http.h"
 #include "metaserve/http/openapi.h"
+#include "metaserve/meta/train.h"
+
+// the small route tables below leave Route.query out (NULL)
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 #define SPEC_MAX_OPS 128 // operations the reader keeps (the v1 table has 26)
 #define REPORT_CAP   16384
@@ -579,6 +583,24 @@ START_TEST(the_embedded_contract_equals_api_openapi_yaml_on_disk) {
 }
 END_TEST
 
+// The job body's `iterations` maximum is the server's own limit (train_limits_default): a value
+// the contract allows is never refused for size, and one past it is the 422 the contract names.
+START_TEST(the_iterations_maximum_is_the_servers_limit) {
+    // the request body TrainingConfig (components/requestBodies), whose properties sit 14 deep
+    const char *at =
+        strstr(METASERVE_OPENAPI, "\n              iterations:\n                type: integer\n");
+    ck_assert_msg(at != NULL, "no iterations property in the job config request body");
+    const char *max = strstr(at, "\n                maximum: ");
+    const char *next = strstr(at + 1, "\n              "); // the next property at the same depth
+    while (next && next[15] == ' ')
+        next = strstr(next + 1, "\n              ");
+    ck_assert_msg(max && (!next || max < next), "iterations declares no maximum");
+    TrainLimits lim;
+    train_limits_default(&lim);
+    ck_assert_int_eq(atol(max + 26), lim.max_iterations);
+}
+END_TEST
+
 static Suite *spec_suite(void) {
     Suite *s = suite_create("spec");
     TCase *tc = tcase_create("reader");
@@ -595,6 +617,7 @@ static Suite *spec_suite(void) {
     tcase_add_test(tc, a_request_body_is_declared_exactly_for_the_routes_that_take_json);
     tcase_add_test(tc, the_embedded_contract_is_a_nul_terminated_openapi_3_1_document);
     tcase_add_test(tc, the_embedded_contract_equals_api_openapi_yaml_on_disk);
+    tcase_add_test(tc, the_iterations_maximum_is_the_servers_limit);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -171,7 +171,7 @@ START_TEST(a_job_trains_to_a_stored_version_equal_to_a_direct_run) {
     ck_assert_int_le(n_loss, 51);
     ck_assert_int_eq(last, 600);
     free(rows);
-    ck_assert_ptr_nonnull(strstr(j.metrics, "val_loss"));
+    ck_assert_ptr_nonnull(strstr(j.metrics, "\"val_mse\":"));
     store_job_free(&j);
     jobpool_stop(p);
     ck_assert_int_eq(store_integrity_check(st, NULL), MS_OK);
@@ -390,8 +390,8 @@ START_TEST(a_job_trains_on_an_uploaded_dataset_and_checks_shots_up_front) {
     StoreJob j;
     ck_assert_int_eq(wait_final(st, id, &j), JOB_SUCCEEDED);
     // validation episodes come from the held-out classes: accuracy is far above chance (1/3)
-    ck_assert_ptr_nonnull(strstr(j.metrics, "\"val_metric\":\"accuracy\""));
-    double acc = atof(strstr(j.metrics, "\"val_loss\":") + 11);
+    ck_assert_ptr_nonnull(strstr(j.metrics, "\"val_accuracy\":"));
+    double acc = atof(strstr(j.metrics, "\"val_accuracy\":") + 15);
     fprintf(stderr, "dataset job: held-out accuracy %.3f\n", acc);
     ck_assert_double_gt(acc, 0.6);
     store_job_free(&j);

@@ -43,6 +43,11 @@ def test_models_versions_aliases_and_weights(server, sine_model):
     assert sine_model in names
     v = ms.get_version(sine_model, 1)
     assert v["version"] == 1
+    # the version's metrics are its job's final metrics, the validation figure named by what it is
+    job = ms.get_job(v["job_id"])
+    assert v["metrics"] == job["metrics"]
+    assert isinstance(v["metrics"]["val_mse"], float) and v["metrics"]["tasks_per_s"] is not None
+    assert "val_loss" not in v["metrics"] and "val_metric" not in v["metrics"]
     ms.set_alias(sine_model, "prod", 1)
     w1, wp = ms.weights(f"{sine_model}@1"), ms.weights(f"{sine_model}@prod")
     assert w1 == wp

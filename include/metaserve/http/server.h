@@ -54,6 +54,7 @@ typedef struct {
     double checkpoint_seconds; // METASERVE_CHECKPOINT_S (default 10)
     int64_t checkpoint_every;  // METASERVE_CHECKPOINT_EVERY: iterations (default 1000)
     double adapt_sweep_s;      // METASERVE_ADAPT_SWEEP_S: expired-adaptation sweep (default 10)
+    int open;                  // METASERVE_OPEN: 1 answers non-loopback clients without keys
     int n_keys;                // METASERVE_API_KEYS "role:key,..." and/or METASERVE_API_KEYS_FILE
     ServerKey keys[SERVER_MAX_KEYS];
     char keys_file[512]; // METASERVE_API_KEYS_FILE, --api-keys-file ("": none); re-read by
@@ -66,6 +67,9 @@ void server_config_defaults(ServerConfig *c);
 MsStatus server_config_load(ServerConfig *c, int argc, char **argv, MsError *err);
 /** Writes the effective configuration as one JSON line to f, keys redacted. */
 void server_config_log(const ServerConfig *c, FILE *f);
+/** Writes the settings table (config.c) as `serve --help` text, or with markdown set as the
+ *  README's Configuration table. */
+void server_config_help(FILE *f, int markdown);
 
 typedef struct Server Server;
 

@@ -182,7 +182,7 @@ MsStatus store_job_claim(Store *s, StoreJob *out, int *claimed, MsError *err);
 /** One point of a loss curve. */
 typedef struct {
     int64_t step;
-    const char *key; // "meta_loss", "val_loss", "tasks_per_s", ...
+    const char *key; // "meta_loss", "val_mse" or "val_accuracy", "tasks_per_s", ...
     double value;
 } StoreMetric;
 
