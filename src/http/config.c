@@ -36,6 +36,8 @@ void server_config_defaults(ServerConfig *c) {
     c->checkpoint_every = JOBPOOL_DEFAULT_CHECKPOINT_EVERY;
     c->adapt_sweep_s = SWEEPER_DEFAULT_PERIOD_S;
     c->lease_ms = STORE_LEASE_MS_DEFAULT;
+    c->max_streams = 64;
+    c->sse_heartbeat_ms = 15000;
 }
 
 typedef enum { T_INT, T_SIZE, T_DOUBLE, T_STR, T_ADDR, T_KEYS, T_KEYFILE } Type;
@@ -68,6 +70,8 @@ static const Opt OPTS[] = {
     {"METASERVE_CHECKPOINT_S", "--checkpoint-s", T_DOUBLE, OFF(checkpoint_seconds), 0, 86400},
     {"METASERVE_CHECKPOINT_EVERY", "--checkpoint-every", T_SIZE, OFF(checkpoint_every), 0, 1e9},
     {"METASERVE_ADAPT_SWEEP_S", "--adapt-sweep-s", T_DOUBLE, OFF(adapt_sweep_s), 0.1, 86400},
+    {"METASERVE_MAX_STREAMS", "--max-streams", T_INT, OFF(max_streams), 1, 100000},
+    {"METASERVE_SSE_HEARTBEAT_MS", "--sse-heartbeat-ms", T_INT, OFF(sse_heartbeat_ms), 100, 600000},
     {"METASERVE_API_KEYS", "--api-keys", T_KEYS, 0, 0, 0},
     {"METASERVE_API_KEYS_FILE", "--api-keys-file", T_KEYFILE, 0, 0, 0},
 };
@@ -244,12 +248,13 @@ void server_config_log(const ServerConfig *c, FILE *f) {
             "\"max_body_bytes\":%zu,\"conn_timeout_s\":%d,"
             "\"conn_limit\":%d,\"max_queued_jobs\":%d,\"cache_models\":%d,"
             "\"checkpoint_s\":%g,\"checkpoint_every\":%lld,\"adapt_sweep_s\":%g,"
-            "\"api_keys\":\"%d admin, %d client "
+            "\"max_streams\":%d,\"sse_heartbeat_ms\":%d,\"api_keys\":\"%d admin, %d client "
             "(redacted)\"}\n",
             c->listen, c->port, db, c->db_read_only, (long long)c->db_max_pages, c->workers,
             c->http_threads, c->max_body_bytes, c->conn_timeout_s, c->conn_limit,
             c->max_queued_jobs, c->cache_models, c->checkpoint_seconds,
-            (long long)c->checkpoint_every, c->adapt_sweep_s, admins, clients);
+            (long long)c->checkpoint_every, c->adapt_sweep_s, c->max_streams, c->sse_heartbeat_ms,
+            admins, clients);
     if (c->n_keys == 0)
         fprintf(f, "{\"level\":\"warn\",\"msg\":\"no API keys configured: every "
                    "route is open to anyone who can reach the port\"}\n");

@@ -31,6 +31,8 @@ typedef enum { ROLE_NONE = 0, ROLE_CLIENT = 1, ROLE_ADMIN = 2 } Role;
 struct Metrics;
 struct KeySet;
 struct KeyHolder;
+struct SseHub;
+struct MHD_Response;
 
 /** State shared by every request thread; owned by server.c. */
 typedef struct App {
@@ -47,6 +49,7 @@ typedef struct App {
     int64_t started_ms;
     // from cfg: how every connection opens the database
     StoreOptions store_opts;
+    struct SseHub *sse; // job event streams (h_events.c)
 } App;
 
 #define REQ_MAX_PARAMS 4
@@ -78,11 +81,13 @@ typedef struct Req {
     char *reply; // malloc'd body
     size_t reply_len;
     const char *content_type;
-    char location[256];   // Location header when non-empty
-    char allow[64];       // Allow header when non-empty (405)
-    char retry_after[16]; // Retry-After when non-empty (429, 503)
-    char problem[2048];   // a problem document's text (reply_problem; never allocates)
-    int64_t t0_ns;        // arrival, for the access log and latency metrics
+    char location[256];            // Location header when non-empty
+    char allow[64];                // Allow header when non-empty (405)
+    char retry_after[16];          // Retry-After when non-empty (429, 503)
+    char problem[2048];            // a problem document's text (reply_problem; never allocates)
+    struct MHD_Response *response; // a response the handler made itself (an event stream),
+                                   // sent in place of the reply buffer (send_reply destroys it)
+    int64_t t0_ns;                 // arrival, for the access log and latency metrics
 } Req;
 
 typedef void (*Handler)(Req *r);
@@ -294,5 +299,20 @@ void h_model_predict(Req *r);
 void h_adaptation_get(Req *r);
 void h_adaptation_predict(Req *r);
 void h_adaptation_delete(Req *r);
+
+/* ---- job event streams (h_events.c) ---- */
+
+/** GET /v1/jobs/{id}/events: the job's progress as Server-Sent Events. */
+void h_job_events(Req *r);
+/** Starts the thread that wakes suspended event streams (at their next poll or heartbeat, or
+ *  when their client hangs up). Caller destroys with sse_hub_destroy. */
+MsStatus sse_hub_create(struct SseHub **out, MsError *err);
+/** Ends every open event stream (each closes cleanly after what it has queued) and refuses new
+ *  ones (503); returns at once. Accepts NULL. */
+void sse_hub_close(struct SseHub *h);
+/** Event streams open now (the metaserve_event_streams gauge); 0 for NULL. */
+int sse_hub_active(struct SseHub *h);
+/** Stops the thread and frees the hub; call after the daemon stopped. Accepts NULL. */
+void sse_hub_destroy(struct SseHub *h);
 
 #endif

@@ -22,6 +22,7 @@ const Route ROUTES[] = {
     {"GET", "/v1/jobs/{id}", ROLE_CLIENT, 0, h_job_get, "/v1/jobs/{id}"},
     {"POST", "/v1/jobs/{id}/cancel", ROLE_ADMIN, 0, h_job_cancel, "/v1/jobs/{id}/cancel"},
     {"GET", "/v1/jobs/{id}/metrics", ROLE_CLIENT, 0, h_job_metrics, "/v1/jobs/{id}/metrics"},
+    {"GET", "/v1/jobs/{id}/events", ROLE_CLIENT, 0, h_job_events, "/v1/jobs/{id}/events"},
 
     {"GET", "/v1/models", ROLE_CLIENT, 0, h_model_list, "/v1/models"},
     {"GET", "/v1/models/{name}", ROLE_CLIENT, 0, h_model_get, "/v1/models/{name}"},
