@@ -4,9 +4,9 @@
  * order (state, progress, state succeeded, done with the model version), their fields compared
  * with the job's recorded metrics, a reconnect with Last-Event-ID that repeats nothing, 204 after
  * done, the interval floor and a malformed interval (400), an unknown job (404), the stream limit
- * (503 with Retry-After), a client that hangs up (the metaserve_event_streams gauge is back to 0
- * long before the stream's next wake-up), the done event of a cancelled and of a failed job, and
- * a stop of the server that ends open streams cleanly.
+ * (503 with Retry-After), heartbeat comments on a quiet stream, a client that hangs up (the
+ * metaserve_event_streams gauge is back to 0 long before the stream's next wake-up), the done event
+ * of a cancelled and of a failed job, and a stop of the server that ends open streams cleanly.
  *
  * Waits poll with a generous deadline only to fail instead of hanging; nothing asserts on
  * durations. With METASERVE_TEST_PG set (test_events_pg) the database is PostgreSQL.
@@ -31,13 +31,18 @@ static char g_dir[128];
 static Server *g_srv;
 static HcClient g_c;
 
-static void server_up(int workers, int max_streams) {
+static void server_up_hb(int workers, int max_streams, int heartbeat_ms) {
     ServerConfig c;
     testsrv_config_in_new_dir(&c, g_dir, sizeof g_dir, "events.db");
     c.workers = workers;
     c.http_threads = 2;
     c.max_streams = max_streams;
+    c.sse_heartbeat_ms = heartbeat_ms;
     testsrv_start(&g_srv, &g_c, &c);
+}
+
+static void server_up(int workers, int max_streams) {
+    server_up_hb(workers, max_streams, 15000);
 }
 
 static void server_down(void) {
@@ -57,6 +62,7 @@ typedef struct {
     char path[256];
     long long last_id;   // Last-Event-ID to send (-1: none)
     int stop_after;      // hang up after this many events (0: read to the end)
+    int stop_after_hb;   // hang up after this many heartbeat comments (0: never)
     atomic_int quit;     // hang up now (checked while the stream is idle)
     atomic_int n_events; // events parsed so far
     Ev ev[MAX_EVENTS];
@@ -104,6 +110,10 @@ static size_t sub_write(char *data, size_t size, size_t n, void *p) {
     hc_buf_add(&s->raw, data, size * n);
     sub_parse(s);
     if (s->stop_after && atomic_load(&s->n_events) >= s->stop_after) return 0; // hang up
+    int hb = 0;
+    for (const char *p = s->raw.s; (p = strstr(p, "\n: hb\n\n")); p++)
+        hb++;
+    if (s->stop_after_hb && hb >= s->stop_after_hb) return 0;
     return size * n;
 }
 
@@ -511,6 +521,25 @@ START_TEST(a_cancelled_and_a_failed_job_end_with_done_and_the_problem) {
 }
 END_TEST
 
+START_TEST(a_quiet_stream_sends_heartbeat_comments) {
+    // a queued job (no workers) read once a minute: only heartbeats (every 200 ms here) can
+    // arrive after the first state event
+    server_up_hb(0, 64, 200);
+    char cfg[1024], job[64];
+    sine_config(cfg, sizeof cfg, 100);
+    submit(cfg, job);
+    Sub *s = sub_new(job, "?interval_ms=60000", -1, 0);
+    s->stop_after_hb = 3;
+    sub_run(s); // returns once three heartbeats have arrived (or after 120 s: a failure)
+    ck_assert_int_eq(s->rc, CURLE_WRITE_ERROR);
+    ck_assert_int_eq(atomic_load(&s->n_events), 1);
+    const char *first = strstr(s->raw.s, "event: state"), *hb = strstr(s->raw.s, "\n: hb\n\n");
+    ck_assert_msg(first && hb && hb > first, "stream: %s", s->raw.s);
+    sub_free(s);
+    server_down();
+}
+END_TEST
+
 START_TEST(stopping_the_server_ends_open_streams_cleanly) {
     server_up(0, 64);
     char cfg[1024], job[64];
@@ -543,6 +572,7 @@ int main(void) {
     tcase_add_test(tc, the_interval_has_a_floor_and_bad_requests_are_refused);
     tcase_add_test(tc, the_stream_limit_is_503_and_a_client_that_leaves_is_cleaned_up);
     tcase_add_test(tc, a_cancelled_and_a_failed_job_end_with_done_and_the_problem);
+    tcase_add_test(tc, a_quiet_stream_sends_heartbeat_comments);
     tcase_add_test(tc, stopping_the_server_ends_open_streams_cleanly);
     suite_add_tcase(s, tc);
     int failed = test_suite_run(s);
