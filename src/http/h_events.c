@@ -505,13 +505,15 @@ void h_job_events(Req *r) {
         reply_problem(r, 503, "unavailable", "the server is shutting down: reconnect");
         return;
     }
-    if (atomic_fetch_add(&h->active, 1) >= r->app->cfg.max_streams) {
+    // a configuration made without server_config_defaults holds zeros: the defaults apply
+    const int max_streams = r->app->cfg.max_streams > 0 ? r->app->cfg.max_streams : 64;
+    if (atomic_fetch_add(&h->active, 1) >= max_streams) {
         atomic_fetch_sub(&h->active, 1);
         store_job_free(&j);
         snprintf(r->retry_after, sizeof r->retry_after, "5");
         reply_problem(r, 503, "unavailable",
                       "too many event streams open (METASERVE_MAX_STREAMS=%d): retry later",
-                      r->app->cfg.max_streams);
+                      max_streams);
         return;
     }
     Stream *s = calloc(1, sizeof *s);
@@ -528,7 +530,9 @@ void h_job_events(Req *r) {
                   .conn = r->conn,
                   .fd = ci ? ci->connect_fd : -1,
                   .interval_ms = interval,
-                  .heartbeat_ms = r->app->cfg.sse_heartbeat_ms,
+                  .heartbeat_ms = r->app->cfg.sse_heartbeat_ms >= INTERVAL_FLOOR_MS
+                                      ? r->app->cfg.sse_heartbeat_ms
+                                      : 15000,
                   .last_id = last,
                   .last_iter = -1,
                   .state = -1};

@@ -63,6 +63,7 @@ typedef struct {
     long long last_id;   // Last-Event-ID to send (-1: none)
     int stop_after;      // hang up after this many events (0: read to the end)
     int stop_after_hb;   // hang up after this many heartbeat comments (0: never)
+    long timeout_s;      // the transfer's limit (0: 300 s)
     atomic_int quit;     // hang up now (checked while the stream is idle)
     atomic_int n_events; // events parsed so far
     Ev ev[MAX_EVENTS];
@@ -136,7 +137,8 @@ static void *sub_run(void *p) {
     }
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 120L); // only to fail instead of hanging
+    // only to fail instead of hanging (sanitizer builds train several times slower)
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, s->timeout_s > 0 ? s->timeout_s : 300L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sub_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, hc_header_cb);
@@ -308,8 +310,8 @@ static void check_job_events(const char *job, Ev **ev, int n, double total, int 
 START_TEST(a_job_stream_has_its_events_in_order_and_a_reconnect_repeats_none) {
     server_up(1, 64);
     char cfg[1024], job[64], path[128];
-    // ~4 s of training: a progress write every second gives several progress events
-    sine_config(cfg, sizeof cfg, 6000);
+    // ~3 s of training: a progress write every second gives several progress events
+    sine_config(cfg, sizeof cfg, 4000);
     submit(cfg, job);
 
     // the first connection hangs up after two events past the first state
@@ -346,7 +348,7 @@ START_TEST(a_job_stream_has_its_events_in_order_and_a_reconnect_repeats_none) {
         all[n++] = &a->ev[i];
     for (int i = 0; i < nb; i++)
         all[n++] = &b->ev[i];
-    check_job_events(job, all, n, 6000, version);
+    check_job_events(job, all, n, 4000, version);
 
     // a new client of the finished job: the last progress, the final state, done
     Sub *c = sub_new(job, "", -1, 0);
@@ -359,7 +361,7 @@ START_TEST(a_job_stream_has_its_events_in_order_and_a_reconnect_repeats_none) {
     ck_assert_msg(strstr(c->raw.s, ": interval_ms=500\n"), "default interval: %.200s", c->raw.s);
 
     // one that has seen done is told to stop reconnecting
-    Sub *d = sub_new(job, "", (long long)6000 * 8 + 5, 0);
+    Sub *d = sub_new(job, "", (long long)4000 * 8 + 5, 0);
     sub_run(d);
     ck_assert_int_eq(d->status, 204);
     ck_assert_int_eq(atomic_load(&d->n_events), 0);
@@ -530,7 +532,8 @@ START_TEST(a_quiet_stream_sends_heartbeat_comments) {
     submit(cfg, job);
     Sub *s = sub_new(job, "?interval_ms=60000", -1, 0);
     s->stop_after_hb = 3;
-    sub_run(s); // returns once three heartbeats have arrived (or after 120 s: a failure)
+    s->timeout_s = 30;
+    sub_run(s); // returns once three heartbeats have arrived (or after 30 s: a failure)
     ck_assert_int_eq(s->rc, CURLE_WRITE_ERROR);
     ck_assert_int_eq(atomic_load(&s->n_events), 1);
     const char *first = strstr(s->raw.s, "event: state"), *hb = strstr(s->raw.s, "\n: hb\n\n");
