@@ -62,6 +62,7 @@ typedef struct Stream {
     int64_t interval_ms;    // between reads of the job row
     int64_t heartbeat_ms;   // between comment heartbeats on a quiet stream
     int64_t last_id;        // id of the last event sent (or the client's Last-Event-ID)
+    int sent;               // events sent on this connection
     int64_t last_iter;      // iteration of the last progress event (-1: none)
     char last_metrics[512]; // the metrics it carried (a checkpoint moves the iteration alone)
     int state;              // the state last reported (-1: none yet)
@@ -263,6 +264,7 @@ static void event_put(Stream *s, int64_t id, const char *name, cJSON *data) {
     if (out_put(s, head, (size_t)n) && out_put(s, text, strlen(text))) out_put(s, "\n\n", 2);
     free(text);
     s->last_id = id;
+    s->sent++;
 }
 
 static int state_final(int st) {
@@ -362,7 +364,10 @@ static void stream_update(Stream *s, const StoreJob *j) {
         snprintf(s->last_metrics, sizeof s->last_metrics, "%s", j->metrics);
     }
     if (final) {
-        if (done_id(j) > s->last_id) event_put(s, done_id(j), "done", done_data(&b, j));
+        // done always ends a stream that reported anything (after a bumped state id too); a
+        // resumed stream whose client has seen done ends without it
+        int64_t id = done_id(j) > s->last_id ? done_id(j) : s->last_id + 1;
+        if (done_id(j) > s->last_id || s->sent) event_put(s, id, "done", done_data(&b, j));
         s->finished = 1;
     }
     if (b.oom) s->oom = 1;
