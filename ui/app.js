@@ -47,9 +47,14 @@ function trainingText(c) {
         `${c.iterations} iterations × ${c.meta_batch} tasks, seed ${c.seed}; tasks ${t.family || 'dataset ' + (t.dataset || '').slice(0, 8)}`;
 }
 
+// The validation figure, named by what it measures: val_mse (regression) or val_accuracy.
+const valKey = (o) => (o && 'val_accuracy' in o ? 'val_accuracy' : 'val_mse');
+const valName = (o) => (valKey(o) === 'val_accuracy' ? 'accuracy' : 'mse');
+const valOf = (m) => (m ? m[valKey(m)] : undefined);
+
 function metricsText(m) {
     if (!m || m.meta_loss === undefined) return '–';
-    return `meta ${fmt(m.meta_loss)} · val ${fmt(m.val_loss)} (${m.val_metric || 'loss'})`;
+    return `meta ${fmt(m.meta_loss)} · val ${fmt(valOf(m))} (${valName(m)})`;
 }
 
 /* ---- models ---- */
@@ -146,7 +151,7 @@ async function pageJobs() {
                 h('td', {}, stateBadge(j.state)),
                 progressCell(j),
                 h('td', { class: 'num' }, fmt(j.metrics && j.metrics.meta_loss)),
-                h('td', { class: 'num' }, fmt(j.metrics && j.metrics.val_loss)),
+                h('td', { class: 'num' }, fmt(valOf(j.metrics))),
                 h('td', {}, fmtTime(j.created_at)))), { 5: 'num', 6: 'num' }));
         if (alive && jobs.some((j) => !TERMINAL.has(j.state))) timer = setTimeout(() => refresh().catch(showError), 2000);
     };
@@ -189,7 +194,7 @@ async function pageJob(id) {
     let last = -1;
     const stats = h('div', { class: 'stats', id: 'job-stats' });
     const head = h('div', {});
-    const lossChart = h('svg:svg', { id: 'loss-chart', role: 'img', 'aria-label': 'meta-loss and validation loss by iteration' });
+    const lossChart = h('svg:svg', { id: 'loss-chart', role: 'img', 'aria-label': 'meta-loss and validation metric by iteration' });
     const cancel = h('button', {
         type: 'button', class: 'danger', id: 'job-cancel',
         onclick: (e) => action(e.target, async () => { await api('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`); await update(); }),
@@ -207,13 +212,13 @@ async function pageJob(id) {
         stats.replaceChildren(
             stat('iteration', `${j.iteration} / ${j.total}`),
             stat('meta-loss', fmt(m.meta_loss)),
-            stat(`validation (${m.val_metric || 'loss'})`, fmt(m.val_loss)),
+            stat(`validation (${valName(m)})`, fmt(valOf(m))),
             stat('tasks/s', fmt(m.tasks_per_s, 3)),
             stat('ETA', TERMINAL.has(j.state) ? '–' : fmtEta(m.eta_s)));
         cancel.hidden = TERMINAL.has(j.state);
         lineChart(lossChart, [
             { name: 'meta_loss', points: curves.meta_loss || [] },
-            { name: 'val_loss', points: curves.val_loss || [] },
+            { name: valKey(curves), points: curves[valKey(curves)] || [] },
         ], { xlabel: 'iteration', ylabel: 'loss (log scale)', logY: true });
         return TERMINAL.has(j.state);
     };
@@ -221,7 +226,7 @@ async function pageJob(id) {
         h('h1', {}, h('a', { href: '#/jobs' }, 'Jobs'), ' / ', h('span', { class: 'mono' }, id.slice(0, 8))),
         head, stats,
         h('h2', {}, 'Loss curves'),
-        legend(['meta-loss', 'validation loss']),
+        legend(['meta-loss', 'validation']),
         lossChart,
         h('div', { class: 'row' }, cancel));
     await update();
@@ -230,14 +235,14 @@ async function pageJob(id) {
 
 async function pageCompare(ids) {
     const jobs = await Promise.all(ids.map((id) => api('GET', `/v1/jobs/${encodeURIComponent(id)}`)));
-    const chart = h('svg:svg', { id: 'compare-chart', role: 'img', 'aria-label': 'validation loss of the selected jobs' });
+    const chart = h('svg:svg', { id: 'compare-chart', role: 'img', 'aria-label': 'validation metric of the selected jobs' });
     const series = [];
     for (const j of jobs) {
         const curves = {};
         await fetchPoints(j.id, curves, -1);
-        series.push({ name: `${j.model ? j.model.name : ''} ${j.id.slice(0, 8)}`, points: curves.val_loss || [] });
+        series.push({ name: `${j.model ? j.model.name : ''} ${j.id.slice(0, 8)}`, points: curves[valKey(curves)] || [] });
     }
-    lineChart(chart, series, { xlabel: 'iteration', ylabel: 'validation loss (log scale)', logY: true });
+    lineChart(chart, series, { xlabel: 'iteration', ylabel: 'validation metric (log scale)', logY: true });
     main.replaceChildren(
         h('h1', {}, h('a', { href: '#/jobs' }, 'Jobs'), ' / compare'),
         legend(series.map((s) => s.name)),
@@ -245,7 +250,7 @@ async function pageCompare(ids) {
         table(['job', 'state', 'algorithm', 'final validation'], jobs.map((j) => h('tr', {},
             h('td', {}, jobLink(j.id)), h('td', {}, stateBadge(j.state)),
             h('td', {}, j.config ? j.config.algorithm : '–'),
-            h('td', { class: 'num' }, j.metrics ? `${fmt(j.metrics.val_loss)} ${j.metrics.val_metric || ''}` : '–')))));
+            h('td', { class: 'num' }, j.metrics ? `${fmt(valOf(j.metrics))} ${valName(j.metrics)}` : '–')))));
 }
 
 /* ---- datasets ---- */

@@ -149,7 +149,9 @@ export async function tryRegression(main) {
         const ref = encodeURIComponent(select.value);
         const x = xs.concat(support.map((p) => p[0])).map((v) => [v]);
         const preds = await Promise.all(Array.from({ length: K + 1 }, (_, j) =>
-            api('POST', `/v1/models/${ref}/predict`, { x, support: sup, steps: j, ...extra })));
+            // step 0 is the meta-parameters themselves: predict without a support set (the API
+            // refuses steps 0 with one)
+            api('POST', `/v1/models/${ref}/predict`, j === 0 ? { x } : { x, support: sup, steps: j, ...extra })));
         const ys = preds.map((p) => p.y.slice(0, GRID).map((r) => r[0]));
         const loss = preds.map((p) => {
             const at = p.y.slice(GRID).map((r) => r[0]);
@@ -248,8 +250,10 @@ export async function tryClassification(main) {
         const q = parseRows(queryIn.value, false, D);
         if (!sup.length) throw new Error('support: give at least one labelled row');
         if (!q.length) throw new Error('query: give at least one row to classify');
-        const p = await api('POST', `/v1/models/${encodeURIComponent(m.ref)}/predict`, {
-            x: q, steps: Math.round(+steps.value),
+        const k = Math.round(+steps.value);
+        // zero steps: the meta-parameters' predictions (the API refuses steps 0 with a support set)
+        const p = await api('POST', `/v1/models/${encodeURIComponent(m.ref)}/predict`, k === 0 ? { x: q } : {
+            x: q, steps: k,
             support: { x: sup.map((r) => r.slice(0, D)), y: sup.map((r) => [r[D]]) },
         });
         const N = p.probabilities[0].length;

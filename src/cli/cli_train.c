@@ -4,8 +4,12 @@
  * report and the end-of-run summary; the loop itself is trainer_step (meta/train.h), the JSON is
  * the codec's.
  *
- * Progress goes to stderr every max(1, iterations / 20) iterations: the iteration, the mean
- * meta-loss over the iterations since the previous line, and tasks per second over that window.
+ * Progress goes to stderr. When stderr is a terminal: one line redrawn in place (\r) about ten
+ * times a second, a bar with the percentage done, the iteration, the mean meta-loss since the
+ * previous redraw, tasks per second and the ETA (from the rate since the start), ended by a
+ * newline. Otherwise (a file, a pipe, a log collector): a line every max(1, iterations / 20)
+ * iterations with the iteration, the mean meta-loss over the iterations since the previous line,
+ * and tasks per second over that window.
  * A non-finite loss (MS_ERR_NUMERIC) stops the run with exit status 1 and no model file. The
  * model file is written atomically (temporary file, then rename) and holds only deterministic
  * content, so two runs with the same config and seed produce identical bytes. The one-line JSON
@@ -26,8 +30,9 @@ static void usage(FILE *f) {
             "usage: metaserve train --config FILE.json --out MODEL.json [--quiet]\n"
             "\n"
             "Meta-trains the model described by the training config FILE.json (the body of\n"
-            "POST /v1/jobs) and writes the model file MODEL.json. Progress lines go to stderr\n"
-            "(silenced by --quiet); a one-line JSON summary goes to stdout.\n"
+            "POST /v1/jobs) and writes the model file MODEL.json. Progress goes to stderr (a\n"
+            "progress bar with meta-loss and ETA on a terminal, else a line every 5%%; silenced\n"
+            "by --quiet); a one-line JSON summary goes to stdout.\n"
             "Exit status: 0 done, 1 training failed (no model written), 2 bad usage or config.\n");
 }
 
@@ -94,23 +99,59 @@ static int parse_args(TrainArgs *a, int argc, char **argv) {
     return -1;
 }
 
+#define BAR_WIDTH 24
+#define BAR_EVERY 0.1 // seconds between two redraws of the terminal's progress line
+
+// Redraws the terminal's progress line: bar, percentage, iteration, mean meta-loss of the
+// window, tasks/s of the window, ETA from the rate since the start (t0).
+static void bar_draw(const Trainer *tr, double loss, double tps, double t0, double now) {
+    const TrainConfig *c = &tr->cfg;
+    double done = (double)tr->t / (double)c->iterations;
+    int k = (int)(done * BAR_WIDTH);
+    char bar[BAR_WIDTH + 1];
+    for (int i = 0; i < BAR_WIDTH; i++)
+        bar[i] = i < k ? '#' : '.';
+    bar[BAR_WIDTH] = '\0';
+    double rate = (double)tr->t / (now - t0 > 1e-9 ? now - t0 : 1e-9); // iterations per second
+    double eta = (double)(c->iterations - tr->t) / (rate > 0 ? rate : 1);
+    // \033[K clears what a longer previous line left
+    fprintf(stderr, "\rtrain [%s] %3d%% %ld/%ld meta_loss %.4g tasks/s %.0f eta %.0fs\033[K", bar,
+            (int)(done * 100), tr->t, c->iterations, loss, tps, eta);
+    if (tr->t == c->iterations) fputc('\n', stderr);
+    fflush(stderr);
+}
+
 // Runs the loop, reporting progress; *last_mean gets the mean meta-loss of the last window.
 static MsStatus run(Trainer *tr, int quiet, double *last_mean, double *seconds, MsError *err) {
     const TrainConfig *c = &tr->cfg;
     const long every = c->iterations / 20 > 1 ? c->iterations / 20 : 1;
-    double t0 = now_s(), t_win = t0, sum = 0;
-    long n_win = 0;
+    const int tty = !quiet && isatty(2);
+    double t0 = now_s(), t_win = t0, sum = 0, t_bar = t0, bar_sum = 0;
+    long n_win = 0, n_bar = 0;
     *last_mean = NAN;
     while (tr->t < c->iterations) {
         TrainStats ts;
         MsStatus st = trainer_step(tr, &ts, err);
-        if (st != MS_OK) return st;
+        if (st != MS_OK) {
+            if (tty && tr->t > 0) fputc('\n', stderr); // the error goes on a line of its own
+            return st;
+        }
         sum += ts.meta_loss;
         n_win++;
+        if (tty) {
+            bar_sum += ts.meta_loss;
+            n_bar++;
+            double t1 = now_s();
+            if (t1 - t_bar >= BAR_EVERY || tr->t == c->iterations) {
+                bar_draw(tr, bar_sum / (double)n_bar, (double)n_bar * c->meta_batch / (t1 - t_bar),
+                         t0, t1);
+                bar_sum = 0, n_bar = 0, t_bar = t1;
+            }
+        }
         if (tr->t % every == 0 || tr->t == c->iterations) {
             double t1 = now_s();
             *last_mean = sum / (double)n_win;
-            if (!quiet)
+            if (!quiet && !tty)
                 fprintf(stderr, "train: iteration %ld/%ld meta_loss %.6g tasks/s %.0f\n", tr->t,
                         c->iterations, *last_mean,
                         (double)n_win * c->meta_batch / (t1 - t_win > 1e-9 ? t1 - t_win : 1e-9));

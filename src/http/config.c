@@ -39,6 +39,8 @@ void server_config_defaults(ServerConfig *c) {
     c->checkpoint_every = JOBPOOL_DEFAULT_CHECKPOINT_EVERY;
     c->adapt_sweep_s = SWEEPER_DEFAULT_PERIOD_S;
     c->lease_ms = STORE_LEASE_MS_DEFAULT;
+    c->max_streams = 64;
+    c->sse_heartbeat_ms = 15000;
 }
 
 typedef enum {
@@ -115,6 +117,10 @@ static const Opt OPTS[] = {
      "concurrent connections"},
     {"METASERVE_MAX_QUEUED_JOBS", "--max-queued-jobs", "N", T_INT, OFF(max_queued_jobs), 1, 1000000,
      "`100`", "queued jobs before 429"},
+    {"METASERVE_MAX_STREAMS", "--max-streams", "N", T_INT, OFF(max_streams), 1, 100000, "`64`",
+     "job event streams open at once (503 with `Retry-After: 5` beyond)"},
+    {"METASERVE_SSE_HEARTBEAT_MS", "--sse-heartbeat-ms", "MS", T_INT, OFF(sse_heartbeat_ms), 100,
+     600000, "`15000`", "a `: hb` comment on an event stream quiet this long"},
     {"METASERVE_CACHE_MODELS", "--cache-models", "N", T_INT, OFF(cache_models), 1, 100000, "`64`",
      "model versions kept in memory (LRU)"},
     {"METASERVE_CHECKPOINT_S", "--checkpoint-s", "S", T_DOUBLE, OFF(checkpoint_seconds), 0, 86400,

@@ -296,7 +296,14 @@ void h_job_metrics(Req *r) {
     const char *token;
     if (!req_page(r, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, &size, &token)) return;
     int64_t after = -1;
-    const char *as = req_query(r, "after_step");
+    // since=STEP is after_step's short name (a page polling for new points); one or the other
+    const char *as = req_query(r, "after_step"), *since = req_query(r, "since");
+    if (as && since) {
+        reply_problem(r, 422, "validation", "since: give since or after_step, not both");
+        return;
+    }
+    const char *as_name = since ? "since" : "after_step";
+    if (since) as = since;
     // a page token (the last step of the previous page) supersedes after_step, so a client
     // that keeps its first query's parameters and adds the token still pages forward
     if (token[0]) {
@@ -305,7 +312,7 @@ void h_job_metrics(Req *r) {
             return;
         }
     } else if (as && !parse_step(as, -1, &after)) {
-        reply_problem(r, 422, "validation", "after_step: must be an integer >= -1");
+        reply_problem(r, 422, "validation", "%s: must be an integer >= -1", as_name);
         return;
     }
     Store *st = req_store(r);

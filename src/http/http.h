@@ -31,6 +31,8 @@ typedef enum { ROLE_NONE = 0, ROLE_CLIENT = 1, ROLE_ADMIN = 2 } Role;
 struct Metrics;
 struct KeySet;
 struct KeyHolder;
+struct SseHub;
+struct MHD_Response;
 
 /** State shared by every request thread; owned by server.c. */
 typedef struct App {
@@ -48,6 +50,7 @@ typedef struct App {
     int listen_loopback; // the listen socket is bound to a loopback address (protected mode off)
     // from cfg: how every connection opens the database
     StoreOptions store_opts;
+    struct SseHub *sse; // job event streams (h_events.c)
 } App;
 
 #define REQ_MAX_PARAMS 4
@@ -87,6 +90,8 @@ typedef struct Req {
     char problem[3072];        // a problem document's text (reply_problem; never allocates)
     char infer_header_len[24]; // Inference-Header-Content-Length of a binary /v2 reply ("": none)
     char filename[192];        // a download's name: Content-Disposition: attachment (200)
+    struct MHD_Response *response; // a response the handler made itself (an event stream),
+                                   // sent in place of the reply buffer (send_reply destroys it)
     int64_t t0_ns;             // arrival, for the access log and latency metrics
 
     const char *headers[REQ_MAX_HEADERS][2]; // more response headers (reply_header): name, value
@@ -349,5 +354,20 @@ void h_root(Req *r);
 void h_ui_slash(Req *r);
 void h_ui_index(Req *r);
 void h_ui_asset(Req *r);
+
+/* ---- job event streams (h_events.c) ---- */
+
+/** GET /v1/jobs/{id}/events: the job's progress as Server-Sent Events. */
+void h_job_events(Req *r);
+/** Starts the thread that wakes suspended event streams (at their next poll or heartbeat, or
+ *  when their client hangs up). Caller destroys with sse_hub_destroy. */
+MsStatus sse_hub_create(struct SseHub **out, MsError *err);
+/** Ends every open event stream (each closes cleanly after what it has queued) and refuses new
+ *  ones (503); returns at once. Accepts NULL. */
+void sse_hub_close(struct SseHub *h);
+/** Event streams open now (the metaserve_event_streams gauge); 0 for NULL. */
+int sse_hub_active(struct SseHub *h);
+/** Stops the thread and frees the hub; call after the daemon stopped. Accepts NULL. */
+void sse_hub_destroy(struct SseHub *h);
 
 #endif

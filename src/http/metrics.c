@@ -209,6 +209,10 @@ char *metrics_render(App *app, Store *st, size_t *len) {
                 (long long)counts[s]);
     }
     put(&o, "# TYPE metaserve_ready gauge\nmetaserve_ready %d\n", !atomic_load(&app->draining));
+    put(&o,
+        "# HELP metaserve_event_streams Job event streams (GET /v1/jobs/{id}/events) open now.\n"
+        "# TYPE metaserve_event_streams gauge\nmetaserve_event_streams %d\n",
+        sse_hub_active(app->sse));
     *len = o.buf ? o.len : 0;
     return o.buf;
 }

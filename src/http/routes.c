@@ -28,7 +28,9 @@ const Route ROUTES[] = {
     {"GET", "/v1/jobs/{id}", ROLE_CLIENT, 0, h_job_get, "/v1/jobs/{id}"},
     {"POST", "/v1/jobs/{id}/cancel", ROLE_ADMIN, 0, h_job_cancel, "/v1/jobs/{id}/cancel"},
     {"GET", "/v1/jobs/{id}/metrics", ROLE_CLIENT, 0, h_job_metrics, "/v1/jobs/{id}/metrics",
-     PAGE_QUERY ",after_step"},
+     PAGE_QUERY ",after_step,since"},
+    {"GET", "/v1/jobs/{id}/events", ROLE_CLIENT, 0, h_job_events, "/v1/jobs/{id}/events",
+     "interval_ms"},
 
     {"GET", "/v1/models", ROLE_CLIENT, 0, h_model_list, "/v1/models", PAGE_QUERY},
     {"GET", "/v1/models/{name}", ROLE_CLIENT, 0, h_model_get, "/v1/models/{name}"},

@@ -467,7 +467,11 @@ static void dispatch(Req *r) {
 
 static enum MHD_Result send_reply(Req *r) {
     struct MHD_Response *resp;
-    if (r->reply && r->reply_len) {
+    if (r->response) {
+        // made by the handler (an event stream), with its own headers
+        resp = r->response;
+        r->response = NULL;
+    } else if (r->reply && r->reply_len) {
         resp = MHD_create_response_from_buffer(r->reply_len, r->reply, MHD_RESPMEM_MUST_FREE);
         r->reply = NULL; // now the response's
     } else if (r->reply_len) {
@@ -556,6 +560,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                         s);
     }
     keyset_release(r->keys);
+    if (r->response) MHD_destroy_response(r->response); // made but never queued
     cJSON_Delete(r->json);
     free(r->body);
     free(r->reply);
@@ -899,7 +904,10 @@ MsStatus server_start(Server **out, const ServerConfig *c, MsError *err) {
                              addr_is_loopback((struct sockaddr *)&bound);
     struct stat ls = {0};
     fstat(lfd, &ls);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC;
+    if ((st = sse_hub_create(&s->app.sse, err)) != MS_OK) goto fail;
+    // event streams wait suspended (h_events.c): suspend/resume must be allowed
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     if (family == AF_INET6) flags |= MHD_USE_IPv6;
     // port 0: libmicrohttpd reads the bound port from the socket
     s->daemon = MHD_start_daemon(
@@ -931,12 +939,17 @@ int server_port(const Server *s) {
 }
 
 void server_drain(Server *s) {
-    if (s) atomic_store(&s->app.draining, 1);
+    if (!s) return;
+    atomic_store(&s->app.draining, 1);
+    // event streams end now (their clients reconnect to a replica that is not draining)
+    sse_hub_close(s->app.sse);
 }
 
 void server_stop(Server *s) {
     if (!s) return;
     atomic_store(&s->app.draining, 1);
+    // every event stream is woken and ends: none is left suspended when the daemon stops
+    sse_hub_close(s->app.sse);
     if (s->daemon) {
         // stop accepting, give in-flight requests up to 10 s to finish, then close
         MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
@@ -951,6 +964,7 @@ void server_stop(Server *s) {
         // would stay bound until the process ends
         if (lfd != MHD_INVALID_SOCKET) close(lfd);
     }
+    sse_hub_destroy(s->app.sse);
     jobpool_stop(s->app.jobs); // running jobs checkpoint and return to the queue
     sweeper_stop(s->app.sweeper);
     serving_destroy(s->app.serving);

@@ -552,6 +552,55 @@ START_TEST(train_then_eval_beats_unadapted_on_sinusoid) {
 }
 END_TEST
 
+START_TEST(train_progress_is_a_line_every_twentieth_off_a_terminal) {
+    make_dir();
+    const char *cfg = put_file("sine.json", sine_config("sine-lines", 200, 3));
+    Run r = run("train --config '%s' --out '%s/model.json'", cfg, g_dir); // stderr: a file
+    ck_assert_msg(r.code == 0, "train exited %d: %s", r.code, r.err);
+    ck_assert_msg(!strchr(r.err, '\r') && !strchr(r.err, '\033'), "terminal codes: %s", r.err);
+    // exactly the 20 lines "train: iteration <10k>/200 meta_loss <finite> tasks/s <integer>"
+    int lines = 0;
+    for (char *line = strtok(r.err, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        long it = -1, total = -1, tps = -1;
+        double loss = NAN;
+        int used = 0;
+        int got = sscanf(line, "train: iteration %ld/%ld meta_loss %lf tasks/s %ld%n", &it, &total,
+                         &loss, &tps, &used);
+        ck_assert_msg(got == 4 && line[used] == '\0', "line %d: '%s'", lines, line);
+        ck_assert_int_eq(it, 10L * (lines + 1));
+        ck_assert_int_eq(total, 200);
+        ck_assert(isfinite(loss) && tps >= 0);
+    }
+    ck_assert_int_eq(lines, 20);
+    run_free(&r);
+    remove_dir();
+}
+END_TEST
+
+START_TEST(train_draws_a_progress_bar_on_a_terminal) {
+    // script(1) (util-linux) runs the command on a pseudo-terminal and copies what it prints
+    make_dir();
+    const char *cfg = put_file("sine.json", sine_config("sine-bar", 200, 3));
+    const char *bin = getenv("METASERVE_BIN");
+    char cmd[1024], out[128];
+    snprintf(out, sizeof out, "%s/tty.txt", g_dir);
+    snprintf(cmd, sizeof cmd,
+             "script -qfec \"'%s' train --config '%s' --out '%s/model.json'\" /dev/null >'%s'", bin,
+             cfg, g_dir, out);
+    ck_assert_int_eq(system(cmd), 0);
+    char *tty = read_all(out);
+    ck_assert_ptr_nonnull(tty);
+    // the line redrawn in place, ending at 100% with a newline; no per-interval lines
+    ck_assert_msg(strstr(tty, "\rtrain [") != NULL, "no bar: %.300s", tty);
+    const char *last = strstr(tty, "\rtrain [########################] 100% 200/200 meta_loss ");
+    ck_assert_msg(last != NULL, "no final bar: %.600s", tty);
+    ck_assert_msg(strstr(last, " eta 0s\033[K\r\n") != NULL, "final bar: %.200s", last);
+    ck_assert_msg(strstr(tty, "train: iteration") == NULL, "interval lines on a terminal");
+    free(tty);
+    remove_dir();
+}
+END_TEST
+
 START_TEST(train_rejects_bad_config_naming_the_field) {
     make_dir();
     static const struct {
@@ -744,6 +793,8 @@ static Suite *cli_suite(void) {
     tcase_add_test(tc, metagrad_rejects_malformed_input);
     tcase_add_test(tc, train_then_eval_beats_unadapted_on_sinusoid);
     tcase_add_test(tc, train_rejects_bad_config_naming_the_field);
+    tcase_add_test(tc, train_progress_is_a_line_every_twentieth_off_a_terminal);
+    tcase_add_test(tc, train_draws_a_progress_bar_on_a_terminal);
     tcase_add_test(tc, train_is_bit_identical_across_runs);
     tcase_add_test(tc, train_stops_on_divergence_without_writing_a_model);
     tcase_add_test(tc, settings_table_matches_readme_help_flags_and_log);

@@ -203,6 +203,10 @@ export async function journey(base, { direct = true, log = console.log } = {}) {
     await call(['GET', '/ui/'], '/ui/', { key: null, expect: 200 });
     await call(['GET', '/ui/{asset}'], '/ui/app.js', { key: null, expect: 200 });
 
+    // ---- a finished job's event stream (its state, then done) ----
+    await call(['GET', '/v1/jobs/{id}/events'], `/v1/jobs/${sine.id}/events`,
+        { key: CLIENT, query: { interval_ms: '100' }, expect: 200 });
+
     // ---- ONNX exports ----
     await call(['GET', '/v1/models/{ref}/onnx'], '/v1/models/blobs@1/onnx', { key: CLIENT, expect: 200 });
     await call(['GET', '/v1/adaptations/{id}/onnx'], `/v1/adaptations/${a1.id}/onnx`,

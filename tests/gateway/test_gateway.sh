@@ -6,8 +6,9 @@
 #
 # Checks: prefix routing and nginx's own routes, X-Request-ID both ways (exactly one header, the
 # same id in the service's access log), Authorization reaching the service (401/403/202), the
-# body limit (2 MB passes, 70 MB gets 413), and a train -> adapt -> predict journey whose adapted
-# predictions beat the meta-parameters'.
+# body limit (2 MB passes, 70 MB gets 413), a train -> adapt -> predict journey whose adapted
+# predictions beat the meta-parameters', and job events (Server-Sent Events) passed on as they are
+# sent: the first progress event reaches the client while the job is still running.
 #
 # Environment: METASERVE_BIN (the binary), METASERVE_SRC (the source tree), NGINX (default
 # /usr/sbin/nginx; scripts/install-deps.sh installs it). Needs curl and awk. About 10-20 s.
@@ -32,9 +33,11 @@ command -v curl >/dev/null 2>&1 || die "curl not found (install it: bash scripts
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/test_gateway.XXXXXX")
 SVC_PID=""
 NGX_PID=""
+EV_PID=""
 
 cleanup() {
     local pid
+    [[ -n $EV_PID ]] && kill "$EV_PID" 2>/dev/null
     for pid in "$NGX_PID" "$SVC_PID"; do
         if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid" 2>/dev/null || true
@@ -387,6 +390,42 @@ else
     bad "the adapted MSE is lower than the meta-parameters' MSE" \
         "adapted $mse_adapted, meta $mse_meta"
 fi
+
+# ---- live job events, unbuffered through nginx ----
+
+# ~100,000 tasks: several seconds of training, cancelled once the check is made
+EV_JOB=${JOB/\"iterations\": 2000/\"iterations\": 20000}
+EV_JOB=${EV_JOB/\"meta_batch\": 25/\"meta_batch\": 5}
+expect "a long job for the event stream: 202" \
+    "$(req -H "$(auth "$ADMIN_KEY")" -H "$JSON" -d "$EV_JOB" "$GW/metaserve/v1/jobs")" 202
+ev_job=$(json_str id <"$BODY")
+EVENTS=$TMP/events
+curl -sSN --max-time 120 -D "$TMP/events.headers" -H "$(auth "$CLIENT_KEY")" \
+    "$GW/metaserve/v1/jobs/$ev_job/events?interval_ms=100" >"$EVENTS" 2>"$TMP/events.err" &
+EV_PID=$!
+for _ in $(seq 600); do
+    grep -q '^event: progress' "$EVENTS" && break
+    kill -0 "$EV_PID" 2>/dev/null || break
+    sleep 0.1
+done
+# what the job is doing once the client holds its first progress event
+req -H "$(auth "$CLIENT_KEY")" "$GW/metaserve/v1/jobs/$ev_job" >/dev/null
+ev_state=$(json_str state <"$BODY")
+if grep -q '^event: progress' "$EVENTS" && [[ $ev_state == running ]]; then
+    ok "the first progress event arrives through nginx while the job still runs"
+else
+    bad "the first progress event arrives through nginx while the job still runs" \
+        "job $ev_state; events so far: $(head -c 300 "$EVENTS")"
+fi
+expect "the event stream's content type" \
+    "$(HDRS=$TMP/events.headers header_values Content-Type | head -n 1)" text/event-stream
+expect "cancel the long job: 200" \
+    "$(req -X POST -H "$(auth "$ADMIN_KEY")" "$GW/metaserve/v1/jobs/$ev_job/cancel")" 200
+ev_rc=0
+wait "$EV_PID" || ev_rc=$?
+EV_PID=""
+expect "the stream ends by itself after the job (curl exit status)" "$ev_rc" 0
+expect "the last event is done" "$(grep '^event: ' "$EVENTS" | tail -n 1)" "event: done"
 
 printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
 ((FAILED == 0))

@@ -7,7 +7,9 @@ only for a request it did not carry out (a refused write changes nothing; a queu
 202 even out of memory). A connection error is retried only for GET, because a POST or DELETE whose
 connection broke may have been carried out: the caller must decide (e.g. list the jobs).
 """
+import json
 import os
+import sys
 import time
 import urllib.parse
 
@@ -72,6 +74,84 @@ def _seg(s):
     return urllib.parse.quote(str(s), safe="@")
 
 
+class Event:
+    """One Server-Sent Event of a job stream: name ("state", "progress", "done"), id (int) and
+    data (the decoded JSON object)."""
+
+    __slots__ = ("name", "id", "data")
+
+    def __init__(self, name, id, data):
+        self.name, self.id, self.data = name, id, data
+
+    def __repr__(self):
+        return f"<Event {self.id} {self.name} {self.data}>"
+
+
+def _sse_parse(lines):
+    """Yields ("retry", None, ms) and (name, id, data text) for each event of an iterable of decoded
+    lines (text/event-stream: fields until a blank line; comments start with ':')."""
+    name, eid, data = "message", None, []
+    for line in lines:
+        if line == "":
+            if data:
+                yield name, eid, "\n".join(data)
+            name, eid, data = "message", None, []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id":
+            eid = value
+        elif field == "retry" and value.isdigit():
+            yield "retry", None, int(value)
+
+
+class _Progress:
+    """Shows a job's progress on a stream (stderr): a one-line bar redrawn in place on a
+    terminal, one plain line per event otherwise."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.drawn = False
+
+    @staticmethod
+    def _num(v, fmt):
+        return format(v, fmt) if isinstance(v, (int, float)) else "-"
+
+    def show(self, ev):
+        d = ev.data
+        if ev.name == "progress":
+            it, total = d.get("iteration", 0), d.get("total", 0) or 1
+            vk = "val_accuracy" if "val_accuracy" in d else "val_mse"
+            text = (f"{it}/{total} meta_loss {self._num(d.get('meta_loss'), '.4g')} "
+                    f"{vk} {self._num(d.get(vk), '.4g')} "
+                    f"eta {self._num(d.get('eta_s'), '.0f')}s")
+            if self.tty:
+                w = 24
+                k = int(w * min(max(it / total, 0), 1))
+                self.stream.write(f"\r[{'#' * k}{'.' * (w - k)}] {100 * it // total:3d}% {text}\x1b[K")
+                self.drawn = True
+            else:
+                self.stream.write(f"progress {text}\n")
+        elif ev.name in ("state", "done"):
+            if self.drawn:
+                self.stream.write("\n")
+                self.drawn = False
+            extra = ""
+            if ev.name == "done":
+                m, e = d.get("model"), d.get("error")
+                extra = (f" model {m.get('name')}@{m.get('version')}" if m else
+                         f" {e.get('detail', '')}" if e else "")
+            self.stream.write(f"{ev.name} {d.get('state')} at {d.get('iteration')}{extra}\n")
+        self.stream.flush()
+
+
 class Job:
     """A training job: its latest state in .info, refreshed by refresh() and wait()."""
 
@@ -88,10 +168,63 @@ class Job:
         self.info = self.client.get_job(self.id)
         return self.info
 
-    def wait(self, timeout_s=None, poll_s=0.5, on_progress=None):
-        """Polls until the job ends; returns its final document, raises JobFailed unless it
-        succeeded and TimeoutError after timeout_s."""
+    def follow(self, interval_ms=None, last_event_id=None, display=True, reconnects=10,
+               file=None):
+        """Yields the job's events (Event: "state", "progress", then "done", which ends it) from
+        GET /v1/jobs/{id}/events. A dropped connection, or a stream the server ended without
+        "done" (it drains), is reopened with Last-Event-ID, so no event comes twice; after
+        `reconnects` attempts in a row that bring no event, the last error is raised. display:
+        a progress bar on `file` (stderr) when it is a terminal, plain lines otherwise; False:
+        nothing. last_event_id: start after that event."""
+        show = _Progress(file or sys.stderr) if display else None
+        last, retry_s, failures = last_event_id, 2.0, 0
+        while True:
+            got = False
+            try:
+                for ev in self.client.job_events(self.id, interval_ms=interval_ms,
+                                                 last_event_id=last):
+                    if ev.name == "retry":
+                        retry_s = min(ev.data / 1000.0, self.client.max_retry_wait_s)
+                        continue
+                    got, failures, last = True, 0, ev.id
+                    if ev.name in ("state", "done"):
+                        self.info = dict(self.info, state=ev.data.get("state"),
+                                         iteration=ev.data.get("iteration"))
+                    if show:
+                        show.show(ev)
+                    yield ev
+                    if ev.name == "done":
+                        return
+                if last is not None and not got and self.refresh().get("state") in _TERMINAL:
+                    return  # 204: the done event was seen before this connection
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.Timeout, ProblemError) as e:
+                if isinstance(e, ProblemError) and e.status != 503:
+                    raise  # 404, 401, ...: reconnecting changes nothing
+                if not got:
+                    failures += 1
+                    if failures > reconnects:
+                        raise
+            else:
+                if not got:
+                    failures += 1
+                    if failures > reconnects:
+                        raise MetaserveError(f"job {self.id}: the event stream ended {failures} "
+                                             "times without an event")
+            time.sleep(retry_s if not got else 0)
+
+    def wait(self, timeout_s=None, poll_s=0.5, on_progress=None, follow=False, display=True):
+        """Waits until the job ends; returns its final document, raises JobFailed unless it
+        succeeded and TimeoutError after timeout_s. follow=True reads the job's event stream
+        (follow(); with a progress bar on a terminal when display) instead of polling every
+        poll_s; on_progress gets the job's document (polling) or each progress event's data."""
         t0 = time.monotonic()
+        if follow:
+            for ev in self.follow(display=display):
+                if ev.name == "progress" and on_progress:
+                    on_progress(ev.data)
+                if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+                    raise TimeoutError(f"job {self.id} still {self.state} after {timeout_s} s")
         while self.refresh().get("state") not in _TERMINAL:
             if on_progress:
                 on_progress(self.info)
@@ -252,7 +385,47 @@ class Client:
 
     def iter_job_metrics(self, job_id, after_step=-1, page_size=None):
         return self._pages(f"/v1/jobs/{_seg(job_id)}/metrics", "points", page_size,
-                           {"after_step": after_step} if after_step != -1 else None)
+                           {"since": after_step} if after_step != -1 else None)
+
+    def job_events(self, job_id, interval_ms=None, last_event_id=None):
+        """One connection to GET /v1/jobs/{id}/events: yields Event objects (and
+        Event("retry", None, ms) for the server's reconnection advice) until the stream ends;
+        nothing for 204 (the job's done event was seen). Raises ProblemError for a 4xx/5xx (a
+        503 is retried after Retry-After like any request) and requests' errors when the
+        connection drops. Job.follow() reconnects; this does not."""
+        headers = {"Accept": "text/event-stream"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        params = {"interval_ms": int(interval_ms)} if interval_ms is not None else None
+        url = f"{self.base_url}/v1/jobs/{_seg(job_id)}/events"
+        for attempt in range(self.retries + 1):
+            # the read timeout outlasts the server's 15 s heartbeats
+            r = self.session.get(url, params=params, headers=headers, stream=True,
+                                 timeout=(self.timeout_s, max(self.timeout_s, 60.0)))
+            self.last_request_id = r.headers.get("X-Request-ID")
+            if r.status_code in (429, 503) and attempt < self.retries:
+                r.close()
+                time.sleep(self._retry_wait(r, attempt))
+                continue
+            break
+        with r:
+            if r.status_code >= 400:
+                try:
+                    problem = r.json()
+                except ValueError:
+                    problem = {"detail": r.text, "request_id": self.last_request_id or ""}
+                raise ProblemError(r.status_code, problem)
+            if r.status_code == 204:
+                return
+            r.encoding = "utf-8"  # text/event-stream is always UTF-8
+            lines = r.iter_lines(chunk_size=None, decode_unicode=True)
+            for name, eid, data in _sse_parse(lines):
+                if name == "retry":
+                    yield Event("retry", None, data)
+                    continue
+                yield Event(name, int(eid) if eid and eid.isdigit() else None, json.loads(data))
 
     # ---- models ----
 

@@ -55,6 +55,8 @@ typedef struct {
     int64_t checkpoint_every;  // METASERVE_CHECKPOINT_EVERY: iterations (default 1000)
     double adapt_sweep_s;      // METASERVE_ADAPT_SWEEP_S: expired-adaptation sweep (default 10)
     int open;                  // METASERVE_OPEN: 1 answers non-loopback clients without keys
+    int max_streams;           // METASERVE_MAX_STREAMS: open job event streams (default 64)
+    int sse_heartbeat_ms;      // METASERVE_SSE_HEARTBEAT_MS: comment heartbeat (default 15000)
     int n_keys;                // METASERVE_API_KEYS "role:key,..." and/or METASERVE_API_KEYS_FILE
     ServerKey keys[SERVER_MAX_KEYS];
     char keys_file[512]; // METASERVE_API_KEYS_FILE, --api-keys-file ("": none); re-read by
