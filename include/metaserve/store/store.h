@@ -301,6 +301,15 @@ MsStatus store_adaptation_expire(Store *s, int64_t now_ms, int *n, MsError *err)
  *  sweeper calls it, so the WAL stays bounded under steady traffic. */
 MsStatus store_wal_truncate(Store *s, int wait_ms, MsError *err);
 
+/**
+ * Returns once everything a read on s may have seen is on stable storage: with group commit
+ * (SQLite), a commit is visible to other connections a moment before the fsync that makes it
+ * durable, so a reply built from reads calls this before it leaves. Immediate when no commit
+ * of the process is in flight or unsynced (the common case), and always on PostgreSQL. MS_ERR_IO
+ * when an fsync of the file has failed in this process.
+ */
+MsStatus store_durable_fence(Store *s, MsError *err);
+
 /* ---- copying a whole store (metaserve migrate) ---- */
 
 /** What store_copy copied. */
