@@ -192,7 +192,9 @@ typedef struct {
 MsStatus store_job_progress(Store *s, const char *id, int64_t iteration, const char *metrics_json,
                             const StoreMetric *pts, int n, MsError *err);
 /** Replaces the job's checkpoint with n opaque bytes taken at `iteration` (also recorded as the
- *  job's iteration), atomically. MS_ERR_CONFLICT when the job is not running. */
+ *  job's iteration), atomically. MS_ERR_CONFLICT when the job is not running. On SQLite this and
+ *  store_job_progress return without waiting for the fsync (a power cut may lose the newest
+ *  ones; a resumed job re-derives them); every other write returns once durable. */
 MsStatus store_job_checkpoint(Store *s, const char *id, int64_t iteration, const void *data,
                               size_t n, MsError *err);
 /** Reads the checkpoint (caller frees *data, non-NULL even when *n == 0); MS_ERR_NOT_FOUND when
