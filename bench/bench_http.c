@@ -21,13 +21,16 @@
  *                       Inference Protocol JSON and OIP binary tensors, each beside /livez, on
  *                       the sine net (10 rows) and on a 784-256-256-5 classifier (8 rows of 784),
  *                       as ratios to the same-run /livez rate.
- *   durability          what durable commits cost the adapt path and job submit: two more
- *                       servers in the process, on normal.db at synchronous=NORMAL (the setting
- *                       before every commit was made durable) and on full.db at the store's own
- *                       FULL, each holding the model. First one client, sequential: POST
- *                       .../adapt and POST /v1/jobs on each server in turn, with an 8 KB write +
- *                       fdatasync in the same directory as a reference; then DUR_CLIENTS clients
- *                       at once, in segments cycling through (server, kind).
+ *   durability          what durable commits cost the adapt path and job submit: three more
+ *                       servers in the process (DUR_HTTP_THREADS threads each), on normal.db at
+ *                       synchronous=NORMAL with no barrier (not durable: the setting before
+ *                       every commit was made durable), on full.db at synchronous=FULL (one
+ *                       fsync per commit under the write lock) and on group.db with the store's
+ *                       own group commit, each holding the model. First one client,
+ *                       sequential: POST .../adapt and POST /v1/jobs on each server in turn,
+ *                       with an 8 KB write + fdatasync in the same directory as a reference;
+ *                       then 4 and 16 clients at once, in segments cycling through (server,
+ *                       kind).
  *
  * Every file is a real file on the disk under /tmp, so a commit at FULL pays a real fsync. Client
  * and server share the process and the machine's cores, so absolute rates and latencies
@@ -750,22 +753,26 @@ static int bench_oip(int port, const Options *o) {
 
 /* ---- durability ---- */
 
-// Every database of bench_http runs at the store's own synchronous level (FULL), except a file
-// named normal.db, which the durability case runs at NORMAL, the level the store used before
-// every commit was made durable. The store asks this function (a weak reference in
-// src/store/store_sqlite.c, defined only by builds that test or measure durability) for every
-// file it opens.
+// Every database of bench_http runs in the store's own mode (group commit), except files named
+// normal.db and full.db, which the durability case runs at synchronous=NORMAL without the
+// barrier (the setting before every commit was made durable) and at synchronous=FULL (one fsync
+// per commit). The store asks this function (a weak reference in src/store/store_sqlite.c,
+// defined only by builds that test or measure durability) for every file it opens.
 const char *store_sqlite_synchronous_override(const char *path);
 const char *store_sqlite_synchronous_override(const char *path) {
     size_t n = strlen(path);
-    return n >= 10 && !strcmp(path + n - 10, "/normal.db") ? "NORMAL" : NULL;
+    if (n >= 10 && !strcmp(path + n - 10, "/normal.db")) return "NORMAL";
+    if (n >= 8 && !strcmp(path + n - 8, "/full.db")) return "FULL";
+    return NULL;
 }
 
-#define DUR_CLIENTS 4 // concurrent clients in the durability case's second part
+#define DUR_HTTP_THREADS 16 // the durability servers' threads: 16 clients are served at once
+#define DUR_NC           2  // client counts of the concurrent part
+static const int DUR_CLIENTS[DUR_NC] = {4, 16};
 
-enum { M_NORMAL, M_FULL, MODES };
+enum { M_NORMAL, M_FULL, M_GROUP, MODES };
 enum { K_ADAPT, K_SUBMIT, DUR_KINDS };
-static const char *const MODE_NAMES[MODES] = {"normal", "full"};
+static const char *const MODE_NAMES[MODES] = {"normal", "full", "group"};
 static const char *const DUR_KIND_NAMES[DUR_KINDS] = {"adapt", "submit"};
 
 // One server of the durability case: its file, the model, its URLs.
@@ -775,8 +782,8 @@ typedef struct {
     char url[DUR_KINDS][128];
 } DurServer;
 
-// Starts a server on dir/file holding a copy of model m (2 HTTP threads, no job workers, a
-// queue limit never reached).
+// Starts a server on dir/file holding a copy of model m (DUR_HTTP_THREADS HTTP threads, no job
+// workers, a queue limit never reached).
 static int dur_server_start(DurServer *d, const char *dir, const char *file, const StoreModel *m) {
     char db[128];
     snprintf(db, sizeof db, "%s/%s", dir, file);
@@ -794,7 +801,7 @@ static int dur_server_start(DurServer *d, const char *dir, const char *file, con
     snprintf(c.db, sizeof c.db, "%s", db);
     c.port = 0;
     c.workers = 0;
-    c.http_threads = HTTP_THREADS;
+    c.http_threads = DUR_HTTP_THREADS;
     c.n_keys = 0;
     c.max_queued_jobs = 1000000;
     if (server_start(&d->srv, &c, &err) != MS_OK) {
@@ -868,6 +875,66 @@ static void print_lat(const char *prefix, Lat *l, int rate) {
         snprintf(key, sizeof key, "%s_rps", prefix);
         print_num(key, (double)l->n / l->seconds, 0);
     }
+}
+
+// Store-level commits: n threads, each with its own connection to one file, create jobs (one
+// write transaction each) until `until`; no HTTP and no adaptation compute, only the commit path.
+#define STORE_NC 3
+static const int STORE_CLIENTS[STORE_NC] = {1, 4, 16};
+
+typedef struct {
+    const char *db;
+    double until;
+    long commits;
+    int ok;
+} StoreWriter;
+
+static void *store_writer(void *arg) {
+    StoreWriter *w = arg;
+    MsError err = {0};
+    Store *st = NULL;
+    char id[STORE_ID_MAX];
+    w->ok = store_open(&st, w->db, &err) == MS_OK;
+    while (w->ok && now_s(CLOCK_MONOTONIC) < w->until) {
+        w->ok = store_job_create(st, "{}", "bench-commit", 1, 0, id, &err) == MS_OK;
+        w->commits += w->ok;
+    }
+    if (!w->ok) report("durability: store commits", &err);
+    store_close(st);
+    return NULL;
+}
+
+// Commits per second of each (clients, mode), in segments cycling through them for `rounds`.
+static int dur_store_commits(const char *dir, int rounds, double seg_s,
+                             double cps[STORE_NC][MODES]) {
+    static const char *const FILES[MODES] = {"normal.db", "full.db", "group.db"};
+    double secs[STORE_NC][MODES] = {{0}};
+    long n[STORE_NC][MODES] = {{0}};
+    int ok = 1;
+    for (int round = 0; ok && round < rounds; round++)
+        for (int c = 0; ok && c < STORE_NC; c++)
+            for (int j = 0; ok && j < MODES; j++) {
+                int mo = (round & 1) ? MODES - 1 - j : j, nc = STORE_CLIENTS[c];
+                char db[128];
+                snprintf(db, sizeof db, "%s/%s", dir, FILES[mo]);
+                pthread_t th[16];
+                StoreWriter w[16];
+                double t0 = now_s(CLOCK_MONOTONIC);
+                for (int i = 0; i < nc; i++) {
+                    w[i] = (StoreWriter){db, t0 + seg_s, 0, 0};
+                    pthread_create(&th[i], NULL, store_writer, &w[i]);
+                }
+                for (int i = 0; i < nc; i++) {
+                    pthread_join(th[i], NULL);
+                    ok = ok && w[i].ok;
+                    n[c][mo] += w[i].commits;
+                }
+                secs[c][mo] += now_s(CLOCK_MONOTONIC) - t0;
+            }
+    for (int c = 0; c < STORE_NC; c++)
+        for (int mo = 0; mo < MODES; mo++)
+            cps[c][mo] = (double)n[c][mo] / secs[c][mo];
+    return ok;
 }
 
 enum { W_PROGRESS, W_CHECKPOINT, JOB_WRITES };
@@ -950,7 +1017,7 @@ static int bench_durability(Store *st, const char *dir, const Options *o) {
     MsError err = {0};
     StoreModel m;
     DurServer d[MODES];
-    Lat seq[MODES][DUR_KINDS], conc[MODES][DUR_KINDS], jw[MODES][JOB_WRITES];
+    Lat seq[MODES][DUR_KINDS], conc[DUR_NC][MODES][DUR_KINDS], jw[MODES][JOB_WRITES];
     double *flush = NULL;
     char *job = NULL;
     int rc = 1, have_model = 0, fd = -1;
@@ -961,7 +1028,8 @@ static int bench_durability(Store *st, const char *dir, const Options *o) {
     for (int mo = 0; mo < MODES; mo++) {
         for (int k = 0; k < DUR_KINDS; k++) {
             pthread_mutex_init(&seq[mo][k].mu, NULL);
-            pthread_mutex_init(&conc[mo][k].mu, NULL);
+            for (int c = 0; c < DUR_NC; c++)
+                pthread_mutex_init(&conc[c][mo][k].mu, NULL);
         }
         for (int k = 0; k < JOB_WRITES; k++)
             pthread_mutex_init(&jw[mo][k].mu, NULL);
@@ -976,7 +1044,8 @@ static int bench_durability(Store *st, const char *dir, const Options *o) {
     }
     have_model = 1;
     if (!dur_server_start(&d[M_NORMAL], dir, "normal.db", &m) ||
-        !dur_server_start(&d[M_FULL], dir, "full.db", &m))
+        !dur_server_start(&d[M_FULL], dir, "full.db", &m) ||
+        !dur_server_start(&d[M_GROUP], dir, "group.db", &m))
         goto done;
     Target t;
     target_init(&t, server_port(d[M_FULL].srv));
@@ -1020,25 +1089,27 @@ static int bench_durability(Store *st, const char *dir, const Options *o) {
         fprintf(g_note, "bench_http: durability: the sequential part failed\n");
         goto done;
     }
-    // Concurrent: DUR_CLIENTS clients at once against one server and one kind for a segment;
-    // the segments cycle through the four (mode, kind) pairs, so drift hits them alike.
+    // Concurrent: n clients at once against one server and one kind for a segment; the
+    // segments cycle through the (clients, mode, kind) triples, so drift hits them alike.
     for (int round = 0; round < o->dur_rounds; round++)
-        for (int k = 0; k < DUR_KINDS; k++)
-            for (int j = 0; j < MODES; j++) {
-                int mo = (round & 1) ? MODES - 1 - j : j;
-                pthread_t th[DUR_CLIENTS];
-                DurClient a[DUR_CLIENTS];
-                double t0 = now_s(CLOCK_MONOTONIC), until = t0 + o->dur_segment_s;
-                for (int i = 0; i < DUR_CLIENTS; i++) {
-                    a[i] = (DurClient){d[mo].url[k], body[k], expect[k], until, &conc[mo][k], 0};
-                    pthread_create(&th[i], NULL, dur_client, &a[i]);
+        for (int c = 0; c < DUR_NC; c++)
+            for (int k = 0; k < DUR_KINDS; k++)
+                for (int j = 0; j < MODES; j++) {
+                    int mo = (round & 1) ? MODES - 1 - j : j, nc = DUR_CLIENTS[c];
+                    pthread_t th[16];
+                    DurClient a[16];
+                    Lat *l = &conc[c][mo][k];
+                    double t0 = now_s(CLOCK_MONOTONIC), until = t0 + o->dur_segment_s;
+                    for (int i = 0; i < nc; i++) {
+                        a[i] = (DurClient){d[mo].url[k], body[k], expect[k], until, l, 0};
+                        pthread_create(&th[i], NULL, dur_client, &a[i]);
+                    }
+                    for (int i = 0; i < nc; i++) {
+                        pthread_join(th[i], NULL);
+                        ok = ok && a[i].ok;
+                    }
+                    l->seconds += now_s(CLOCK_MONOTONIC) - t0;
                 }
-                for (int i = 0; i < DUR_CLIENTS; i++) {
-                    pthread_join(th[i], NULL);
-                    ok = ok && a[i].ok;
-                }
-                conc[mo][k].seconds += now_s(CLOCK_MONOTONIC) - t0;
-            }
     if (!ok) {
         fprintf(g_note, "bench_http: durability: the concurrent part failed\n");
         goto done;
@@ -1049,8 +1120,9 @@ static int bench_durability(Store *st, const char *dir, const Options *o) {
     double iters_s = 0;
     size_t img_bytes = 0;
     if (!dur_job_writes(d, n, jw, &iters_s, &img_bytes)) goto done;
-    printf("{\"case\":\"durability\",\"reps\":%zu,\"clients\":%d,\"http_threads\":%d", n,
-           DUR_CLIENTS, HTTP_THREADS);
+    double cps[STORE_NC][MODES];
+    if (!dur_store_commits(dir, o->dur_rounds, o->dur_segment_s, cps)) goto done;
+    printf("{\"case\":\"durability\",\"reps\":%zu,\"http_threads\":%d", n, DUR_HTTP_THREADS);
     print_num("segment_s", o->dur_segment_s, 2);
     printf(",\"rounds\":%d", o->dur_rounds);
     double p50[MODES][DUR_KINDS];
@@ -1065,11 +1137,21 @@ static int bench_durability(Store *st, const char *dir, const Options *o) {
     print_num("flush_p99_ms", pct(flush, n, 0.99) / 1e3, 3);
     print_num("adapt_full_normal_ratio", p50[M_FULL][K_ADAPT] / p50[M_NORMAL][K_ADAPT], 2);
     print_num("submit_full_normal_ratio", p50[M_FULL][K_SUBMIT] / p50[M_NORMAL][K_SUBMIT], 2);
-    for (int mo = 0; mo < MODES; mo++)
-        for (int k = 0; k < DUR_KINDS; k++) {
-            char prefix[48];
-            snprintf(prefix, sizeof prefix, "conc_%s_%s", MODE_NAMES[mo], DUR_KIND_NAMES[k]);
-            print_lat(prefix, &conc[mo][k], 1);
+    print_num("adapt_group_full_ratio", p50[M_GROUP][K_ADAPT] / p50[M_FULL][K_ADAPT], 2);
+    print_num("submit_group_full_ratio", p50[M_GROUP][K_SUBMIT] / p50[M_FULL][K_SUBMIT], 2);
+    for (int c = 0; c < DUR_NC; c++)
+        for (int mo = 0; mo < MODES; mo++)
+            for (int k = 0; k < DUR_KINDS; k++) {
+                char prefix[48];
+                snprintf(prefix, sizeof prefix, "conc%d_%s_%s", DUR_CLIENTS[c], MODE_NAMES[mo],
+                         DUR_KIND_NAMES[k]);
+                print_lat(prefix, &conc[c][mo][k], 1);
+            }
+    for (int c = 0; c < STORE_NC; c++)
+        for (int mo = 0; mo < MODES; mo++) {
+            char key[48];
+            snprintf(key, sizeof key, "store%d_%s_commits_per_s", STORE_CLIENTS[c], MODE_NAMES[mo]);
+            print_num(key, cps[c][mo], 0);
         }
     // The share of a job's training time its own writes take at the service's defaults: one
     // progress write a second, and a checkpoint every 1000 iterations or 10 s, whichever first.
@@ -1097,9 +1179,11 @@ done:
         store_close(d[mo].st);
         for (int k = 0; k < DUR_KINDS; k++) {
             free(seq[mo][k].us);
-            free(conc[mo][k].us);
             pthread_mutex_destroy(&seq[mo][k].mu);
-            pthread_mutex_destroy(&conc[mo][k].mu);
+            for (int c = 0; c < DUR_NC; c++) {
+                free(conc[c][mo][k].us);
+                pthread_mutex_destroy(&conc[c][mo][k].mu);
+            }
         }
         for (int k = 0; k < JOB_WRITES; k++) {
             free(jw[mo][k].us);

@@ -24,10 +24,10 @@
  *                    training time the job pool's default checkpoint interval costs.
  *
  * "Cold" means a registry miss, not a cold disk: the data were just written, so the page caches
- * hold them. Every write runs with the backend's own settings: SQLite WAL with
- * synchronous=FULL (a commit waits for its WAL fsync); PostgreSQL with
- * whatever the server runs (a commit waits for its WAL flush when fsync and synchronous_commit
- * are on). Single-threaded, one Store connection at a time, one OpenBLAS thread.
+ * hold them. Every write runs with the backend's own settings: SQLite WAL with group commit
+ * (a commit waits for an fsync of the WAL that started after it; alone, one fsync per commit);
+ * PostgreSQL with whatever the server runs (a commit waits for its WAL flush when fsync and
+ * synchronous_commit are on). Single-threaded, one Store connection at a time, one OpenBLAS thread.
  *
  * The PostgreSQL database should be one the benchmark may write to: it refuses a database with
  * queued or running jobs (the queue depth would be wrong), and at the end leaves no models,
@@ -1264,7 +1264,7 @@ int main(int argc, char **argv) {
         }
         snprintf(db, sizeof db, "%s/bench.db", dir);
         sq.path = db;
-        fprintf(stderr, "bench_store: sqlite: %s (WAL, synchronous=FULL)\n", db);
+        fprintf(stderr, "bench_store: sqlite: %s (WAL, group commit)\n", db);
         double t0 = now_s(CLOCK_MONOTONIC);
         failed += run_backend(&sq, &o);
         fprintf(stderr, "bench_store: sqlite: %.1f s\n", now_s(CLOCK_MONOTONIC) - t0);

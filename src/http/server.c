@@ -461,6 +461,14 @@ static void dispatch(Req *r) {
     if (rt->json_body == 1 && !(r->json = req_json(r))) return;
     rt->handler(r);
     if (!r->status) reply_problem(r, 500, "internal", "the handler gave no reply");
+    // Group commit makes a commit visible a moment before the fsync that makes it durable: a
+    // reply built from the store leaves only once what it may have read is durable too
+    // (immediate unless a commit is in flight or unsynced; src/store/store_sqlite_sync.c).
+    MsError ferr = {0};
+    if (r->store && store_durable_fence(r->store, &ferr) != MS_OK) {
+        r->location[0] = '\0';
+        reply_problem(r, 503, "unavailable", "%s", ferr.msg);
+    }
 }
 
 /* ---- replies and logs ---- */

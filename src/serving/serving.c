@@ -103,6 +103,8 @@ void serving_destroy(Serving *r) {
 static MsStatus load(Store *st, const char *name, int version, ServingModel **out, MsError *err) {
     StoreModel sm;
     MsStatus s = store_model_get(st, name, version, &sm, err);
+    // other threads' replies use the cached version without reading it: durable first
+    if (s == MS_OK && (s = store_durable_fence(st, err)) != MS_OK) store_model_free(&sm);
     if (s != MS_OK) return s;
     ServingModel *m = calloc(1, sizeof *m);
     if (!m) {
@@ -182,6 +184,8 @@ static MsStatus resolve(Serving *r, Store *st, const char *ref, char name[STORE_
         return ms_fail_detail(err, MS_ERR_DB, MS_DETAIL_UNAVAILABLE,
                               "database unavailable: %s is not resolved in this process", ref);
     MsStatus s = store_model_resolve(st, ref, name, version, err);
+    // other threads' replies use the cached resolution without reading it: durable first
+    if (s == MS_OK) s = store_durable_fence(st, err);
     if (s != MS_OK || strlen(ref) >= sizeof e->ref) return s;
     pthread_mutex_lock(&r->mu);
     snprintf(e->ref, sizeof e->ref, "%s", ref);

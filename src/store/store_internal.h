@@ -22,11 +22,15 @@
 #define STORE_WAL_LIMIT_BYTES "67108864"
 #define STORE_STMT_CACHE      96 // distinct SQL texts in the backend (about 50; asserted)
 
-typedef struct PgStore PgStore; // the PostgreSQL backend's state (store_pg.h)
+typedef struct PgStore PgStore;         // the PostgreSQL backend's state (store_pg.h)
+typedef struct SyncBarrier SyncBarrier; // group commit of one file (store_sqlite_sync.c)
 
 struct Store {
     PgStore *pg; // non-NULL: this Store is a PostgreSQL connection and db is unused
     sqlite3 *db;
+    SyncBarrier *sync; // non-NULL: commits wait on the file's barrier (group commit)
+    int fresh;         // 1: no statement has run since this connection's last durable commit
+                       // or fence, so whatever it read is durable (store_durable_fence)
     struct {
         const char *sql;  // the static SQL text (the cache key is its address)
         sqlite3_stmt *st; // prepared on first use, finalized by store_close
@@ -65,9 +69,30 @@ MsStatus store_sqlite_fail(Store *s, int rc, const char *what, MsError *err);
 
 /** BEGIN IMMEDIATE: takes the write lock now (waiting up to the busy timeout). */
 MsStatus store_tx_begin(Store *s, MsError *err);
+/** COMMIT, returning once the transaction is durable (group commit: after the barrier). An
+ *  error after the commit itself (the barrier's fsync failed) is MS_ERR_IO: the write may be
+ *  visible but is not acknowledged. */
 MsStatus store_tx_commit(Store *s, MsError *err);
+/** COMMIT without waiting for durability: for a running job's progress and checkpoints only,
+ *  which a job re-derives when it resumes from an earlier checkpoint. The next durable commit
+ *  or fence on the file covers it. */
+MsStatus store_tx_commit_lazy(Store *s, MsError *err);
 /** Rolls back the open transaction, if any (safe to call on every failure path). */
 void store_tx_rollback(Store *s);
+
+/* ---- group commit (store_sqlite_sync.c) ---- */
+
+/** Attaches s to its file's barrier (created on first use); MS_ERR_NOMEM when it cannot be. */
+MsStatus store_sync_attach(Store *s, MsError *err);
+/** Drops s's reference (freeing the barrier with the last one). Accepts a detached s. */
+void store_sync_detach(Store *s);
+/** Before COMMIT: marks a commit in flight, so fences wait for it. */
+void store_sync_commit_begin(Store *s);
+/** After COMMIT (committed: it succeeded): takes a ticket, and when wait is set returns once an
+ *  fsync of the WAL that started after the ticket succeeded; MS_ERR_IO when one failed. */
+MsStatus store_sync_commit_end(Store *s, int committed, int wait, MsError *err);
+/** Waiters on s's barrier asleep until the fsync in flight ends (for tests). */
+int store_sync_waiting(Store *s);
 
 /* ---- validation and ids (store_sqlite.c) ---- */
 

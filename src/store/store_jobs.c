@@ -392,7 +392,7 @@ MsStatus store_job_progress(Store *s, const char *id, int64_t iteration, const c
         goto done;
     }
     if ((st = metrics_put(s, id, pts, n, err)) != MS_OK) goto done;
-    st = store_tx_commit(s, err);
+    st = store_tx_commit_lazy(s, err); // re-derived by a resumed job: no fsync wait
 done:
     store_stmt_done(q);
     if (st != MS_OK) store_tx_rollback(s);
@@ -427,7 +427,7 @@ MsStatus store_job_checkpoint(Store *s, const char *id, int64_t iteration, const
         st = not_running(s, id, err);
         goto done;
     }
-    st = store_tx_commit(s, err);
+    st = store_tx_commit_lazy(s, err); // an earlier checkpoint re-derives it: no fsync wait
 done:
     store_stmt_done(q);
     if (st != MS_OK) store_tx_rollback(s);

@@ -59,6 +59,7 @@ MsStatus store_sqlite_fail(Store *s, int rc, const char *what, MsError *err) {
 }
 
 MsStatus store_stmt(Store *s, const char *sql, sqlite3_stmt **out, MsError *err) {
+    s->fresh = 0; // it may read a commit not yet durable
     for (int i = 0; i < s->n_stmts; i++)
         if (s->stmts[i].sql == sql) {
             *out = s->stmts[i].st;
@@ -110,8 +111,23 @@ MsStatus store_tx_begin(Store *s, MsError *err) {
     return exec_cached(s, SQL_BEGIN, "beginning a write transaction", err);
 }
 
+// COMMIT, then (group commit) the barrier: wait set, until the commit is durable.
+static MsStatus commit(Store *s, int wait, MsError *err) {
+    store_sync_commit_begin(s);
+    MsStatus st = exec_cached(s, SQL_COMMIT, "committing", err);
+    MsStatus sy = store_sync_commit_end(s, st == MS_OK, wait, err);
+    // Every read of this connection so far saw commits whose frames were written before this
+    // one's, so the fsync that made this commit durable covered them too.
+    s->fresh = st == MS_OK && sy == MS_OK && wait;
+    return st != MS_OK ? st : sy;
+}
+
 MsStatus store_tx_commit(Store *s, MsError *err) {
-    return exec_cached(s, SQL_COMMIT, "committing", err);
+    return commit(s, 1, err);
+}
+
+MsStatus store_tx_commit_lazy(Store *s, MsError *err) {
+    return commit(s, 0, err);
 }
 
 void store_tx_rollback(Store *s) {
@@ -130,6 +146,7 @@ MsStatus store_refuse_newer(int version, MsError *err) {
 }
 
 MsStatus store_user_version(Store *s, int *out, MsError *err) {
+    s->fresh = 0;
     sqlite3_stmt *q = NULL;
     int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(q);
@@ -144,39 +161,47 @@ MsStatus store_user_version(Store *s, int *out, MsError *err) {
 
 /* ---- durability ---- */
 
-// Every connection runs WAL with synchronous=FULL: COMMIT returns only after the WAL frames of
-// the transaction have been fsynced, and SQLite publishes a commit to other connections (the
-// WAL-index header) only after that fsync. So whatever a 2xx reply acknowledges, or a read
-// shows, survives a power loss or kernel crash, not only a crash of the process
-// (tests/powerloss kills the server on a VFS that loses every unsynced write). NORMAL fsyncs the
-// WAL only at checkpoints and loses the last commits before a power loss, acknowledged ones
-// included. The price is one fsync per write transaction, taken while the write lock is held:
-// about 3 ms more per adapt call or job submit on our VM's disk, and writes to one file are
-// serialised through their fsyncs (docs/reliability.md, "Power loss"). Progress and checkpoint
-// writes of running jobs pay it too, about 1% of a small net's training time at the default
-// intervals, so they get no cheaper special case. WAL checkpoints fsync the file at either level.
-static const char SYNCHRONOUS_LEVEL[] = "FULL";
+// Every write the API acknowledges must be on stable storage before the reply leaves. The
+// store's own mode is group commit: connections commit at synchronous=NORMAL (COMMIT writes the
+// WAL frames and returns without an fsync), and store_tx_commit then waits on the file's
+// barrier (store_sqlite_sync.c), where one waiter fsyncs the WAL for every commit that finished
+// before that fsync started. So a commit is durable when store_tx_commit returns, as at FULL,
+// but concurrent commits share fsyncs instead of taking one each under the write lock. A commit
+// is visible to other connections a moment before its fsync; replies built from reads wait
+// for it with store_durable_fence. Progress and checkpoints of running jobs commit without
+// waiting (store_tx_commit_lazy): a job resumes from an earlier checkpoint and re-derives them.
+// WAL checkpoints fsync the WAL before copying it and the file after, at NORMAL as at FULL.
+// docs/reliability.md ("Group commit") gives the argument and the figures.
+typedef enum {
+    SYNC_GROUP,  // NORMAL + the barrier (the store's own)
+    SYNC_FULL,   // FULL: one fsync per commit, under the write lock (test and bench builds)
+    SYNC_NORMAL, // NORMAL, no barrier: not durable (test and bench builds, to show the loss)
+} SyncMode;
 
 // Builds made to test or measure durability (tests/powerloss's server, bench_http) define this
-// to run the database at path with synchronous "NORMAL" or "FULL" instead; it returns NULL for
-// the level above. The service's build does not define it: the weak reference is then NULL.
+// to run the database at path in mode "GROUP", "FULL" or "NORMAL" instead; it returns NULL for
+// the store's own. The service's build does not define it: the weak reference is then NULL.
 const char *store_sqlite_synchronous_override(const char *path) __attribute__((weak));
 
-// The level of this connection's file: SYNCHRONOUS_LEVEL unless a test build overrides it.
-static MsStatus synchronous_level(Store *s, const char **level, MsError *err) {
-    *level = SYNCHRONOUS_LEVEL;
+// The mode of this connection's file: SYNC_GROUP unless a test build overrides it.
+static MsStatus sync_mode(Store *s, SyncMode *mode, MsError *err) {
+    *mode = SYNC_GROUP;
     if (!store_sqlite_synchronous_override) return MS_OK;
     const char *o = store_sqlite_synchronous_override(sqlite3_db_filename(s->db, "main"));
-    if (!o) return MS_OK;
-    if (strcmp(o, "NORMAL") != 0 && strcmp(o, "FULL") != 0)
-        return ms_fail(err, MS_ERR_INTERNAL, "synchronous override '%.16s' is not NORMAL or FULL",
-                       o);
-    *level = o;
+    if (!o || !strcmp(o, "GROUP")) return MS_OK;
+    if (!strcmp(o, "FULL"))
+        *mode = SYNC_FULL;
+    else if (!strcmp(o, "NORMAL"))
+        *mode = SYNC_NORMAL;
+    else
+        return ms_fail(err, MS_ERR_INTERNAL,
+                       "synchronous override '%.16s' is not GROUP, FULL or NORMAL", o);
     return MS_OK;
 }
 
-// Sets the connection's pragmas: WAL, the synchronous level above, foreign keys, and the cache
-// and WAL size limits below.
+// Sets the connection's pragmas: WAL, the synchronous level of the mode above (attaching the
+// connection to its file's barrier in group commit), foreign keys, and the cache and WAL size
+// limits below.
 static MsStatus set_pragmas(Store *s, MsError *err) {
     sqlite3_stmt *q = NULL;
     MsStatus st = MS_OK;
@@ -198,8 +223,10 @@ static MsStatus set_pragmas(Store *s, MsError *err) {
     // process's resident set, would undo the promise that such a dataset is held once in memory.
     // 2000 KiB is SQLite's stock default (this library's build too); the hot B-tree pages of
     // jobs and models fit in it many times over.
-    const char *level;
-    if ((st = synchronous_level(s, &level, err)) != MS_OK) goto done;
+    SyncMode m;
+    if ((st = sync_mode(s, &m, err)) != MS_OK) goto done;
+    if (m == SYNC_GROUP && (st = store_sync_attach(s, err)) != MS_OK) goto done;
+    const char *level = m == SYNC_FULL ? "FULL" : "NORMAL";
     char sql[256];
     snprintf(sql, sizeof sql,
              "PRAGMA synchronous = %s; PRAGMA foreign_keys = ON;"
@@ -303,6 +330,7 @@ void store_close(Store *s) {
     for (int i = 0; i < s->n_stmts; i++)
         sqlite3_finalize(s->stmts[i].st);
     sqlite3_close_v2(s->db);
+    store_sync_detach(s);
     free(s);
 }
 
@@ -346,6 +374,7 @@ int store_schema_version(Store *s) {
 
 MsStatus store_integrity_check(Store *s, MsError *err) {
     if (s->pg) return pg_integrity_check(s, err);
+    s->fresh = 0;
     sqlite3_stmt *q = NULL;
     MsStatus st = MS_OK;
     int rc = sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &q, NULL);

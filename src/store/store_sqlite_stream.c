@@ -15,6 +15,7 @@
 // Opens a handle on table.col of row rowid (sqlite3_blob_open sets *out to NULL on failure).
 static MsStatus stream_open(Store *s, const char *table, const char *col, sqlite3_int64 rowid,
                             int writable, sqlite3_blob **out, const char *what, MsError *err) {
+    s->fresh = 0; // a read (store_durable_fence)
     int rc = sqlite3_blob_open(s->db, "main", table, col, rowid, writable, out);
     return rc == SQLITE_OK ? MS_OK : store_sqlite_fail(s, rc, what, err);
 }

@@ -34,7 +34,8 @@
  *
  * Environment: POWERLOSS_KILLS (default 30), POWERLOSS_SEED (the schedule, the upload contents,
  * the support sets and the torn writes; printed), POWERLOSS_SYNCHRONOUS=NORMAL (run the server at
- * synchronous=NORMAL: the test must then fail), POWERLOSS_DIR (default /tmp), POWERLOSS_KEEP=1
+ * synchronous=NORMAL without the group-commit barrier: the test must then fail; FULL runs it
+ * with one fsync per commit instead), POWERLOSS_DIR (default /tmp), POWERLOSS_KEEP=1
  * (keep the directory; kept anyway on failure). METASERVE_BIN and METASERVE_POWERLOSS_BIN are the
  * two binaries (CTest sets them). The wall time is printed as a figure, never asserted on.
  */
@@ -414,7 +415,6 @@ static void check_offline(const char *db, int k) {
 
 /* ---- the live check (server up) ---- */
 
-
 // Over HTTP only: the driver's own connection to the file would not see the server's unsynced
 // writes (they are in the server's memory) and would read a torn state.
 static void check_live(const HcClient *c) {
@@ -461,7 +461,7 @@ int main(void) {
     const char *bin = getenv("METASERVE_POWERLOSS_BIN");
     if (!bin || !*bin) fatal("METASERVE_POWERLOSS_BIN is not set (the metaserve_powerloss binary)");
     printf("%s: POWERLOSS_SEED=%" PRIu64 " POWERLOSS_KILLS=%d synchronous=%s\n", kt_prog, seed,
-           kills, sync && *sync ? sync : "the store's own (FULL)");
+           kills, sync && *sync ? sync : "the store's own (group commit)");
     uint64_t rng = seed;
     g_seed_short = 1 + (int)(cr_next(&rng) % 1000);
     g_seed_long = 1 + (int)(cr_next(&rng) % 1000);

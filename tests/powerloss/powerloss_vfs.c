@@ -22,8 +22,12 @@
  * what the unix VFS's SQLITE_IOCAP_POWERSAFE_OVERWRITE allows a power cut to leave. Reads still
  * see the whole write; the sync writes it out in full.
  *
- * POWERLOSS_SYNCHRONOUS=NORMAL (or FULL) runs every database at that level instead of the
- * store's own (store_sqlite_synchronous_override), to show that the test catches NORMAL.
+ * POWERLOSS_SYNCHRONOUS=NORMAL (or FULL, or GROUP) runs every database in that mode instead of
+ * the store's own group commit (store_sqlite_synchronous_override), to show that the test
+ * catches NORMAL. Because the held state is per file, an xSync through one connection's handle
+ * of the WAL writes out what every connection wrote to it, as fsync(2) on Linux flushes the
+ * file's dirty pages whichever descriptor it is called on: the group commit's leader syncs the
+ * WAL for the other connections' commits this way.
  *
  * Sizes: what is pending between two syncs, i.e. one write transaction's WAL frames (a few MB
  * for the test's uploads) or one checkpoint's pages; blocks of 4 KiB in a hash table.
@@ -526,7 +530,7 @@ __attribute__((constructor)) static void powerloss_vfs_register(void) {
 /* ---- the synchronous level (store_sqlite.c) ---- */
 
 // Declared weak in src/store/store_sqlite.c; defined here, it makes every database of this build
-// run at POWERLOSS_SYNCHRONOUS (NORMAL or FULL) when that is set.
+// run in the mode POWERLOSS_SYNCHRONOUS (NORMAL, FULL or GROUP) when that is set.
 const char *store_sqlite_synchronous_override(const char *path);
 const char *store_sqlite_synchronous_override(const char *path) {
     (void)path;

@@ -292,7 +292,8 @@ START_TEST(a_new_file_is_created_at_the_current_schema_in_wal_mode) {
     sqlite3_close(db);
     // foreign_keys is per connection: visible only on the store's own.
     ck_assert_int_eq(raw_int(store_sqlite_db(g_st), "PRAGMA foreign_keys"), 1);
-    ck_assert_int_eq(raw_int(store_sqlite_db(g_st), "PRAGMA synchronous"), 2); // 2 = FULL
+    // 1 = NORMAL: durability comes from the group-commit barrier (store_sqlite_sync.c)
+    ck_assert_int_eq(raw_int(store_sqlite_db(g_st), "PRAGMA synchronous"), 1);
 }
 END_TEST
 
@@ -1672,6 +1673,237 @@ END_TEST
 
 /* ---- failures of the database ---- */
 
+/* ---- group commit (store_sqlite_sync.c) ---- */
+
+// A shim over the default VFS that numbers the writes to WAL files and records, for each xSync
+// of a WAL that succeeds, the number of the last write before it started: every write numbered
+// at or below g_wal_synced has been fsynced. It can also fail the WAL's syncs, and hold the
+// first one until a number of other commits wait on the barrier. Registered as the default VFS
+// only inside the group-commit tests, for the connections they open.
+static sqlite3_vfs g_cvfs, *g_cbase;
+static const sqlite3_io_methods *g_wal_orig; // the base VFS's methods of a WAL file
+static sqlite3_io_methods g_wal_methods;     // the same with cw_write and cw_sync
+static pthread_mutex_t g_cmu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t g_wal_writes, g_wal_synced; // write numbers (under g_cmu)
+static int g_wal_syncs;                     // successful syncs of a WAL
+static int g_fail_syncs;                    // 1: a WAL's xSync fails with SQLITE_IOERR_FSYNC
+static int g_hold_first;                    // > 0: the first sync waits for this many waiters
+static Store *g_hold_on;                    // ... on this store's barrier
+static _Thread_local uint64_t t_last_write; // the calling thread's last WAL write
+
+static int cw_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off) {
+    int rc = g_wal_orig->xWrite(f, p, n, off);
+    pthread_mutex_lock(&g_cmu);
+    t_last_write = ++g_wal_writes;
+    pthread_mutex_unlock(&g_cmu);
+    return rc;
+}
+
+static int cw_sync(sqlite3_file *f, int flags) {
+    pthread_mutex_lock(&g_cmu);
+    int hold = g_hold_first;
+    g_hold_first = 0;
+    pthread_mutex_unlock(&g_cmu);
+    // a bound on the wait, not a timing claim: if the waiters never queue, the count of
+    // syncs the test asserts comes out wrong
+    for (int i = 0; hold > 0 && i < 10000 && store_sync_waiting(g_hold_on) < hold; i++)
+        usleep(1000);
+    pthread_mutex_lock(&g_cmu);
+    uint64_t upto = g_wal_writes;
+    int fail = g_fail_syncs;
+    pthread_mutex_unlock(&g_cmu);
+    if (fail) return SQLITE_IOERR_FSYNC;
+    int rc = g_wal_orig->xSync(f, flags);
+    pthread_mutex_lock(&g_cmu);
+    if (rc == SQLITE_OK) {
+        if (upto > g_wal_synced) g_wal_synced = upto;
+        g_wal_syncs++;
+    }
+    pthread_mutex_unlock(&g_cmu);
+    return rc;
+}
+
+static int cw_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out) {
+    (void)vfs;
+    int rc = g_cbase->xOpen(g_cbase, name, f, flags, out);
+    if (rc != SQLITE_OK || !(flags & SQLITE_OPEN_WAL) || !f->pMethods) return rc;
+    pthread_mutex_lock(&g_cmu);
+    if (!g_wal_orig) {
+        g_wal_orig = f->pMethods;
+        g_wal_methods = *f->pMethods;
+        g_wal_methods.xWrite = cw_write;
+        g_wal_methods.xSync = cw_sync;
+    }
+    pthread_mutex_unlock(&g_cmu);
+    ck_assert_ptr_eq(f->pMethods, g_wal_orig); // one method table for every WAL file
+    f->pMethods = &g_wal_methods;
+    return rc;
+}
+
+// Registers the shim as the default VFS with fresh counters, and names a file of its own.
+static void cvfs_begin(char *path, size_t cap) {
+    g_cbase = sqlite3_vfs_find(NULL);
+    ck_assert_ptr_nonnull(g_cbase);
+    g_cvfs = *g_cbase;
+    g_cvfs.zName = "count-wal";
+    g_cvfs.pNext = NULL;
+    g_cvfs.xOpen = cw_open;
+    ck_assert_int_eq(sqlite3_vfs_register(&g_cvfs, 1), SQLITE_OK);
+    g_wal_writes = g_wal_synced = 0;
+    g_wal_syncs = g_fail_syncs = g_hold_first = 0;
+    snprintf(path, cap, "%s/group.db", g_dir);
+}
+
+static void cvfs_end(void) {
+    sqlite3_vfs_unregister(&g_cvfs);
+    sqlite3_vfs_register(g_cbase, 1);
+}
+
+START_TEST(a_commit_returns_after_an_fsync_of_its_wal_frames_and_a_lazy_one_does_not) {
+    char path[300];
+    cvfs_begin(path, sizeof path);
+    Store *s;
+    MsError e = {0};
+    OK(store_open(&s, path, &e));
+    char id[STORE_ID_MAX];
+    for (int i = 0; i < 20; i++) {
+        t_last_write = 0;
+        OK(store_job_create(s, "{}", "gc", 5, 0, id, &e));
+        ck_assert_uint_gt(t_last_write, 0);
+        ck_assert_uint_le(t_last_write, g_wal_synced); // durable when it returns
+    }
+    // progress and checkpoints of a running job commit without waiting for the fsync
+    StoreJob j;
+    int claimed = 0;
+    OK(store_job_claim(s, &j, &claimed, &e));
+    ck_assert_int_eq(claimed, 1);
+    ck_assert_uint_le(t_last_write, g_wal_synced);
+    int syncs = g_wal_syncs;
+    OK(store_job_checkpoint(s, j.id, 3, "ckpt", 4, &e));
+    ck_assert_uint_gt(t_last_write, g_wal_synced);
+    ck_assert_int_eq(g_wal_syncs, syncs);
+    // a fence makes what a read may see durable; with nothing unsynced it syncs nothing
+    OK(store_durable_fence(s, &e));
+    ck_assert_uint_le(t_last_write, g_wal_synced);
+    ck_assert_int_eq(g_wal_syncs, syncs + 1);
+    OK(store_durable_fence(s, &e));
+    ck_assert_int_eq(g_wal_syncs, syncs + 1);
+    // a connection that ran nothing since its own durable commit read nothing unsynced: its
+    // fence returns at once, even with another connection's commit unsynced; after a read it
+    // cannot (the read may have seen that commit)
+    Store *s2;
+    OK(store_open(&s2, path, &e));
+    OK(store_job_create(s, "{}", "gc", 5, 0, id, &e));
+    OK(store_job_checkpoint(s2, j.id, 4, "ckp2", 4, &e));
+    ck_assert_uint_gt(t_last_write, g_wal_synced);
+    syncs = g_wal_syncs;
+    OK(store_durable_fence(s, &e));
+    ck_assert_int_eq(g_wal_syncs, syncs);
+    StoreJob got;
+    OK(store_job_get(s, j.id, &got, &e));
+    ck_assert_int_eq(got.iteration, 4); // it saw the unsynced checkpoint
+    store_job_free(&got);
+    OK(store_durable_fence(s, &e));
+    ck_assert_int_eq(g_wal_syncs, syncs + 1);
+    ck_assert_uint_le(t_last_write, g_wal_synced);
+    store_close(s2);
+    store_job_free(&j);
+    store_close(s);
+    cvfs_end();
+}
+END_TEST
+
+#define GC_THREADS 8
+
+typedef struct {
+    Store *s;
+    MsStatus st;
+    int covered; // the thread's last WAL write was fsynced when the commit returned
+    char msg[256];
+} GcWriter;
+
+static void *gc_write_one(void *arg) {
+    GcWriter *w = arg;
+    MsError e = {0};
+    char id[STORE_ID_MAX];
+    t_last_write = 0;
+    w->st = store_job_create(w->s, "{}", "gc", 5, 0, id, &e);
+    pthread_mutex_lock(&g_cmu);
+    w->covered = t_last_write > 0 && t_last_write <= g_wal_synced;
+    pthread_mutex_unlock(&g_cmu);
+    snprintf(w->msg, sizeof w->msg, "%s", e.msg);
+    return NULL;
+}
+
+// GC_THREADS connections commit one job each at once; the first fsync is held until the other
+// GC_THREADS - 1 commits wait on the barrier (fail: that fsync and every later one fail).
+static void gc_run_group(GcWriter *w, int fail) {
+    char path[300];
+    cvfs_begin(path, sizeof path);
+    MsError e = {0};
+    for (int i = 0; i < GC_THREADS; i++)
+        OK(store_open(&w[i].s, path, &e));
+    g_wal_syncs = 0;
+    g_fail_syncs = fail;
+    g_hold_on = w[0].s;
+    g_hold_first = GC_THREADS - 1;
+    pthread_t th[GC_THREADS];
+    for (int i = 0; i < GC_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, gc_write_one, &w[i]), 0);
+    for (int i = 0; i < GC_THREADS; i++)
+        pthread_join(th[i], NULL);
+}
+
+START_TEST(concurrent_commits_share_one_fsync_and_each_returns_after_one_covering_it) {
+    GcWriter w[GC_THREADS];
+    memset(w, 0, sizeof w);
+    gc_run_group(w, 0);
+    for (int i = 0; i < GC_THREADS; i++) {
+        ck_assert_msg(w[i].st == MS_OK, "writer %d: %s", i, w[i].msg);
+        ck_assert_msg(w[i].covered, "writer %d returned before its frames were fsynced", i);
+    }
+    // the leader's fsync started before the others committed; one more covers all of them
+    ck_assert_int_eq(g_wal_syncs, 2);
+    int64_t counts[5];
+    MsError e = {0};
+    OK(store_job_counts(w[0].s, counts, &e));
+    ck_assert_int_eq(counts[0], GC_THREADS); // all queued
+    for (int i = 0; i < GC_THREADS; i++)
+        store_close(w[i].s);
+    cvfs_end();
+}
+END_TEST
+
+START_TEST(a_failed_fsync_fails_every_waiter_and_every_later_write_until_reopened) {
+    GcWriter w[GC_THREADS];
+    memset(w, 0, sizeof w);
+    gc_run_group(w, 1);
+    for (int i = 0; i < GC_THREADS; i++) {
+        ck_assert_msg(w[i].st == MS_ERR_IO, "writer %d: %s", i, ms_status_str(w[i].st));
+        ck_assert_ptr_nonnull(strstr(w[i].msg, "fsync of the database's WAL failed"));
+    }
+    ck_assert_int_eq(g_wal_syncs, 0);
+    // sticky: later syncs would succeed, but earlier frames may be lost, so nothing more is
+    // acknowledged, and a reply built from reads is refused too
+    g_fail_syncs = 0;
+    MsError e = {0};
+    char id[STORE_ID_MAX];
+    ck_assert_int_eq(store_job_create(w[1].s, "{}", "gc", 5, 0, id, &e), MS_ERR_IO);
+    ck_assert_int_eq(store_durable_fence(w[2].s, &e), MS_ERR_IO);
+    for (int i = 0; i < GC_THREADS; i++)
+        store_close(w[i].s);
+    // a new process (here: the barrier gone with its last connection) starts clean
+    Store *s;
+    char path[300];
+    snprintf(path, sizeof path, "%s/group.db", g_dir);
+    OK(store_open(&s, path, &e));
+    OK(store_job_create(s, "{}", "gc", 5, 0, id, &e));
+    ck_assert_uint_le(t_last_write, g_wal_synced);
+    store_close(s);
+    cvfs_end();
+}
+END_TEST
+
 START_TEST(a_held_write_lock_gives_busy_after_the_timeout) {
     sqlite3 *other = raw_open(g_path);
     raw_exec(other, "BEGIN IMMEDIATE");
@@ -2228,6 +2460,11 @@ static Suite *store_suite(void) {
         tcase_add_test(tc, a_dataset_write_that_fails_leaves_no_row);
         tcase_add_test(tc, the_wal_is_truncated_once_no_reader_holds_it);
         tcase_add_test(tc, a_held_write_lock_gives_busy_after_the_timeout);
+        tcase_add_test(tc,
+                       a_commit_returns_after_an_fsync_of_its_wal_frames_and_a_lazy_one_does_not);
+        tcase_add_test(tc,
+                       concurrent_commits_share_one_fsync_and_each_returns_after_one_covering_it);
+        tcase_add_test(tc, a_failed_fsync_fails_every_waiter_and_every_later_write_until_reopened);
         tcase_add_test(tc, disk_full_and_read_only_are_reported_as_such);
         tcase_add_test(tc,
                        closing_the_last_connection_folds_the_wal_and_integrity_check_finds_damage);

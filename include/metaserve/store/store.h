@@ -192,7 +192,9 @@ typedef struct {
 MsStatus store_job_progress(Store *s, const char *id, int64_t iteration, const char *metrics_json,
                             const StoreMetric *pts, int n, MsError *err);
 /** Replaces the job's checkpoint with n opaque bytes taken at `iteration` (also recorded as the
- *  job's iteration), atomically. MS_ERR_CONFLICT when the job is not running. */
+ *  job's iteration), atomically. MS_ERR_CONFLICT when the job is not running. On SQLite this and
+ *  store_job_progress return without waiting for the fsync (a power cut may lose the newest
+ *  ones; a resumed job re-derives them); every other write returns once durable. */
 MsStatus store_job_checkpoint(Store *s, const char *id, int64_t iteration, const void *data,
                               size_t n, MsError *err);
 /** Reads the checkpoint (caller frees *data, non-NULL even when *n == 0); MS_ERR_NOT_FOUND when
@@ -300,6 +302,15 @@ MsStatus store_adaptation_expire(Store *s, int64_t now_ms, int *n, MsError *err)
  *  old WAL to finish (writers wait meanwhile); MS_ERR_BUSY when they did not. The adaptation
  *  sweeper calls it, so the WAL stays bounded under steady traffic. */
 MsStatus store_wal_truncate(Store *s, int wait_ms, MsError *err);
+
+/**
+ * Returns once everything a read on s may have seen is on stable storage: with group commit
+ * (SQLite), a commit is visible to other connections a moment before the fsync that makes it
+ * durable, so a reply built from reads calls this before it leaves. Immediate when no commit
+ * of the process is in flight or unsynced (the common case), and always on PostgreSQL. MS_ERR_IO
+ * when an fsync of the file has failed in this process.
+ */
+MsStatus store_durable_fence(Store *s, MsError *err);
 
 /* ---- copying a whole store (metaserve migrate) ---- */
 
