@@ -28,6 +28,7 @@ void server_config_defaults(ServerConfig *c) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->http_threads = n > 0 ? (int)n : 2;
     c->max_body_bytes = (size_t)64 << 20;
+    c->max_dataset_bytes = (size_t)1 << 30;
     c->conn_timeout_s = 30;
     c->conn_limit = 1024;
     c->max_queued_jobs = 100;
@@ -61,6 +62,8 @@ static const Opt OPTS[] = {
     {"METASERVE_HTTP_THREADS", "--http-threads", T_INT, OFF(http_threads), 1, 256},
     {"METASERVE_MAX_BODY_BYTES", "--max-body-bytes", T_SIZE, OFF(max_body_bytes), 1024,
      4294967296.0},
+    {"METASERVE_MAX_DATASET_BYTES", "--max-dataset-bytes", T_SIZE, OFF(max_dataset_bytes), 1024,
+     17179869184.0},
     {"METASERVE_CONN_TIMEOUT_S", "--conn-timeout-s", T_INT, OFF(conn_timeout_s), 1, 3600},
     {"METASERVE_CONN_LIMIT", "--conn-limit", T_INT, OFF(conn_limit), 1, 100000},
     {"METASERVE_MAX_QUEUED_JOBS", "--max-queued-jobs", T_INT, OFF(max_queued_jobs), 1, 1000000},
@@ -241,14 +244,14 @@ void server_config_log(const ServerConfig *c, FILE *f) {
     fprintf(f,
             "{\"level\":\"info\",\"msg\":\"config\",\"listen\":\"%s\",\"port\":%d,\"db\":\"%s\","
             "\"db_readonly\":%d,\"db_max_pages\":%lld,\"workers\":%d,\"http_threads\":%d,"
-            "\"max_body_bytes\":%zu,\"conn_timeout_s\":%d,"
+            "\"max_body_bytes\":%zu,\"max_dataset_bytes\":%zu,\"conn_timeout_s\":%d,"
             "\"conn_limit\":%d,\"max_queued_jobs\":%d,\"cache_models\":%d,"
             "\"checkpoint_s\":%g,\"checkpoint_every\":%lld,\"adapt_sweep_s\":%g,"
             "\"api_keys\":\"%d admin, %d client "
             "(redacted)\"}\n",
             c->listen, c->port, db, c->db_read_only, (long long)c->db_max_pages, c->workers,
-            c->http_threads, c->max_body_bytes, c->conn_timeout_s, c->conn_limit,
-            c->max_queued_jobs, c->cache_models, c->checkpoint_seconds,
+            c->http_threads, c->max_body_bytes, c->max_dataset_bytes, c->conn_timeout_s,
+            c->conn_limit, c->max_queued_jobs, c->cache_models, c->checkpoint_seconds,
             (long long)c->checkpoint_every, c->adapt_sweep_s, admins, clients);
     if (c->n_keys == 0)
         fprintf(f, "{\"level\":\"warn\",\"msg\":\"no API keys configured: every "
