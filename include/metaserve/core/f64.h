@@ -70,6 +70,7 @@
 #define train_config_defaults     train_config_defaults_f64
 #define train_config_validate     train_config_validate_f64
 #define train_config_fit          train_config_fit_f64
+#define train_config_init_fits    train_config_init_fits_f64
 #define trainer_init              trainer_init_f64
 #define trainer_step              trainer_step_f64
 #define trainer_free              trainer_free_f64
