@@ -319,8 +319,7 @@ int req_is_binary(Req *r) {
 static size_t body_limit(Req *r) {
     const ServerConfig *c = &r->app->cfg;
     if (r->method && strcmp(r->method, "POST") == 0 && r->url &&
-        strcmp(r->url, "/v1/datasets") == 0 && req_is_binary(r) &&
-        c->max_dataset_bytes > c->max_body_bytes)
+        strcmp(r->url, "/v1/datasets") == 0 && req_is_binary(r))
         return c->max_dataset_bytes;
     return c->max_body_bytes;
 }
