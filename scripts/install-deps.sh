@@ -35,6 +35,7 @@ PACKAGES=(
     python3-requests
     python3-numpy
     python3-pytest
+    python3-torch
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
