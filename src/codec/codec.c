@@ -426,6 +426,11 @@ MsStatus codec_config_print(const TrainConfig *c, char **out, MsError *err) {
 
 /* ---- weights ---- */
 
+MsStatus codec_weights_from_doc(real *theta, const MlpSpec *spec, const struct cJSON *doc,
+                                const char *path, MsError *err) {
+    return weights_from_json(theta, spec, doc, path, err);
+}
+
 MsStatus codec_weights_parse(real *theta, const MlpSpec *spec, const char *body, size_t len,
                              MsError *err) {
     cJSON *doc = NULL;

@@ -281,18 +281,9 @@ static int import_json(Req *r, Imported *im) {
             reply_problem(r, 422, "validation", "weights: is required");
             return 0;
         }
-        char *text = cJSON_PrintUnformatted(v);
-        if (!text) {
-            reply_nomem(r);
-            return 0;
-        }
-        MsStatus s =
-            codec_weights_parse(k ? im->lrs : im->theta, &im->spec, text, strlen(text), &err);
-        free(text);
+        MsStatus s = codec_weights_from_doc(k ? im->lrs : im->theta, &im->spec, v, keys[k], &err);
         if (s != MS_OK) {
-            // the codec names "[1].W[2][0]"; the body names the list
-            reply_problem(r, 422, "validation", "%s%s%s", keys[k], err.msg[0] == '[' ? "" : ": ",
-                          err.msg);
+            reply_status(r, s, &err);
             return 0;
         }
     }
