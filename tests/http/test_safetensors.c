@@ -417,6 +417,63 @@ START_TEST(malformed_files_are_422_naming_the_tensor_and_nothing_is_stored) {
 }
 END_TEST
 
+START_TEST(meta_sgd_rates_and_half_precision_tensors_import_and_export) {
+    server_up(0, 64u << 20, 64u << 20);
+    float w0[H * D], b0[H], w1[O * H], b1[O], r0[H * D], rb0[H], r1[O * H], rb1[O];
+    make_net(w0, b0, w1, b1);
+    for (int i = 0; i < H * D; i++)
+        r0[i] = 0.01f + 0.001f * (float)i;
+    for (int i = 0; i < H; i++)
+        rb0[i] = 0.02f, r1[i] = 0.03f;
+    rb1[0] = 0.04f;
+    // 0.bias as BF16 (the top halves of b0's floats) and 2.bias as F16 0.125 (0x3000)
+    uint16_t bf[H], half = 0x3000;
+    float b0_bf[H];
+    for (int i = 0; i < H; i++) {
+        uint32_t u;
+        memcpy(&u, &b0[i], 4);
+        bf[i] = (uint16_t)(u >> 16);
+        u = (uint32_t)bf[i] << 16;
+        memcpy(&b0_bf[i], &u, 4);
+    }
+    TT t[8] = {{"0.weight", "F32", 2, {H, D}, w0, sizeof w0},
+               {"0.bias", "BF16", 1, {H}, bf, sizeof bf},
+               {"2.weight", "F32", 2, {O, H}, w1, sizeof w1},
+               {"2.bias", "F16", 1, {O}, &half, 2},
+               {"lr.0.weight", "F32", 2, {H, D}, r0, sizeof r0},
+               {"lr.0.bias", "F32", 1, {H}, rb0, sizeof rb0},
+               {"lr.2.weight", "F32", 2, {O, H}, r1, sizeof r1},
+               {"lr.2.bias", "F32", 1, {O}, rb1, sizeof rb1}};
+    size_t len;
+    char *file = st_file(t, 8, ARCH_META, &len);
+    HcResp r;
+    ck_assert_int_eq(post_bin(&r, "/v1/models/msgd/versions", file, len), 201);
+    ck_assert_str_eq(hc_str(&r, "algorithm"), "metasgd");
+    hc_free(&r);
+    ck_assert_int_eq(get(&r, "/v1/models/msgd/weights?format=safetensors"), 200);
+    const char *names[5] = {"0.bias", "2.bias", "lr.0.weight", "lr.2.weight", "lr.2.bias"};
+    const float *want[5] = {b0_bf, b1, r0, r1, rb1};
+    for (int k = 0; k < 5; k++) {
+        size_t nb;
+        const unsigned char *p = st_tensor(r.body, r.body_len, names[k], NULL, &nb);
+        ck_assert_msg(p && memcmp(p, want[k], nb) == 0, "%s differs", names[k]);
+    }
+    hc_free(&r);
+    // Meta-SGD without its rates is refused
+    free(file);
+    file = st_file(t, 4,
+                   "{\"algorithm\":\"metasgd\",\"architecture\":\"{\\\"sizes\\\":[2,8,1],"
+                   "\\\"activation\\\":\\\"tanh\\\"}\"}",
+                   &len);
+    post_bin(&r, "/v1/models/msgd/versions", file, len);
+    ck_problem(&r, 422, "validation");
+    ck_assert_msg(strstr(hc_str(&r, "detail"), "metasgd") != NULL, "%s", r.body);
+    hc_free(&r);
+    free(file);
+    server_down();
+}
+END_TEST
+
 /* ---- datasets ---- */
 
 #define NR 60 // rows of the pool
@@ -781,6 +838,7 @@ int main(void) {
     tcase_add_test(
         tc, export_is_a_sequential_state_dict_equal_to_the_json_export_and_import_keeps_bits);
     tcase_add_test(tc, malformed_files_are_422_naming_the_tensor_and_nothing_is_stored);
+    tcase_add_test(tc, meta_sgd_rates_and_half_precision_tensors_import_and_export);
     tcase_add_test(tc, a_safetensors_pool_uploads_and_trains_bit_identically_to_the_json_upload);
     tcase_add_test(tc, a_safetensors_task_collection_equals_the_json_one_and_checks_its_offsets);
     tcase_add_test(tc, training_starts_from_an_imported_version_and_a_mismatch_is_422);

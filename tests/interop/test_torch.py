@@ -205,7 +205,7 @@ def test_an_exported_model_and_adaptation_load_into_a_sequential_and_predict_the
 
 # ---- PyTorch -> metaserve ----
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
 def test_a_pytorch_state_dict_imports_and_predicts_the_same(server, dtype):
     torch.manual_seed(11)
     net = sequential([3, 16, 16, 4], "tanh").to(dtype)
@@ -223,7 +223,7 @@ def test_a_pytorch_state_dict_imports_and_predicts_the_same(server, dtype):
         prob = torch.softmax(net.float()(torch.from_numpy(x)), dim=1).numpy()
     close(prob, pred["probabilities"])
     assert pred["labels"] == prob.argmax(1).tolist()
-    # the F32 import is stored bit for bit (F64 rounds to nearest float32, as torch's .float())
+    # stored as torch's .float() gives them: F32 bit for bit, F64 rounded to nearest, F16 exactly
     st, body = server.call("GET", f"/v1/models/{name}/weights?format=safetensors")
     back, _ = st_read(body)
     for k, v in net.float().state_dict().items():
