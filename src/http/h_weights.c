@@ -197,6 +197,14 @@ typedef struct {
 } Imported;
 
 static int import_alloc(Req *r, Imported *im) {
+    // sized against the body before allocating: every parameter takes at least 2 bytes of it
+    // (an F16 element, or a one-digit JSON number and its comma)
+    if (im->spec.P > r->body_len / 2) {
+        reply_problem(r, 422, "validation",
+                      "architecture: %zu parameters cannot fit in a %zu-byte body", im->spec.P,
+                      r->body_len);
+        return 0;
+    }
     im->theta = malloc(im->spec.P * sizeof(float));
     im->lrs = malloc(im->spec.P * sizeof(float));
     if (!im->theta || !im->lrs) {

@@ -389,6 +389,11 @@ START_TEST(malformed_files_are_422_naming_the_tensor_and_nothing_is_stored) {
     ck_problem(&r, 422, "validation");
     ck_assert_msg(strstr(hc_str(&r, "detail"), "3 linear layers") != NULL, "%s", r.body);
     hc_free(&r);
+    // an architecture the body cannot hold is refused before anything is allocated for it
+    post_bin(&r, "/v1/models/bad/versions?sizes=4096,4096,4096,1&activation=tanh", f2, n2);
+    ck_problem(&r, 422, "validation");
+    ck_assert_msg(strstr(hc_str(&r, "detail"), "cannot fit") != NULL, "%s", r.body);
+    hc_free(&r);
     // ... and with the query's architecture the same file imports
     post_bin(&r, "/v1/models/bad2/versions?sizes=2,8,1&activation=tanh", f2, n2);
     ck_assert_int_eq(r.status, 201);
