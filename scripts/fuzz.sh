@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_JOBS=${FUZZ_JOBS:-2}
-FUZZ_TARGETS=${FUZZ_TARGETS:-"json config dataset adapt predict blob oip"}
+FUZZ_TARGETS=${FUZZ_TARGETS:-"json config dataset adapt predict blob oip safetensors dataset_st"}
 FUZZ_OUT=${FUZZ_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/metaserve-fuzz.XXXXXX")}
 
 # -max_len per target: large enough for a few dozen rows of a support set or dataset, small enough
@@ -24,7 +24,7 @@ max_len() {
     case $1 in
     json) echo 4096 ;;
     config) echo 2048 ;;
-    dataset | adapt | predict) echo 8192 ;;
+    dataset | adapt | predict | safetensors | dataset_st) echo 8192 ;;
     oip) echo 8192 ;;
     blob) echo 512 ;;
     *) echo 4096 ;;

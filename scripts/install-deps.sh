@@ -43,6 +43,7 @@ PACKAGES=(
     libonnx-dev
     python3-onnx
     chromium
+    python3-torch
 )
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

@@ -263,7 +263,7 @@ static MsStatus tasks_from_json(TrainConfig *c, const cJSON *obj, const char *pa
 static MsStatus config_fields(TrainConfig *c, const cJSON *obj, const char *path, MsError *err) {
     static const char *const FIELDS[] = {"name",  "architecture", "algorithm",  "inner",
                                          "outer", "meta_batch",   "iterations", "seed",
-                                         "tasks", "threads",      NULL};
+                                         "tasks", "threads",      "init", NULL};
     char p[JSON_PATH_LEN], e[JSON_ECHO_LEN + 4];
     MsStatus st = json_need_object(obj, *path ? path : "body", err);
     if (st == MS_OK) st = json_fields(obj, path, FIELDS, err);
@@ -310,6 +310,20 @@ static MsStatus config_fields(TrainConfig *c, const cJSON *obj, const char *path
     if ((it = field(obj, "tasks")) &&
         (st = tasks_from_json(c, it, json_path_key(p, path, "tasks"), err)))
         return st;
+    if ((it = field(obj, "init")) && !cJSON_IsNull(it)) {
+        // {"model": "name", "name@3" or "name@alias"}: resolved against the store when queued
+        static const char *const INIT_FIELDS[] = {"model", NULL};
+        const char *ip = json_path_key(p, path, "init");
+        char q[JSON_PATH_LEN];
+        if ((st = json_need_object(it, ip, err)) || (st = json_fields(it, ip, INIT_FIELDS, err)))
+            return st;
+        const cJSON *m = field(it, "model");
+        if (!m)
+            return ms_fail(err, MS_ERR_INVALID, "%s: is required", json_path_key(q, ip, "model"));
+        if ((st = json_read_str(m, json_path_key(q, ip, "model"), c->init_model,
+                                sizeof c->init_model, err)))
+            return st;
+    }
     return MS_OK;
 }
 
@@ -397,6 +411,10 @@ static cJSON *config_json(JsonBuild *b, const TrainConfig *c) {
     json_put(b, o, "iterations", json_integer(c->iterations));
     json_put(b, o, "seed", json_uinteger(c->seed));
     if (c->threads > 0) json_put(b, o, "threads", json_integer(c->threads));
+    if (c->init_model[0]) {
+        cJSON *init = json_put(b, o, "init", cJSON_CreateObject());
+        json_put(b, init, "model", cJSON_CreateString(c->init_model));
+    }
     cJSON *tasks = json_put(b, o, "tasks", cJSON_CreateObject());
     if (c->tasks.dataset[0])
         json_put(b, tasks, "dataset", cJSON_CreateString(c->tasks.dataset));
@@ -416,6 +434,11 @@ MsStatus codec_config_print(const TrainConfig *c, char **out, MsError *err) {
 }
 
 /* ---- weights ---- */
+
+MsStatus codec_weights_from_doc(real *theta, const MlpSpec *spec, const struct cJSON *doc,
+                                const char *path, MsError *err) {
+    return weights_from_json(theta, spec, doc, path, err);
+}
 
 MsStatus codec_weights_parse(real *theta, const MlpSpec *spec, const char *body, size_t len,
                              MsError *err) {

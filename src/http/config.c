@@ -31,6 +31,7 @@ void server_config_defaults(ServerConfig *c) {
     c->train_threads = 1;
     c->max_train_threads = n > 0 ? (n < TRAIN_MAX_THREADS ? (int)n : TRAIN_MAX_THREADS) : 1;
     c->max_body_bytes = (size_t)64 << 20;
+    c->max_dataset_bytes = (size_t)1 << 30;
     c->conn_timeout_s = 30;
     c->conn_limit = 1024;
     c->max_queued_jobs = 100;
@@ -111,6 +112,9 @@ static const Opt OPTS[] = {
      "HTTP thread pool"},
     {"METASERVE_MAX_BODY_BYTES", "--max-body-bytes", "N", T_SIZE, OFF(max_body_bytes), 1024,
      4294967296.0, "`67108864`", "largest request body (413 beyond)"},
+    {"METASERVE_MAX_DATASET_BYTES", "--max-dataset-bytes", "N", T_SIZE, OFF(max_dataset_bytes),
+     1024, 17179869184.0, "`1073741824`",
+     "largest safetensors dataset upload (`POST /v1/datasets` with a binary body; 413 beyond)"},
     {"METASERVE_CONN_TIMEOUT_S", "--conn-timeout-s", "S", T_INT, OFF(conn_timeout_s), 1, 3600,
      "`30`", "idle connection timeout"},
     {"METASERVE_CONN_LIMIT", "--conn-limit", "N", T_INT, OFF(conn_limit), 1, 100000, "`1024`",

@@ -279,7 +279,11 @@ void h_dataset_create(Req *r) {
     DatasetKind kind;
     MsError err = {0};
     char *reserve = NULL;
-    if (!dataset_upload_read(r, body, d.name, &kind, &p)) goto done;
+    // a safetensors body (h_datasets_st.c): x (and y of a task collection) stay in r->body
+    float *bx = NULL, *by = NULL, *own_x = NULL, *own_y = NULL;
+    if (r->binary ? !dataset_upload_st(r, d.name, &kind, &p, &bx, &by, &own_x, &own_y)
+                  : !dataset_upload_read(r, body, d.name, &kind, &p))
+        goto done;
 
     snprintf(d.kind, sizeof d.kind, "%s", dataset_kind_name(kind));
     d.n_items = p.n_items;
@@ -297,8 +301,12 @@ void h_dataset_create(Req *r) {
         reply_problem(r, 503, "unavailable", "out of memory");
         goto done;
     }
-    StoreDatasetData data = {
-        .x = p.x, .n_x = p.n_x, .y = p.y, .n_y = p.n_y, .index = p.index, .n_index = p.n_index};
+    StoreDatasetData data = {.x = p.x ? p.x : bx,
+                             .n_x = p.n_x,
+                             .y = p.y ? p.y : by,
+                             .n_y = p.n_y,
+                             .index = p.index,
+                             .n_index = p.n_index};
     MsStatus s = store_dataset_put(st, &d, &data, &err);
     dataset_packed_free(&p); // the store has its copy; the reply needs only the description
     if (s != MS_OK) {
@@ -324,6 +332,8 @@ void h_dataset_create(Req *r) {
     reserve = NULL; // the reply's now
 done:
     free(reserve);
+    free(own_x);
+    free(own_y);
     dataset_packed_free(&p);
     store_dataset_free(&d);
 }

@@ -157,6 +157,16 @@ void h_job_create(Req *r) {
     }
     Store *st = req_store(r);
     if (!st || !dataset_fits(r, st, &cfg)) return;
+    if (cfg.init_model[0]) { // checked now (422) and pinned to name@version: resumes see the same
+        StoreModel im;
+        char pinned[sizeof cfg.init_model];
+        if ((s = jobs_init_load(st, &cfg, &im, pinned, &err)) != MS_OK) {
+            reply_status(r, s == MS_ERR_NOT_FOUND ? MS_ERR_INVALID : s, &err);
+            return;
+        }
+        store_model_free(&im);
+        memcpy(cfg.init_model, pinned, sizeof pinned);
+    }
 
     char *json = NULL;
     if ((s = codec_config_print(&cfg, &json, &err)) != MS_OK) {

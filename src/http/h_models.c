@@ -262,6 +262,8 @@ static int add_weights(cJSON *o, const char *key, const MlpSpec *spec, const flo
 }
 
 void h_model_weights(Req *r) {
+    int want_st = weights_want_safetensors(r);
+    if (want_st < 0) return;
     Store *st = req_store(r);
     if (!st) return;
     MsError err = {0};
@@ -269,6 +271,11 @@ void h_model_weights(Req *r) {
     MsStatus s = serving_get(r->app->serving, st, r->params[0], &m, &err);
     if (s != MS_OK) {
         reply_status(r, s, &err);
+        return;
+    }
+    if (want_st) { // h_weights.c
+        weights_model_safetensors(r, st, m);
+        serving_release(r->app->serving, m);
         return;
     }
     const MlpSpec *spec = &m->spec;

@@ -68,9 +68,11 @@ typedef struct Req {
     char *body;          // NUL-terminated copy of the body (may be empty)
     size_t body_len;
     size_t body_cap;
-    int too_large; // the body passed max_body_bytes
-    int oom;       // the body could not be buffered (out of memory)
-    cJSON *json;   // the parsed body of a json_body route (dispatch); freed with the request
+    size_t body_expect; // the declared Content-Length (0: none), allocated at once
+    int binary;         // a JSON_OR_BINARY route got a safetensors body (application/octet-stream)
+    int too_large;      // the body passed max_body_bytes
+    int oom;            // the body could not be buffered (out of memory)
+    cJSON *json;        // the parsed body of a json_body route (dispatch); freed with the request
     const char *params[REQ_MAX_PARAMS]; // path parameters, in pattern order, each decoded once
                                         // (point into pbuf)
     char pbuf[1024];
@@ -100,12 +102,20 @@ typedef struct Req {
 
 typedef void (*Handler)(Req *r);
 
+#define JSON_OR_BINARY 2 // Route.json_body: application/json or application/octet-stream
+#define BODY_RAW       3 // Route.json_body: any body, read by the handler itself (/v2 infer)
+
+/** 1 when the request's Content-Type is application/octet-stream or
+ *  application/vnd.safetensors (server.c). */
+int req_is_binary(Req *r);
+
 typedef struct Route {
     const char *method;  // "GET", "POST", "PUT", "DELETE"
     const char *pattern; // "/v1/models/{ref}/adapt": {x} matches one non-empty segment
     Role role;           // least role allowed (ROLE_NONE: open)
     int json_body;       // 1: the body must be application/json (parsed into r->json);
-                         // 2: the handler reads the body (/v2 infer: JSON or binary)
+                         // JSON_OR_BINARY: or a safetensors body (application/octet-stream),
+                         // r->binary set; BODY_RAW: the handler reads the body (/v2 infer)
     Handler handler;
     const char *name; // stable label for metrics and logs (the pattern)
     // the query parameters the route reads, comma-separated ("page_size,page_token"); NULL: none.
@@ -369,5 +379,20 @@ void sse_hub_close(struct SseHub *h);
 int sse_hub_active(struct SseHub *h);
 /** Stops the thread and frees the hub; call after the daemon stopped. Accepts NULL. */
 void sse_hub_destroy(struct SseHub *h);
+
+/* ---- safetensors weights (h_weights.c) ---- */
+void h_adaptation_weights(Req *r);
+/** Reads a safetensors dataset upload from r->body (h_datasets_st.c): name and kind from
+ *  __metadata__, p packed as dataset_pack_* would (p->x / p->y NULL where the data stays in the
+ *  body): *x and *y point at the stored x and y (into r->body, or *owned_x / *owned_y, which the
+ *  caller frees). 1, or 0 after replying 4xx. */
+int dataset_upload_st(Req *r, char *name, DatasetKind *kind, DatasetPacked *p, float **x, float **y,
+                      float **owned_x, float **owned_y);
+void h_model_import(Req *r);
+/** 1 when the request asks for safetensors (?format=safetensors, or Accept naming
+ *  application/octet-stream), 0 for JSON, -1 after replying 422 to a bad format parameter. */
+int weights_want_safetensors(Req *r);
+/** Replies with the safetensors export of the version m (its record read from st). */
+void weights_model_safetensors(Req *r, Store *st, const ServingModel *m);
 
 #endif

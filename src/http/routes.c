@@ -18,7 +18,7 @@ const Route ROUTES[] = {
     {"GET", "/metrics", ROLE_NONE, 0, h_metrics, "/metrics"},
     {"GET", "/openapi.yaml", ROLE_NONE, 0, h_openapi, "/openapi.yaml"},
 
-    {"POST", "/v1/datasets", ROLE_ADMIN, 1, h_dataset_create, "/v1/datasets"},
+    {"POST", "/v1/datasets", ROLE_ADMIN, JSON_OR_BINARY, h_dataset_create, "/v1/datasets"},
     {"GET", "/v1/datasets", ROLE_CLIENT, 0, h_dataset_list, "/v1/datasets", PAGE_QUERY},
     {"GET", "/v1/datasets/{id}", ROLE_CLIENT, 0, h_dataset_get, "/v1/datasets/{id}"},
     {"DELETE", "/v1/datasets/{id}", ROLE_ADMIN, 0, h_dataset_delete, "/v1/datasets/{id}"},
@@ -44,7 +44,11 @@ const Route ROUTES[] = {
     {"DELETE", "/v1/models/{name}/aliases/{alias}", ROLE_ADMIN, 0, h_alias_delete,
      "/v1/models/{name}/aliases/{alias}"},
     {"GET", "/v1/models/{ref}/weights", ROLE_CLIENT, 0, h_model_weights,
-     "/v1/models/{ref}/weights"},
+     "/v1/models/{ref}/weights", "format"},
+    {"POST", "/v1/models/{name}/versions", ROLE_ADMIN, JSON_OR_BINARY, h_model_import,
+     "/v1/models/{name}/versions", "sizes,activation,head"},
+    {"GET", "/v1/adaptations/{id}/weights", ROLE_CLIENT, 0, h_adaptation_weights,
+     "/v1/adaptations/{id}/weights", "format"},
     {"POST", "/v1/models/{ref}/adapt", ROLE_CLIENT, 1, h_model_adapt, "/v1/models/{ref}/adapt"},
     {"POST", "/v1/models/{ref}/predict", ROLE_CLIENT, 1, h_model_predict,
      "/v1/models/{ref}/predict"},
@@ -54,7 +58,7 @@ const Route ROUTES[] = {
      "/v1/adaptations/{id}/predict"},
     {"DELETE", "/v1/adaptations/{id}", ROLE_CLIENT, 0, h_adaptation_delete, "/v1/adaptations/{id}"},
 
-    // the Open Inference Protocol (KServe V2 REST); json_body 2: infer reads JSON or binary itself
+    // the Open Inference Protocol (KServe V2 REST); BODY_RAW: infer reads JSON or binary itself
     {"GET", "/v2/health/live", ROLE_NONE, 0, h_oip_live, "/v2/health/live"},
     {"GET", "/v2/health/ready", ROLE_NONE, 0, h_oip_ready, "/v2/health/ready"},
     {"GET", "/v2", ROLE_NONE, 0, h_oip_server, "/v2"},
@@ -65,8 +69,9 @@ const Route ROUTES[] = {
      "/v2/models/{name}/ready"},
     {"GET", "/v2/models/{name}/versions/{version}/ready", ROLE_CLIENT, 0, h_oip_model_ready,
      "/v2/models/{name}/versions/{version}/ready"},
-    {"POST", "/v2/models/{name}/infer", ROLE_CLIENT, 2, h_oip_infer, "/v2/models/{name}/infer"},
-    {"POST", "/v2/models/{name}/versions/{version}/infer", ROLE_CLIENT, 2, h_oip_infer,
+    {"POST", "/v2/models/{name}/infer", ROLE_CLIENT, BODY_RAW, h_oip_infer,
+     "/v2/models/{name}/infer"},
+    {"POST", "/v2/models/{name}/versions/{version}/infer", ROLE_CLIENT, BODY_RAW, h_oip_infer,
      "/v2/models/{name}/versions/{version}/infer"},
     // ONNX export of a version's meta-parameters and of an adaptation (h_onnx.c)
     {"GET", "/v1/models/{ref}/onnx", ROLE_CLIENT, 0, h_model_onnx, "/v1/models/{ref}/onnx"},

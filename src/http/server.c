@@ -436,6 +436,28 @@ static int query_ok(Req *r, const Route *rt) {
     return 0;
 }
 
+// 1 when the request declares a safetensors body: Content-Type application/octet-stream or
+// application/vnd.safetensors (parameters ignored).
+int req_is_binary(Req *r) {
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    if (!ct) return 0;
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && ct[n - 1] == ' ')
+        n--;
+    return (n == 24 && strncasecmp(ct, "application/octet-stream", 24) == 0) ||
+           (n == 27 && strncasecmp(ct, "application/vnd.safetensors", 27) == 0);
+}
+
+// The body limit of a request: max_dataset_bytes for a safetensors dataset upload (POST
+// /v1/datasets with a binary Content-Type), max_body_bytes for everything else.
+static size_t body_limit(Req *r) {
+    const ServerConfig *c = &r->app->cfg;
+    if (r->method && strcmp(r->method, "POST") == 0 && r->url &&
+        strcmp(r->url, "/v1/datasets") == 0 && req_is_binary(r))
+        return c->max_dataset_bytes;
+    return c->max_body_bytes;
+}
+
 static void dispatch(Req *r) {
     const Route *rt = route(r);
     if (!rt) return;
@@ -444,21 +466,27 @@ static void dispatch(Req *r) {
     if (!params_ok(r, rt)) return;
     if (!query_ok(r, rt)) return;
     if (r->too_large) {
-        reply_problem(r, 413, "payload-too-large", "body: larger than %zu bytes",
-                      r->app->cfg.max_body_bytes);
+        reply_problem(r, 413, "payload-too-large", "body: larger than %zu bytes", body_limit(r));
         return;
     }
     if (r->oom) {
         reply_problem(r, 503, "unavailable", "out of memory buffering the request body");
         return;
     }
-    const char *why = rt->json_body == 1 ? json_content_type(r) : NULL;
+    // JSON_OR_BINARY routes also take a safetensors body, which the handler reads from r->body;
+    // BODY_RAW routes read whatever body they get themselves
+    int json = rt->json_body == 1 || rt->json_body == JSON_OR_BINARY;
+    r->binary = rt->json_body == JSON_OR_BINARY && req_is_binary(r);
+    const char *why = json && !r->binary ? json_content_type(r) : NULL;
+    if (why && rt->json_body == JSON_OR_BINARY)
+        why = "Content-Type: must be application/json, or application/octet-stream for "
+              "safetensors";
     if (why) {
         reply_problem(r, 415, "unsupported-media-type", "%s", why);
         return;
     }
     // the body is parsed once, here: handlers of json_body routes read r->json
-    if (rt->json_body == 1 && !(r->json = req_json(r))) return;
+    if (json && !r->binary && !(r->json = req_json(r))) return;
     rt->handler(r);
     if (!r->status) reply_problem(r, 500, "internal", "the handler gave no reply");
     // Group commit makes a commit visible a moment before the fsync that makes it durable: a
@@ -620,13 +648,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (cl) {
             char *end;
             unsigned long long v = strtoull(cl, &end, 10);
-            if (*end == '\0' && v > app->cfg.max_body_bytes) {
+            if (*end == '\0' && v > body_limit(r)) {
                 // decided before reading a byte of the body
                 r->too_large = 1;
                 reply_problem(r, 413, "payload-too-large", "body: %llu bytes, the limit is %zu", v,
-                              app->cfg.max_body_bytes);
+                              body_limit(r));
                 return send_reply(r);
             }
+            // a declared length is allocated once (no doubling: a large upload is held once)
+            if (*end == '\0') r->body_expect = (size_t)v;
         }
         return MHD_YES;
     }
@@ -634,7 +664,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         size_t n = *upload_size;
         *upload_size = 0;
         if (r->too_large || r->oom || r->status) return MHD_YES; // refused early: discard
-        if (r->body_len + n > app->cfg.max_body_bytes) {
+        size_t limit = body_limit(r);
+        if (r->body_len + n > limit) {
             r->too_large = 1; // chunked or lying Content-Length: keep reading, then 413
             free(r->body);
             r->body = NULL;
@@ -645,7 +676,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             size_t cap = r->body_cap ? r->body_cap : 4096;
             while (cap < r->body_len + n + 1)
                 cap *= 2;
-            if (cap > app->cfg.max_body_bytes + 1) cap = app->cfg.max_body_bytes + 1;
+            if (!r->body_cap && r->body_expect >= r->body_len + n) cap = r->body_expect + 1;
+            if (cap > limit + 1) cap = limit + 1;
             char *b = realloc(r->body, cap);
             if (!b) {
                 // keep reading (and dropping) the body, then answer 503 (dispatch)

@@ -236,6 +236,53 @@ static int worker_cancelled(Worker *w) {
     return c;
 }
 
+MsStatus jobs_init_load(Store *st, const TrainConfig *cfg, StoreModel *m,
+                        char pinned[TRAIN_NAME_MAX + 16], MsError *err) {
+    char name[STORE_NAME_MAX];
+    int version = 0;
+    MsError e = {0};
+    memset(m, 0, sizeof *m);
+    MsStatus s = store_model_resolve(st, cfg->init_model, name, &version, &e);
+    if (s == MS_OK) s = store_model_get(st, name, version, m, &e);
+    if (s == MS_ERR_INVALID || s == MS_ERR_NOT_FOUND)
+        return ms_fail(err, s, "init.model: %s", e.msg);
+    if (s != MS_OK) {
+        *err = e;
+        return s;
+    }
+    snprintf(pinned, TRAIN_NAME_MAX + 16, "%s@%d", name, version);
+    TrainConfig ic;
+    if ((s = codec_config_parse(&ic, m->config, strlen(m->config), &e)) != MS_OK)
+        s = ms_fail(err, MS_ERR_DB, "init.model: %s: its stored config cannot be read: %s", pinned,
+                    e.msg);
+    else if ((s = train_config_init_fits(cfg, &ic, pinned, err)) == MS_OK && !m->params)
+        s = ms_fail(err, MS_ERR_DB, "init.model: %s: no parameters stored", pinned);
+    if (s != MS_OK) store_model_free(m);
+    return s;
+}
+
+// The initial parameters of a config with "init" (before any checkpoint is restored): theta
+// from the version, and its Meta-SGD rates when both are Meta-SGD. Deterministic: the version
+// was pinned when the job was queued.
+static MsStatus init_params(Store *st, const TrainConfig *cfg, Trainer *tr, MsError *err) {
+    StoreModel m;
+    char pinned[TRAIN_NAME_MAX + 16];
+    MsStatus s = jobs_init_load(st, cfg, &m, pinned, err);
+    if (s != MS_OK) return s;
+    if (m.n_params != tr->spec.P) {
+        store_model_free(&m);
+        return ms_fail(err, MS_ERR_DB, "init.model: %s holds %zu parameters, not %zu", pinned,
+                       m.n_params, tr->spec.P);
+    }
+    for (size_t i = 0; i < tr->spec.P; i++)
+        tr->params[i] = (real)m.params[i];
+    if (tr->N == 2 * tr->spec.P && m.inner_lrs)
+        for (size_t i = 0; i < tr->spec.P; i++)
+            tr->params[tr->spec.P + i] = (real)m.inner_lrs[i];
+    store_model_free(&m);
+    return MS_OK;
+}
+
 // Config, sampler and trainer of the job, restored from its checkpoint if it has one. MS_OK, or
 // RUN_* in *end when the job ended here: failed (a bad config or dataset), or abandoned (the
 // pool stopped while the database was away).
@@ -255,6 +302,15 @@ static MsStatus prepare(JobPool *p, Store *st, const StoreJob *job, TrainConfig 
         s = MS_OK;
     }
     if (s == MS_OK) s = trainer_init_with_sampler(tr, cfg, sampler, &err);
+    // "init": the version's parameters replace the seeded ones (a checkpoint then overrides both)
+    while (s == MS_OK && cfg->init_model[0] && (s = init_params(st, cfg, tr, &err)) != MS_OK &&
+           db_away(s, &err)) {
+        if (!retry_wait(p)) {
+            *end = RUN_ABANDONED;
+            return s;
+        }
+        s = MS_OK;
+    }
     if (s != MS_OK) {
         *end = finish_job(p, st, job->id, JOB_FAILED, err.msg, NULL);
         return s;

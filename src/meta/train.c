@@ -19,6 +19,37 @@
 
 _Static_assert(TRAIN_NAME_MAX == NAME_MAX_BYTES, "a model name follows core/name.h");
 
+static int sizes_text(char *dst, size_t cap, const int *s, int n) {
+    int k = snprintf(dst, cap, "[");
+    for (int i = 0; i < n && (size_t)k < cap; i++)
+        k += snprintf(dst + k, cap - (size_t)k, "%s%d", i ? ", " : "", s[i]);
+    if ((size_t)k < cap) k += snprintf(dst + k, cap - (size_t)k, "]");
+    return k;
+}
+
+MsStatus train_config_init_fits(const TrainConfig *cfg, const TrainConfig *init, const char *ref,
+                                MsError *err) {
+    int same = cfg->n_sizes == init->n_sizes;
+    for (int i = 0; i < cfg->n_sizes && same; i++)
+        same = cfg->sizes[i] == init->sizes[i];
+    if (!same) {
+        char a[200], b[200];
+        sizes_text(a, sizeof a, init->sizes, init->n_sizes);
+        sizes_text(b, sizeof b, cfg->sizes, cfg->n_sizes);
+        return ms_fail(err, MS_ERR_INVALID,
+                       "init.model: %s has architecture.sizes %s but this config %s", ref, a, b);
+    }
+    if (cfg->act != init->act)
+        return ms_fail(err, MS_ERR_INVALID,
+                       "init.model: %s has architecture.activation %s but this config %s", ref,
+                       mlp_act_name(init->act), mlp_act_name(cfg->act));
+    if (cfg->head != init->head)
+        return ms_fail(err, MS_ERR_INVALID,
+                       "init.model: %s has architecture.head %s but this config %s", ref,
+                       mlp_head_name(init->head), mlp_head_name(cfg->head));
+    return MS_OK;
+}
+
 void train_config_defaults(TrainConfig *c) {
     memset(c, 0, sizeof *c);
     strcpy(c->name, "model");

@@ -214,6 +214,38 @@ MsStatus dataset_pack_tasks(DatasetPacked *out, const DatasetTaskIn *tasks, size
     return MS_OK;
 }
 
+MsStatus dataset_pack_tasks_index(DatasetPacked *out, const DatasetTaskIn *tasks, size_t n_tasks,
+                                  const DatasetLimits *limits, MsError *err) {
+    MS_ASSERT(out != NULL && (tasks != NULL || n_tasks == 0));
+    memset(out, 0, sizeof *out);
+    if (n_tasks == 0)
+        return ms_fail(err, MS_ERR_INVALID, "tasks: empty; a dataset needs at least 1 task");
+    const DatasetLimits lim = effective_limits(limits);
+    int64_t rows = 0;
+    MsStatus st = check_task_shapes(tasks, n_tasks, &lim, &rows, err);
+    if (st == MS_OK) st = check_task_values(tasks, n_tasks, err);
+    if (st != MS_OK) return st;
+    int32_t *index = malloc((n_tasks + 1) * sizeof *index);
+    if (!index)
+        return ms_fail(err, MS_ERR_NOMEM, "dataset: out of memory packing %zu tasks", n_tasks);
+    int64_t r = 0;
+    for (size_t i = 0; i < n_tasks; i++) {
+        index[i] = (int32_t)r;
+        r += tasks[i].n_points;
+    }
+    index[n_tasks] = (int32_t)r;
+    out->kind = DATASET_TASKS;
+    out->x_dim = tasks[0].x_dim;
+    out->y_dim = tasks[0].y_dim;
+    out->n_rows = rows;
+    out->n_items = (int64_t)n_tasks;
+    out->n_x = (size_t)rows * (size_t)out->x_dim;
+    out->n_y = (size_t)rows * (size_t)out->y_dim;
+    out->index = index;
+    out->n_index = n_tasks + 1;
+    return MS_OK;
+}
+
 /* ---- classes kind: packing ---- */
 
 // Restores the max-heap property below i in a[0..n).
@@ -398,6 +430,106 @@ done:
     free(is_test);
     if (st != MS_OK) {
         free(x);
+        free(y);
+        free(index);
+    }
+    return st;
+}
+
+// Moves the rows of x (n x D) in place so that row r lands at dest[r] (a permutation), following
+// each cycle once with two row buffers; dest is consumed (entries set to -1 as rows land).
+static void permute_rows(float *x, int32_t *dest, size_t n, size_t D, float *tmp, float *tmp2) {
+    for (size_t r = 0; r < n; r++) {
+        if (dest[r] < 0 || (size_t)dest[r] == r) continue;
+        memcpy(tmp, x + r * D, D * sizeof *x);
+        size_t j = r;
+        while (dest[j] >= 0) {
+            size_t k = (size_t)dest[j];
+            dest[j] = -1;
+            memcpy(tmp2, x + k * D, D * sizeof *x); // the row k held, moved on next
+            memcpy(x + k * D, tmp, D * sizeof *x);
+            memcpy(tmp, tmp2, D * sizeof *x);
+            j = k;
+        }
+    }
+}
+
+MsStatus dataset_pack_classes_inplace(DatasetPacked *out, float *x, const DatasetClassesIn *in,
+                                      const DatasetLimits *limits, MsError *err) {
+    MS_ASSERT(out != NULL && in != NULL && in->x == x);
+    memset(out, 0, sizeof *out);
+    const DatasetLimits lim = effective_limits(limits);
+    MsStatus st = check_pool(in, &lim, err);
+    if (st != MS_OK) return st;
+    const size_t n = (size_t)in->n_rows, D = (size_t)in->x_dim;
+    int32_t *labels = malloc(n * sizeof *labels), *dest = NULL, *index = NULL;
+    uint8_t *is_test = NULL;
+    float *y = NULL, *tmp = NULL;
+    if (!labels) goto nomem;
+    memcpy(labels, in->labels, n * sizeof *labels);
+    sort_i32(labels, n);
+    size_t C = 1;
+    for (size_t r = 1; r < n; r++)
+        if (labels[r] != labels[C - 1]) labels[C++] = labels[r];
+    if (C > DATASET_MAX_CLASSES) {
+        st = ms_fail(err, MS_ERR_INVALID, "labels: %zu distinct classes; at most %d", C,
+                     DATASET_MAX_CLASSES);
+        goto done;
+    }
+    if (!(is_test = calloc(C, 1))) goto nomem;
+    if ((st = mark_test_classes(in, labels, (int64_t)C, is_test, err)) != MS_OK) goto done;
+    double bytes = (double)n * (D + 1) * sizeof(float) + (3.0 * C + 1) * sizeof(int32_t);
+    if (bytes > (double)lim.max_bytes) {
+        st = ms_fail(err, MS_ERR_TOO_LARGE,
+                     "x: %zu rows of %zu values in %zu classes need %.1f MiB packed (limit %.1f "
+                     "MiB)",
+                     n, D, C, mib(bytes), mib((double)lim.max_bytes));
+        goto done;
+    }
+    y = malloc(n * sizeof *y);
+    index = malloc((3 * C + 1) * sizeof *index);
+    dest = malloc(n * sizeof *dest);
+    tmp = malloc(2 * D * sizeof *tmp);
+    if (!y || !index || !dest || !tmp) goto nomem;
+    // the destinations of place_rows (same order: stable within a class, classes ascending)
+    int32_t *offsets = index, *cursor = index + C + 1;
+    memset(offsets, 0, (C + 1) * sizeof *offsets);
+    for (size_t r = 0; r < n; r++)
+        offsets[find_label(labels, (int64_t)C, in->labels[r]) + 1]++;
+    for (size_t c = 0; c < C; c++) {
+        offsets[c + 1] += offsets[c];
+        cursor[c] = offsets[c];
+    }
+    for (size_t r = 0; r < n; r++) {
+        int64_t c = find_label(labels, (int64_t)C, in->labels[r]);
+        dest[r] = cursor[c]++;
+        y[dest[r]] = (float)c;
+    }
+    for (size_t c = 0; c < C; c++) {
+        index[C + 1 + c] = is_test[c];
+        index[2 * C + 1 + c] = labels[c];
+    }
+    permute_rows(x, dest, n, D, tmp, tmp + D);
+    out->kind = DATASET_CLASSES;
+    out->x_dim = (int)D;
+    out->y_dim = 1;
+    out->n_rows = in->n_rows;
+    out->n_items = (int64_t)C;
+    out->n_test = (int64_t)in->n_test;
+    out->n_x = n * D;
+    out->y = y;
+    out->n_y = n;
+    out->index = index;
+    out->n_index = 3 * C + 1;
+    goto done;
+nomem:
+    st = ms_fail(err, MS_ERR_NOMEM, "dataset: out of memory packing %zu rows", n);
+done:
+    free(labels);
+    free(is_test);
+    free(dest);
+    free(tmp);
+    if (st != MS_OK) {
         free(y);
         free(index);
     }

@@ -207,6 +207,14 @@ export async function journey(base, { direct = true, log = console.log } = {}) {
     await call(['GET', '/v1/jobs/{id}/events'], `/v1/jobs/${sine.id}/events`,
         { key: CLIENT, query: { interval_ms: '100' }, expect: 200 });
 
+    // ---- weights in and out: a version imported from the JSON weights, an adaptation's ----
+    const wts = (await call(['GET', '/v1/models/{ref}/weights'], '/v1/models/sine@1/weights',
+        { key: CLIENT, expect: 200 })).res;
+    await call(['POST', '/v1/models/{name}/versions'], '/v1/models/imported/versions',
+        { body: wts, expect: 201 });
+    await call(['GET', '/v1/adaptations/{id}/weights'], `/v1/adaptations/${a1.id}/weights`,
+        { key: CLIENT, expect: 200 });
+
     // ---- ONNX exports ----
     await call(['GET', '/v1/models/{ref}/onnx'], '/v1/models/blobs@1/onnx', { key: CLIENT, expect: 200 });
     await call(['GET', '/v1/adaptations/{id}/onnx'], `/v1/adaptations/${a1.id}/onnx`,

@@ -35,6 +35,7 @@
 #define codec_config_from_doc     codec_config_from_doc_f64
 #define codec_config_print        codec_config_print_f64
 #define codec_weights_parse       codec_weights_parse_f64
+#define codec_weights_from_doc    codec_weights_from_doc_f64
 #define codec_weights_print       codec_weights_print_f64
 #define codec_model_print         codec_model_print_f64
 #define codec_model_parse         codec_model_parse_f64
@@ -134,6 +135,11 @@ MsStatus codec_config_print(const TrainConfig *c, char **out, MsError *err);
  */
 MsStatus codec_weights_parse(real *theta, const MlpSpec *spec, const char *body, size_t len,
                              MsError *err);
+
+/** codec_weights_parse of a list already parsed (a field of an HTTP body; borrowed); path names
+ *  it in messages ("weights[1].W[2][0]: ..."). */
+MsStatus codec_weights_from_doc(real *theta, const MlpSpec *spec, const struct cJSON *doc,
+                                const char *path, MsError *err);
 
 /** Prints theta (spec->P reals) as a list of layers into *out; caller frees with free(). */
 MsStatus codec_weights_print(const MlpSpec *spec, const real *theta, char **out, MsError *err);

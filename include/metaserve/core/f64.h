@@ -42,17 +42,19 @@
 #define task_sample          task_sample_f64
 
 /* tasks/dataset.h */
-#define dataset_kind_name      dataset_kind_name_f64
-#define dataset_kind_parse     dataset_kind_parse_f64
-#define dataset_limits_default dataset_limits_default_f64
-#define dataset_pack_tasks     dataset_pack_tasks_f64
-#define dataset_pack_classes   dataset_pack_classes_f64
-#define dataset_packed_free    dataset_packed_free_f64
-#define dataset_packed_view    dataset_packed_view_f64
-#define dataset_view_check     dataset_view_check_f64
-#define dataset_min_points     dataset_min_points_f64
-#define dataset_shots_check    dataset_shots_check_f64
-#define dataset_sampler_create dataset_sampler_create_f64
+#define dataset_kind_name            dataset_kind_name_f64
+#define dataset_kind_parse           dataset_kind_parse_f64
+#define dataset_limits_default       dataset_limits_default_f64
+#define dataset_pack_tasks           dataset_pack_tasks_f64
+#define dataset_pack_classes         dataset_pack_classes_f64
+#define dataset_pack_tasks_index     dataset_pack_tasks_index_f64
+#define dataset_pack_classes_inplace dataset_pack_classes_inplace_f64
+#define dataset_packed_free          dataset_packed_free_f64
+#define dataset_packed_view          dataset_packed_view_f64
+#define dataset_view_check           dataset_view_check_f64
+#define dataset_min_points           dataset_min_points_f64
+#define dataset_shots_check          dataset_shots_check_f64
+#define dataset_sampler_create       dataset_sampler_create_f64
 
 /* meta/meta.h */
 #define meta_algo_parse      meta_algo_parse_f64
@@ -69,6 +71,7 @@
 #define train_config_defaults     train_config_defaults_f64
 #define train_config_validate     train_config_validate_f64
 #define train_config_fit          train_config_fit_f64
+#define train_config_init_fits    train_config_init_fits_f64
 #define trainer_init              trainer_init_f64
 #define trainer_step              trainer_step_f64
 #define trainer_set_parallel      trainer_set_parallel_f64

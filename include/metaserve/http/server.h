@@ -47,6 +47,8 @@ typedef struct {
     int max_train_threads;     // METASERVE_MAX_TRAIN_THREADS: cap per job (default: cores)
     int http_threads;          // METASERVE_HTTP_THREADS, --http-threads (default: cores)
     size_t max_body_bytes;     // METASERVE_MAX_BODY_BYTES, --max-body-bytes (default 64 MiB)
+    size_t max_dataset_bytes;  // METASERVE_MAX_DATASET_BYTES: a safetensors dataset upload
+                               // (POST /v1/datasets, application/octet-stream; default 1 GiB)
     int conn_timeout_s;        // METASERVE_CONN_TIMEOUT_S (default 30)
     int conn_limit;            // METASERVE_CONN_LIMIT (default 1024)
     int max_queued_jobs;       // METASERVE_MAX_QUEUED_JOBS (default 100)

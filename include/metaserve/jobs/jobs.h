@@ -77,4 +77,13 @@ typedef struct {
 } JobPoolStats;
 void jobpool_stats(JobPool *p, JobPoolStats *out);
 
+/**
+ * The version a config's "init": {"model": ref} names, checked against the config: resolves ref,
+ * reads the version into *m (caller frees with store_model_free) and its name@version into
+ * pinned, and checks the architecture (train_config_init_fits). MS_ERR_INVALID or
+ * MS_ERR_NOT_FOUND with messages starting "init.model: "; the store's errors otherwise.
+ */
+MsStatus jobs_init_load(Store *st, const TrainConfig *cfg, StoreModel *m,
+                        char pinned[TRAIN_NAME_MAX + 16], MsError *err);
+
 #endif

@@ -52,6 +52,9 @@ typedef struct {
     int k_query;
     int threads; // threads per meta-batch (1..TRAIN_MAX_THREADS); 0: the runner's default.
                  // Results do not depend on it (trainer_set_parallel)
+    char init_model[TRAIN_NAME_MAX + 16]; // "init": {"model": ref}: the version whose parameters
+                                          // start the run ("" none; pinned to name@version when
+                                          // the job is queued)
 } TrainConfig;
 
 #define TRAIN_MAX_THREADS 64
@@ -67,6 +70,14 @@ MsStatus train_config_validate(const TrainConfig *c, MsError *err);
  *  'sinusoid'", "dataset <id>"). MS_ERR_INVALID naming the architecture field otherwise. */
 MsStatus train_config_fit(const TrainConfig *c, int x_dim, int y_dim, int classification,
                           const char *what, MsError *err);
+
+/**
+ * Whether a stored version (its training config `init`, named `ref` in messages) can start a run
+ * of cfg: the same sizes, activation and head. MS_ERR_INVALID "init.model: <ref> has
+ * architecture.sizes [1, 40, 1] but this config [1, 20, 1]" (or activation, head) otherwise.
+ */
+MsStatus train_config_init_fits(const TrainConfig *cfg, const TrainConfig *init, const char *ref,
+                                MsError *err);
 
 /** Resource limits on a training config, checked before anything is allocated. */
 typedef struct {

@@ -129,6 +129,24 @@ MsStatus dataset_pack_tasks(DatasetPacked *out, const DatasetTaskIn *tasks, size
 MsStatus dataset_pack_classes(DatasetPacked *out, const DatasetClassesIn *in,
                               const DatasetLimits *limits, MsError *err);
 
+/**
+ * dataset_pack_tasks without copying the data, for tasks that are consecutive slices of one x
+ * array and one y array already in packed order (a safetensors upload): the same checks and
+ * messages, then only index is allocated; out->x and out->y stay NULL (n_x, n_y set) and the
+ * caller stores its own arrays.
+ */
+MsStatus dataset_pack_tasks_index(DatasetPacked *out, const DatasetTaskIn *tasks, size_t n_tasks,
+                                  const DatasetLimits *limits, MsError *err);
+
+/**
+ * dataset_pack_classes without a second copy of x: x (== in->x, the caller's writable n_rows x
+ * x_dim array) is regrouped in place by following the permutation's cycles; out->x stays NULL
+ * (n_x set) and the caller stores x itself. Same checks, messages, order and y / index as
+ * dataset_pack_classes. Temporary memory: 8 bytes per row, 1 per class and two rows.
+ */
+MsStatus dataset_pack_classes_inplace(DatasetPacked *out, float *x, const DatasetClassesIn *in,
+                                      const DatasetLimits *limits, MsError *err);
+
 /** Frees the three arrays and zeroes p. Accepts NULL and a zeroed struct. */
 void dataset_packed_free(DatasetPacked *p);
 
