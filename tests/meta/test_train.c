@@ -300,9 +300,11 @@ START_TEST(limits_are_checked_before_allocation_and_name_the_quantity) {
     Trainer t;
     ck_assert_int_eq(trainer_init(&t, &c, &err), MS_ERR_TOO_LARGE);
     train_config_defaults(&c);
+    // past the service's limit: a config value out of range (422 naming the limit), not a body
+    // that is too large
     c.iterations = 200000000L;
-    ck_assert_int_eq(train_config_check_limits(&c, &l, &err), MS_ERR_TOO_LARGE);
-    ck_assert_ptr_nonnull(strstr(err.msg, "iterations"));
+    ck_assert_int_eq(train_config_check_limits(&c, &l, &err), MS_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.msg, "iterations: must be at most 100000000"));
 }
 END_TEST
 
