@@ -9,9 +9,14 @@
 #
 # Idempotent: when every package is already installed it changes nothing and needs neither root
 # nor the network. Set METASERVE_DEPS_FORCE=1 to run apt-get update and install anyway.
+#
+# --build installs only what building needs (the container image's build stage): the toolchain,
+# the libraries' headers, Check and libcurl (the test and benchmark binaries build too), and
+# protobuf-c with the onnx.proto; not the servers, browsers and Python tools the tests drive.
 set -euo pipefail
 
-PACKAGES=(
+# what `scripts/build.sh` needs
+BUILD_PACKAGES=(
     build-essential
     cmake
     pkg-config
@@ -21,12 +26,19 @@ PACKAGES=(
     libsqlite3-dev
     libpq-dev
     libxxhash-dev
-    postgresql-15
     check
     libcurl4-openssl-dev
+    ca-certificates
+    libprotobuf-c-dev
+    protobuf-c-compiler
+    libonnx-dev
+)
+# and what the tests run
+PACKAGES=(
+    "${BUILD_PACKAGES[@]}"
+    postgresql-15
     curl
     nginx
-    ca-certificates
     git
     clang
     libclang-rt-14-dev
@@ -38,13 +50,20 @@ PACKAGES=(
     python3-requests
     python3-numpy
     python3-pytest
-    libprotobuf-c-dev
-    protobuf-c-compiler
-    libonnx-dev
     python3-onnx
     chromium
     python3-torch
 )
+
+for arg in "$@"; do
+    case "$arg" in
+        --build) PACKAGES=("${BUILD_PACKAGES[@]}") ;;
+        *)
+            printf 'install-deps: unknown argument "%s" (expected --build)\n' "$arg" >&2
+            exit 2
+            ;;
+    esac
+done
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --build # what building needs; the test tools come with scripts/test.sh
 BUILD_DIR="$BUILD_DIR" bash scripts/build.sh
 
 export METASERVE_DB=${METASERVE_DB:-metaserve.db}
