@@ -248,13 +248,21 @@ def test_the_readme_journey_through_nginx_is_served_by_all_three_replicas(cl):
     assert r.status_code == 404, r.text
     s.close()
 
-    # Which replica served each step, from nginx's access log (request ids are ours).
+    # Which replica served each step, from nginx's access log (request ids are ours). nginx writes
+    # a request's line after the response has left, so the last lines may lag the client: read
+    # again, for up to 10 s, until every step's id is there.
     by_id = {}
-    with open(os.path.join(cl.dir, "nginx", "access.log")) as f:
-        for line in f:
-            if line.strip():
-                e = json.loads(line)
-                by_id[e["request_id"]] = e
+    end = time.monotonic() + 10
+    while True:
+        by_id = {}
+        with open(os.path.join(cl.dir, "nginx", "access.log")) as f:
+            for line in f:
+                if line.strip():
+                    e = json.loads(line)
+                    by_id[e["request_id"]] = e
+        if all(rid in by_id for _, rid in steps) or time.monotonic() > end:
+            break
+        time.sleep(0.1)
     served = []
     for step, rid in steps:
         assert rid in by_id, (step, rid)
