@@ -263,7 +263,7 @@ static MsStatus tasks_from_json(TrainConfig *c, const cJSON *obj, const char *pa
 static MsStatus config_fields(TrainConfig *c, const cJSON *obj, const char *path, MsError *err) {
     static const char *const FIELDS[] = {"name",  "architecture", "algorithm",  "inner",
                                          "outer", "meta_batch",   "iterations", "seed",
-                                         "tasks", "threads",      "init", NULL};
+                                         "tasks", "threads",      "init",       NULL};
     char p[JSON_PATH_LEN], e[JSON_ECHO_LEN + 4];
     MsStatus st = json_need_object(obj, *path ? path : "body", err);
     if (st == MS_OK) st = json_fields(obj, path, FIELDS, err);

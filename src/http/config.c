@@ -106,7 +106,8 @@ static const Opt OPTS[] = {
      "threads per job whose config has no `threads`: its meta-batch's tasks computed at once, "
      "with the same weights for every count"},
     {"METASERVE_MAX_TRAIN_THREADS", "--max-train-threads", "N", T_INT, OFF(max_train_threads), 1,
-     64, "cores", "threads per job at most (a config asking for more gets this many); workers "
+     64, "cores",
+     "threads per job at most (a config asking for more gets this many); workers "
      "times this is logged at start, with a warning when it exceeds the cores"},
     {"METASERVE_HTTP_THREADS", "--http-threads", "N", T_INT, OFF(http_threads), 1, 256, "cores",
      "HTTP thread pool"},
@@ -456,8 +457,8 @@ void server_config_log(const ServerConfig *c, FILE *f) {
     fprintf(f, "}\n");
     // The training budget: every worker may run a job on up to max_train_threads threads.
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int dflt = c->workers * (c->train_threads > c->max_train_threads ? c->max_train_threads
-                                                                     : c->train_threads);
+    int dflt = c->workers *
+               (c->train_threads > c->max_train_threads ? c->max_train_threads : c->train_threads);
     int most = c->workers * c->max_train_threads;
     fprintf(f,
             "{\"level\":\"%s\",\"msg\":\"training threads: %d by default and at most %d, "

@@ -94,7 +94,7 @@ typedef struct Req {
     char filename[192];        // a download's name: Content-Disposition: attachment (200)
     struct MHD_Response *response; // a response the handler made itself (an event stream),
                                    // sent in place of the reply buffer (send_reply destroys it)
-    int64_t t0_ns;             // arrival, for the access log and latency metrics
+    int64_t t0_ns;                 // arrival, for the access log and latency metrics
 
     const char *headers[REQ_MAX_HEADERS][2]; // more response headers (reply_header): name, value
     int n_headers;

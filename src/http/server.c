@@ -184,8 +184,8 @@ static int params_ok(Req *r, const Route *rt) {
         // /v2 names an adaptation as the model "adaptation:<id>" (docs/oip.md)
         int oip_adaptation = strncmp(rt->pattern, "/v2/", 4) == 0 && nn == 4 &&
                              strncmp(name, "name", 4) == 0 && strncmp(v, "adaptation:", 11) == 0;
-        const char *why = oip_adaptation ? param_problem("id", 2, v + 11)
-                                         : param_problem(name, (size_t)nn, v);
+        const char *why =
+            oip_adaptation ? param_problem("id", 2, v + 11) : param_problem(name, (size_t)nn, v);
         if (why) {
             reply_problem(r, 422, "validation", "%.*s: %s", nn, name, why);
             return 0;
