@@ -54,6 +54,12 @@ ctest "${CTEST_ARGS[@]}" || rc=$?
 # the same routes the C suites ask under ASan (Prism, headless Chromium, ONNX Runtime, PyTorch),
 # to keep the whole run within its time budget.
 ASAN_SKIP='^(test_replicas_.*|test_powerloss|test_contract_prism|test_browser|test_onnx_runtime|test_torch_interop)$'
+# The Release configuration (what an optimised install is) must build without a warning.
+if [ "$TEST_TIER" = all ] && [ "$rc" -eq 0 ]; then
+    printf 'test.sh: building the Release configuration with -Werror (%s)\n' "${BUILD_DIR}-release"
+    BUILD_DIR="${BUILD_DIR}-release" bash scripts/build.sh -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_C_FLAGS=-Werror "$@" || rc=$?
+fi
 if [ "$TEST_TIER" = all ] && [ "$rc" -eq 0 ]; then
     SAN_DIR="${BUILD_DIR}-asan"
     BUILD_DIR="$SAN_DIR" bash scripts/build.sh -DMS_SANITIZE=ON "$@"

@@ -261,9 +261,9 @@ MsStatus blob_encode_alloc(void **out, size_t *len, BlobType t, const void *elem
 
 MsStatus blob_check(const void *blob, size_t len, BlobType want, size_t *n, MsError *err) {
     const unsigned char *b = blob;
-    size_t count;
-    unsigned version;
-    uint64_t stored;
+    size_t count = 0;
+    unsigned version = 0;
+    uint64_t stored = 0;
     MsStatus st = blob_header_parse(b, len, want, &count, &version, &stored, err);
     if (st != MS_OK) return st;
     BlobHash h;
