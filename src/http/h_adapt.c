@@ -334,6 +334,26 @@ void h_adaptation_delete(Req *r) {
     reply_empty(r, 204);
 }
 
+int adaptation_load(Req *r, Store *st, const char *id, StoreAdaptation *a, ServingModel **m) {
+    MsError err = {0};
+    MsStatus s;
+    memset(a, 0, sizeof *a);
+    *m = NULL;
+    if ((s = store_adaptation_get(st, id, a, &err)) != MS_OK) return reply_status(r, s, &err), 0;
+    // the architecture is that of the version the adaptation was made from
+    char ref[REF_MAX];
+    snprintf(ref, sizeof ref, "%s@%d", a->model, a->version);
+    if ((s = serving_get(r->app->serving, st, ref, m, &err)) != MS_OK)
+        return reply_status(r, s, &err), 0;
+    if (a->n_params != (*m)->spec.P) {
+        s = ms_fail_detail(&err, MS_ERR_DB, MS_DETAIL_CORRUPT,
+                           "adaptation: corrupt: %zu parameters for a model of %zu", a->n_params,
+                           (*m)->spec.P);
+        return reply_status(r, s, &err), 0;
+    }
+    return 1;
+}
+
 void h_adaptation_predict(Req *r) {
     static const char *const fields[] = {"x", NULL};
     Serving *reg = r->app->serving;
@@ -341,31 +361,11 @@ void h_adaptation_predict(Req *r) {
     StoreAdaptation a;
     memset(&a, 0, sizeof a);
     float *x = NULL;
-    MsError err = {0};
-    MsStatus s;
     int rows = 0;
     const cJSON *body = r->json; // parsed by dispatch
     if (!body_fields(r, body, "body", fields)) goto done;
     Store *st = req_store(r);
-    if (!st) goto done;
-    if ((s = store_adaptation_get(st, r->params[0], &a, &err)) != MS_OK) {
-        reply_status(r, s, &err);
-        goto done;
-    }
-    // the architecture is that of the version the adaptation was made from
-    char ref[REF_MAX];
-    snprintf(ref, sizeof ref, "%s@%d", a.model, a.version);
-    if ((s = serving_get(reg, st, ref, &m, &err)) != MS_OK) {
-        reply_status(r, s, &err);
-        goto done;
-    }
-    if (a.n_params != m->spec.P) {
-        s = ms_fail_detail(&err, MS_ERR_DB, MS_DETAIL_CORRUPT,
-                           "adaptation: corrupt: %zu parameters for a model of %zu", a.n_params,
-                           m->spec.P);
-        reply_status(r, s, &err);
-        goto done;
-    }
+    if (!st || !adaptation_load(r, st, r->params[0], &a, &m)) goto done;
     if (!(x = predict_read_x(r, body, &m->spec, &rows))) goto done;
     reply_prediction(r, a.model, a.version, 1, &m->spec, a.params, x, rows);
 done:

@@ -63,27 +63,9 @@ void h_adaptation_onnx(Req *r) {
     ServingModel *m = NULL;
     StoreAdaptation a;
     memset(&a, 0, sizeof a);
-    MsError err = {0};
-    MsStatus s;
     Store *st = req_store(r);
     if (!st) return;
-    if ((s = store_adaptation_get(st, r->params[0], &a, &err)) != MS_OK) {
-        reply_status(r, s, &err);
-        goto done;
-    }
-    char ref[REF_MAX];
-    snprintf(ref, sizeof ref, "%s@%d", a.model, a.version);
-    if ((s = serving_get(reg, st, ref, &m, &err)) != MS_OK) {
-        reply_status(r, s, &err);
-        goto done;
-    }
-    if (a.n_params != m->spec.P) {
-        s = ms_fail_detail(&err, MS_ERR_DB, MS_DETAIL_CORRUPT,
-                           "adaptation: corrupt: %zu parameters for a model of %zu", a.n_params,
-                           m->spec.P);
-        reply_status(r, s, &err);
-        goto done;
-    }
+    if (!adaptation_load(r, st, r->params[0], &a, &m)) goto done;
     OnnxProvenance prov = {.model = a.model,
                            .version = a.version,
                            .algorithm = meta_algo_name(m->cfg.algo),

@@ -100,25 +100,10 @@ void h_adaptation_weights(Req *r) {
     if (!st) return;
     MsError err = {0};
     StoreAdaptation a;
-    MsStatus s = store_adaptation_get(st, r->params[0], &a, &err);
-    if (s != MS_OK) {
-        reply_status(r, s, &err);
-        return;
-    }
-    char ref[STORE_NAME_MAX + 16];
-    snprintf(ref, sizeof ref, "%s@%d", a.model, a.version);
     ServingModel *m = NULL;
     StoreModel sm;
     memset(&sm, 0, sizeof sm);
-    if ((s = serving_get(r->app->serving, st, ref, &m, &err)) != MS_OK) {
-        reply_status(r, s, &err);
-        goto done;
-    }
-    if (a.n_params != m->spec.P) {
-        reply_problem(r, 500, "internal", "adaptation: %zu parameters for a model of %zu",
-                      a.n_params, m->spec.P);
-        goto done;
-    }
+    if (!adaptation_load(r, st, r->params[0], &a, &m)) goto done;
     if (want) {
         if (stored(r, st, m, &sm)) reply_st(r, m, &sm, a.params, a.id);
         goto done;

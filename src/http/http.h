@@ -356,6 +356,11 @@ void h_oip_infer(Req *r);
 /** 1 when rows rows fit the prediction limits for spec (work of one forward pass, values in one
  *  reply), else replies 413 naming `what` ("x") and returns 0 (h_adapt.c). */
 int predict_limits_ok(Req *r, const MlpSpec *spec, int rows, const char *what);
+/** Reads adaptation id into *a and the version it was made from (its architecture) into *m;
+ *  a stored parameter count that does not fit that architecture is a corrupt row. Replies and
+ *  returns 0 on failure; the caller frees *a and releases *m (NULL until got) either way
+ *  (h_adapt.c). */
+int adaptation_load(Req *r, Store *st, const char *id, StoreAdaptation *a, ServingModel **m);
 /** 1 when path (as received) is under /v2: its problem documents also carry the protocol's
  *  "error" member (reply.c). */
 int oip_path(const char *path);

@@ -340,10 +340,44 @@ static MsStatus mark_test_classes(const DatasetClassesIn *in, const int32_t *lab
     return MS_OK;
 }
 
-// Fills the packed classes arrays: x (n x D) and y (n) with rows grouped by class, index (3C + 1)
-// with offsets, flags and original labels. labels: the C sorted distinct labels.
+// The classes of a checked pool: *labels the *C sorted distinct labels, *is_test their held-out
+// flags, refused when there are too many classes or the packed arrays would pass the byte
+// limit. The caller frees *labels and *is_test (NULL or allocated) whatever the outcome.
+static MsStatus pool_classes(const DatasetClassesIn *in, const DatasetLimits *lim, int32_t **labels,
+                             size_t *C, uint8_t **is_test, MsError *err) {
+    const size_t n = (size_t)in->n_rows, D = (size_t)in->x_dim;
+    *is_test = NULL;
+    // Temporary: 4 bytes per row.
+    int32_t *l = *labels = malloc(n * sizeof *l);
+    if (!l) return ms_fail(err, MS_ERR_NOMEM, "dataset: out of memory packing %zu rows", n);
+    memcpy(l, in->labels, n * sizeof *l);
+    sort_i32(l, n);
+    size_t c = 1;
+    for (size_t r = 1; r < n; r++)
+        if (l[r] != l[c - 1]) l[c++] = l[r];
+    *C = c;
+    if (c > DATASET_MAX_CLASSES)
+        return ms_fail(err, MS_ERR_INVALID, "labels: %zu distinct classes; at most %d", c,
+                       DATASET_MAX_CLASSES);
+    if (!(*is_test = calloc(c, 1)))
+        return ms_fail(err, MS_ERR_NOMEM, "dataset: out of memory packing %zu rows", n);
+    MsStatus st = mark_test_classes(in, l, (int64_t)c, *is_test, err);
+    if (st != MS_OK) return st;
+    double bytes = (double)n * (D + 1) * sizeof(float) + (3.0 * c + 1) * sizeof(int32_t);
+    if (bytes > (double)lim->max_bytes)
+        return ms_fail(err, MS_ERR_TOO_LARGE,
+                       "x: %zu rows of %zu values in %zu classes need %.1f MiB packed (limit %.1f "
+                       "MiB)",
+                       n, D, c, mib(bytes), mib((double)lim->max_bytes));
+    return MS_OK;
+}
+
+// Fills the packed classes arrays: y (n) with rows grouped by class and index (3C + 1) with
+// offsets, flags and original labels; and x (n x D) with the rows in that order when x is
+// non-NULL, dest (n) with each input row's place when dest is non-NULL. labels: the C sorted
+// distinct labels.
 static void place_rows(const DatasetClassesIn *in, const int32_t *labels, size_t C,
-                       const uint8_t *is_test, float *x, float *y, int32_t *index) {
+                       const uint8_t *is_test, float *x, int32_t *dest, float *y, int32_t *index) {
     const size_t n = (size_t)in->n_rows, D = (size_t)in->x_dim;
     // Offsets by counting; the flag part of index serves as the per-class write cursor until the
     // rows are placed, then receives the flags.
@@ -359,7 +393,8 @@ static void place_rows(const DatasetClassesIn *in, const int32_t *labels, size_t
     for (size_t r = 0; r < n; r++) {
         int64_t c = find_label(labels, (int64_t)C, in->labels[r]);
         size_t dst = (size_t)cursor[c]++;
-        memcpy(x + dst * D, in->x + r * D, D * sizeof *x);
+        if (x) memcpy(x + dst * D, in->x + r * D, D * sizeof *x);
+        if (dest) dest[r] = (int32_t)dst;
         y[dst] = (float)c;
     }
     for (size_t c = 0; c < C; c++) {
@@ -379,36 +414,16 @@ MsStatus dataset_pack_classes(DatasetPacked *out, const DatasetClassesIn *in,
     MsStatus st = check_pool(in, &lim, err);
     if (st != MS_OK) return st;
 
-    // The distinct labels, ascending: class c is labels[c]. Temporary: 4 bytes per row.
+    // The distinct labels, ascending: class c is labels[c].
     const size_t n = (size_t)in->n_rows, D = (size_t)in->x_dim;
-    labels = malloc(n * sizeof *labels);
-    if (!labels) goto nomem;
-    memcpy(labels, in->labels, n * sizeof *labels);
-    sort_i32(labels, n);
-    size_t C = 1;
-    for (size_t r = 1; r < n; r++)
-        if (labels[r] != labels[C - 1]) labels[C++] = labels[r];
-    if (C > DATASET_MAX_CLASSES) {
-        st = ms_fail(err, MS_ERR_INVALID, "labels: %zu distinct classes; at most %d", C,
-                     DATASET_MAX_CLASSES);
-        goto done;
-    }
-    if (!(is_test = calloc(C, 1))) goto nomem;
-    if ((st = mark_test_classes(in, labels, (int64_t)C, is_test, err)) != MS_OK) goto done;
-    double bytes = (double)n * (D + 1) * sizeof(float) + (3.0 * C + 1) * sizeof(int32_t);
-    if (bytes > (double)lim.max_bytes) {
-        st = ms_fail(err, MS_ERR_TOO_LARGE,
-                     "x: %zu rows of %zu values in %zu classes need %.1f MiB packed (limit %.1f "
-                     "MiB)",
-                     n, D, C, mib(bytes), mib((double)lim.max_bytes));
-        goto done;
-    }
+    size_t C = 0;
+    if ((st = pool_classes(in, &lim, &labels, &C, &is_test, err)) != MS_OK) goto done;
 
     x = malloc(n * D * sizeof *x);
     y = malloc(n * sizeof *y);
     index = malloc((3 * C + 1) * sizeof *index);
     if (!x || !y || !index) goto nomem;
-    place_rows(in, labels, C, is_test, x, y, index);
+    place_rows(in, labels, C, is_test, x, NULL, y, index);
 
     out->kind = DATASET_CLASSES;
     out->x_dim = (int)D;
@@ -462,53 +477,18 @@ MsStatus dataset_pack_classes_inplace(DatasetPacked *out, float *x, const Datase
     MsStatus st = check_pool(in, &lim, err);
     if (st != MS_OK) return st;
     const size_t n = (size_t)in->n_rows, D = (size_t)in->x_dim;
-    int32_t *labels = malloc(n * sizeof *labels), *dest = NULL, *index = NULL;
+    int32_t *labels = NULL, *dest = NULL, *index = NULL;
     uint8_t *is_test = NULL;
     float *y = NULL, *tmp = NULL;
-    if (!labels) goto nomem;
-    memcpy(labels, in->labels, n * sizeof *labels);
-    sort_i32(labels, n);
-    size_t C = 1;
-    for (size_t r = 1; r < n; r++)
-        if (labels[r] != labels[C - 1]) labels[C++] = labels[r];
-    if (C > DATASET_MAX_CLASSES) {
-        st = ms_fail(err, MS_ERR_INVALID, "labels: %zu distinct classes; at most %d", C,
-                     DATASET_MAX_CLASSES);
-        goto done;
-    }
-    if (!(is_test = calloc(C, 1))) goto nomem;
-    if ((st = mark_test_classes(in, labels, (int64_t)C, is_test, err)) != MS_OK) goto done;
-    double bytes = (double)n * (D + 1) * sizeof(float) + (3.0 * C + 1) * sizeof(int32_t);
-    if (bytes > (double)lim.max_bytes) {
-        st = ms_fail(err, MS_ERR_TOO_LARGE,
-                     "x: %zu rows of %zu values in %zu classes need %.1f MiB packed (limit %.1f "
-                     "MiB)",
-                     n, D, C, mib(bytes), mib((double)lim.max_bytes));
-        goto done;
-    }
+    size_t C = 0;
+    if ((st = pool_classes(in, &lim, &labels, &C, &is_test, err)) != MS_OK) goto done;
     y = malloc(n * sizeof *y);
     index = malloc((3 * C + 1) * sizeof *index);
     dest = malloc(n * sizeof *dest);
     tmp = malloc(2 * D * sizeof *tmp);
     if (!y || !index || !dest || !tmp) goto nomem;
-    // the destinations of place_rows (same order: stable within a class, classes ascending)
-    int32_t *offsets = index, *cursor = index + C + 1;
-    memset(offsets, 0, (C + 1) * sizeof *offsets);
-    for (size_t r = 0; r < n; r++)
-        offsets[find_label(labels, (int64_t)C, in->labels[r]) + 1]++;
-    for (size_t c = 0; c < C; c++) {
-        offsets[c + 1] += offsets[c];
-        cursor[c] = offsets[c];
-    }
-    for (size_t r = 0; r < n; r++) {
-        int64_t c = find_label(labels, (int64_t)C, in->labels[r]);
-        dest[r] = cursor[c]++;
-        y[dest[r]] = (float)c;
-    }
-    for (size_t c = 0; c < C; c++) {
-        index[C + 1 + c] = is_test[c];
-        index[2 * C + 1 + c] = labels[c];
-    }
+    // the places of the copying path, then the rows moved there within x
+    place_rows(in, labels, C, is_test, NULL, dest, y, index);
     permute_rows(x, dest, n, D, tmp, tmp + D);
     out->kind = DATASET_CLASSES;
     out->x_dim = (int)D;

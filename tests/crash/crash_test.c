@@ -47,7 +47,6 @@
 
 /* ---- the run ---- */
 
-
 static void start_server(Proc *p) {
     proc_start(p, g_db, 2, 4);
 }
